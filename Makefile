@@ -1,0 +1,66 @@
+# RunnerFleet: `make help` lists the targets.
+SHELL := /bin/bash
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PROTO_SRC := $(wildcard protos/*.proto)
+export PYTHONDONTWRITEBYTECODE := 1
+
+.PHONY: help install proto proto-check lint test test-unit test-compat test-deploy demo cluster cluster-compose bench bench-quick gpu-check clean
+
+help: ## list the targets
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+$(VENV)/.installed: $(BIN)/python pyproject.toml
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed ## create or update .venv (idempotent)
+
+proto: install ## regenerate the Python modules from protos/*.proto
+	$(BIN)/python -m grpc_tools.protoc -I . --python_out=. --pyi_out=. --grpc_python_out=. $(PROTO_SRC)
+
+proto-check: install ## fail when the generated modules drift from the .proto sources
+	@tmp=$$(mktemp -d); \
+	$(BIN)/python -m grpc_tools.protoc -I . --python_out=$$tmp --pyi_out=$$tmp --grpc_python_out=$$tmp $(PROTO_SRC) && \
+	for f in $$tmp/protos/*.py $$tmp/protos/*.pyi; do cmp -s $$f protos/$$(basename $$f) || { echo "protos/$$(basename $$f) drifted: run make proto"; rm -rf $$tmp; exit 1; }; done; \
+	rm -rf $$tmp; echo "protos up to date"
+
+lint: install ## ruff and mypy
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy protos/codec.py protos/errors.py protos/status.py store runner_worker api_gateway runnerfleet
+
+test-deps: ## system packages the tests need (Debian): prometheus, docker-compose, libb64-0d
+	bash .ci/system-deps.sh
+
+test: install ## run the whole test suite
+	$(MAKE) proto-check
+	$(BIN)/python -m pytest -q tests --ignore=tests/compat
+	$(BIN)/python -m pytest -q tests/compat
+
+demo: install ## train and save the demo models, serve them, query them, stop
+	$(BIN)/python -m runnerfleet.demo
+
+cluster: install ## start a local cluster (gateway + 2 workers); Ctrl-C stops it
+	$(BIN)/runnerfleet cluster up --workers 2
+
+cluster-compose: ## start the docker-compose cluster (needs a Docker engine)
+	docker compose -f deploy/docker-compose.yml up --build
+
+bench: install ## full benchmark against peers (writes BENCHMARKS.md)
+	$(BIN)/python -m bench.harness --full
+
+bench-quick: install ## quick benchmark (< 3 minutes)
+	$(BIN)/python -m bench.harness --quick
+
+gpu-check: install ## GPU tests and GPU benchmark (on a machine with an NVIDIA GPU)
+	$(BIN)/python -m pytest -q -m gpu tests/gpu
+	$(BIN)/python -m bench.gpu
+
+clean: ## remove caches (keeps .venv)
+	rm -rf .pytest_cache .mypy_cache .ruff_cache build *.egg-info

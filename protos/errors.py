@@ -1,0 +1,126 @@
+"""Transport-neutral errors: every layer raises these; only protos/status.py maps them to gRPC.
+
+Each error carries an ``ErrorCode`` whose names match gRPC's status codes, so the mapping is
+one table and domain code (store, batcher, router) never imports grpc.
+"""
+
+from __future__ import annotations
+
+import enum
+
+__all__ = [
+    "ErrorCode",
+    "RunnerFleetError",
+    "InvalidArgument",
+    "NotFound",
+    "AlreadyExists",
+    "FailedPrecondition",
+    "ResourceExhausted",
+    "Unavailable",
+    "DeadlineExceeded",
+    "Cancelled",
+    "Unauthenticated",
+    "PermissionDenied",
+    "Unimplemented",
+    "Internal",
+    "error_for_code",
+]
+
+
+class ErrorCode(enum.Enum):
+    """What went wrong, independent of the transport (names follow gRPC's status codes)."""
+
+    CANCELLED = "CANCELLED"
+    INVALID_ARGUMENT = "INVALID_ARGUMENT"
+    DEADLINE_EXCEEDED = "DEADLINE_EXCEEDED"
+    NOT_FOUND = "NOT_FOUND"
+    ALREADY_EXISTS = "ALREADY_EXISTS"
+    PERMISSION_DENIED = "PERMISSION_DENIED"
+    RESOURCE_EXHAUSTED = "RESOURCE_EXHAUSTED"
+    FAILED_PRECONDITION = "FAILED_PRECONDITION"
+    UNIMPLEMENTED = "UNIMPLEMENTED"
+    INTERNAL = "INTERNAL"
+    UNAVAILABLE = "UNAVAILABLE"
+    UNAUTHENTICATED = "UNAUTHENTICATED"
+
+
+class RunnerFleetError(Exception):
+    """Base of every error RunnerFleet raises on purpose; ``code`` says which kind."""
+
+    code: ErrorCode = ErrorCode.INTERNAL
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidArgument(RunnerFleetError, ValueError):
+    code = ErrorCode.INVALID_ARGUMENT
+
+
+class NotFound(RunnerFleetError, LookupError):
+    code = ErrorCode.NOT_FOUND
+
+
+class AlreadyExists(RunnerFleetError):
+    code = ErrorCode.ALREADY_EXISTS
+
+
+class FailedPrecondition(RunnerFleetError):
+    code = ErrorCode.FAILED_PRECONDITION
+
+
+class ResourceExhausted(RunnerFleetError):
+    code = ErrorCode.RESOURCE_EXHAUSTED
+
+
+class Unavailable(RunnerFleetError):
+    code = ErrorCode.UNAVAILABLE
+
+
+class DeadlineExceeded(RunnerFleetError, TimeoutError):
+    code = ErrorCode.DEADLINE_EXCEEDED
+
+
+class Cancelled(RunnerFleetError):
+    code = ErrorCode.CANCELLED
+
+
+class Unauthenticated(RunnerFleetError):
+    code = ErrorCode.UNAUTHENTICATED
+
+
+class PermissionDenied(RunnerFleetError):
+    code = ErrorCode.PERMISSION_DENIED
+
+
+class Unimplemented(RunnerFleetError, NotImplementedError):
+    code = ErrorCode.UNIMPLEMENTED
+
+
+class Internal(RunnerFleetError):
+    code = ErrorCode.INTERNAL
+
+
+_BY_CODE: dict[ErrorCode, type[RunnerFleetError]] = {
+    cls.code: cls
+    for cls in (
+        InvalidArgument,
+        NotFound,
+        AlreadyExists,
+        FailedPrecondition,
+        ResourceExhausted,
+        Unavailable,
+        DeadlineExceeded,
+        Cancelled,
+        Unauthenticated,
+        PermissionDenied,
+        Unimplemented,
+        Internal,
+    )
+}
+
+
+def error_for_code(code: ErrorCode, message: str) -> RunnerFleetError:
+    """The error instance for ``code`` (used by clients turning a status back into an error)."""
+    return _BY_CODE.get(code, Internal)(message)
