@@ -1,0 +1,430 @@
+"""The only wire <-> numpy conversion for Open Inference Protocol tensors, with one dtype table.
+
+Decoding is zero-copy where it can be: a fixed-width raw tensor becomes ``np.frombuffer`` over
+the request's bytes, so the array is **read-only** (copy it before writing in place). Typed
+``contents`` are accepted on input; outputs are always encoded raw (one ``raw_output_contents``
+entry per output, in order), because ``tritonclient`` decodes nothing else. BYTES elements travel
+as a 4-byte little-endian length followed by the bytes, row-major. Every malformed tensor raises
+``protos.errors.InvalidArgument`` with a message that says what to fix.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+import sys
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+
+from protos import grpc_service_pb2 as pb
+from protos.errors import Internal, InvalidArgument
+
+__all__ = [
+    "DATATYPE_TO_NUMPY",
+    "DATATYPES",
+    "numpy_to_datatype",
+    "datatype_to_numpy",
+    "decode_input",
+    "decode_request_inputs",
+    "encode_output",
+    "encode_input",
+    "encode_response",
+    "encode_request",
+    "decode_output",
+    "decode_response_outputs",
+    "serialize_bytes_tensor",
+    "deserialize_bytes_tensor",
+]
+
+InferInputTensor = pb.ModelInferRequest.InferInputTensor
+InferOutputTensor = pb.ModelInferResponse.InferOutputTensor
+
+# The one dtype table. Fixed-width dtypes are explicitly little-endian (the wire byte order).
+DATATYPE_TO_NUMPY: dict[str, np.dtype] = {
+    "BOOL": np.dtype(np.bool_),
+    "UINT8": np.dtype("<u1"),
+    "UINT16": np.dtype("<u2"),
+    "UINT32": np.dtype("<u4"),
+    "UINT64": np.dtype("<u8"),
+    "INT8": np.dtype("<i1"),
+    "INT16": np.dtype("<i2"),
+    "INT32": np.dtype("<i4"),
+    "INT64": np.dtype("<i8"),
+    "FP16": np.dtype("<f2"),
+    "FP32": np.dtype("<f4"),
+    "FP64": np.dtype("<f8"),
+    "BYTES": np.dtype(object),
+}
+DATATYPES: tuple[str, ...] = tuple(DATATYPE_TO_NUMPY)
+_VALID = ", ".join(DATATYPES)
+
+# numpy (kind, itemsize) -> datatype, for arrays of any byte order.
+_KIND_SIZE_TO_DATATYPE: dict[tuple[str, int], str] = {
+    (dt.kind, dt.itemsize): name for name, dt in DATATYPE_TO_NUMPY.items() if name != "BYTES"
+}
+
+# Typed-contents field per datatype, and the wider numpy dtype that field holds.
+_TYPED_FIELD: dict[str, tuple[str, np.dtype]] = {
+    "BOOL": ("bool_contents", np.dtype(np.bool_)),
+    "INT8": ("int_contents", np.dtype(np.int32)),
+    "INT16": ("int_contents", np.dtype(np.int32)),
+    "INT32": ("int_contents", np.dtype(np.int32)),
+    "INT64": ("int64_contents", np.dtype(np.int64)),
+    "UINT8": ("uint_contents", np.dtype(np.uint32)),
+    "UINT16": ("uint_contents", np.dtype(np.uint32)),
+    "UINT32": ("uint_contents", np.dtype(np.uint32)),
+    "UINT64": ("uint64_contents", np.dtype(np.uint64)),
+    "FP32": ("fp32_contents", np.dtype(np.float32)),
+    "FP64": ("fp64_contents", np.dtype(np.float64)),
+    "BYTES": ("bytes_contents", np.dtype(object)),
+}
+
+_LEN = struct.Struct("<I")
+_MAX_ELEMENT_BYTES = 0xFFFFFFFF
+_BIG_ENDIAN_HOST = sys.byteorder == "big"
+
+
+def datatype_to_numpy(datatype: str, *, what: str = "tensor") -> np.dtype:
+    """The numpy dtype for a wire datatype name; unknown names list the valid ones."""
+    dtype = DATATYPE_TO_NUMPY.get(datatype)
+    if dtype is None:
+        if datatype == "BF16":
+            raise InvalidArgument(f"{what}: datatype BF16 is not supported; send FP32 or FP16")
+        raise InvalidArgument(f"{what}: unknown datatype {datatype!r}; valid datatypes: {_VALID}")
+    return dtype
+
+
+def numpy_to_datatype(dtype: Any) -> str:
+    """The wire datatype name for a numpy dtype (any byte order; str/bytes/object -> BYTES)."""
+    try:
+        dt = np.dtype(dtype)
+    except TypeError as exc:
+        raise InvalidArgument(f"{dtype!r} is not a numpy dtype: {exc}") from None
+    if dt.kind in "OSU":
+        return "BYTES"
+    name = _KIND_SIZE_TO_DATATYPE.get((dt.kind, dt.itemsize))
+    if name is None:
+        raise InvalidArgument(
+            f"numpy dtype {dt} has no Open Inference Protocol datatype; use bool, "
+            "(u)int8-64, float16/32/64, or str/bytes/object for BYTES"
+        )
+    return name
+
+
+# ---------------------------------------------------------------------------------------------
+# BYTES element encoding
+
+
+def serialize_bytes_tensor(array: np.ndarray) -> bytes:
+    """Row-major BYTES wire form: per element a 4-byte little-endian length, then the bytes."""
+    parts: list[bytes] = []
+    append = parts.append
+    pack = _LEN.pack
+    for index, item in enumerate(array.ravel(order="C").tolist()):
+        if isinstance(item, bytes):
+            data = item
+        elif isinstance(item, bytearray | memoryview):
+            data = bytes(item)
+        else:  # str, or numbers in object arrays (as tritonclient does)
+            text = item if isinstance(item, str) else str(item)
+            try:
+                data = text.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                raise InvalidArgument(
+                    f"BYTES element {index} cannot be encoded as UTF-8 ({exc.reason}); "
+                    "pass bytes for binary data"
+                ) from None
+        if len(data) > _MAX_ELEMENT_BYTES:
+            raise InvalidArgument(
+                f"BYTES element {index} of {len(data)} bytes exceeds the 4 GiB limit"
+            )
+        append(pack(len(data)))
+        append(data)
+    return b"".join(parts)
+
+
+def deserialize_bytes_tensor(raw: bytes, count: int, *, what: str = "tensor") -> np.ndarray:
+    """Parse ``count`` length-prefixed BYTES elements into a flat object array of bytes."""
+    data = raw if isinstance(raw, bytes) else bytes(raw)
+    size = len(data)
+    if count > size // 4:  # every element needs at least its 4-byte prefix; check before allocating
+        raise InvalidArgument(
+            f"{what}: raw content is {size} bytes but {count} BYTES elements need at least "
+            f"{4 * count} bytes (a 4-byte little-endian length prefix each)"
+        )
+    out = np.empty(count, dtype=object)
+    unpack = _LEN.unpack_from
+    offset = 0
+    for i in range(count):
+        if offset + 4 > size:
+            raise InvalidArgument(
+                f"{what}: BYTES element {i} length prefix at byte {offset} runs past the end "
+                f"of the {size}-byte raw content"
+            )
+        (length,) = unpack(data, offset)
+        offset += 4
+        end = offset + length
+        if end > size:
+            raise InvalidArgument(
+                f"{what}: BYTES element {i} declares {length} bytes at byte {offset} but only "
+                f"{size - offset} bytes remain in the {size}-byte raw content"
+            )
+        out[i] = data[offset:end]
+        offset = end
+    if offset != size:
+        raise InvalidArgument(
+            f"{what}: raw content is {size} bytes but its {count} BYTES elements end at byte "
+            f"{offset}; {size - offset} bytes left over (shape and data disagree)"
+        )
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Decoding (wire -> numpy)
+
+
+def _shape_and_count(tensor: Any, what: str) -> tuple[tuple[int, ...], int]:
+    shape = tuple(tensor.shape)
+    for dim in shape:
+        if dim < 0:
+            raise InvalidArgument(
+                f"{what}: shape {list(shape)} has a negative dimension; "
+                "tensors on the wire need concrete, non-negative dims"
+            )
+    return shape, math.prod(shape)
+
+
+def _decode_raw(
+    datatype: str, dtype: np.dtype, shape: tuple[int, ...], count: int, raw: bytes, what: str
+) -> np.ndarray:
+    if datatype == "BYTES":
+        return deserialize_bytes_tensor(raw, count, what=what).reshape(shape)
+    needed = count * dtype.itemsize
+    if len(raw) != needed:
+        raise InvalidArgument(
+            f"{what}: raw content is {len(raw)} bytes but shape {list(shape)} of {datatype} "
+            f"needs {needed} bytes"
+        )
+    if datatype == "BOOL":
+        as_u8 = np.frombuffer(raw, dtype=np.uint8)
+        if count and as_u8.max() > 1:  # non-canonical true bytes: normalise (one copy)
+            return (as_u8 != 0).reshape(shape)
+        return as_u8.view(np.bool_).reshape(shape)
+    arr = np.frombuffer(raw, dtype=dtype)
+    if _BIG_ENDIAN_HOST:  # pragma: no cover - every supported host is little-endian
+        arr = arr.astype(dtype.newbyteorder("="))
+    return arr.reshape(shape)
+
+
+def _decode_typed(
+    datatype: str, dtype: np.dtype, shape: tuple[int, ...], count: int, contents: Any, what: str
+) -> np.ndarray:
+    typed = _TYPED_FIELD.get(datatype)
+    present = [field.name for field, _ in contents.ListFields()]
+    if typed is None:
+        raise InvalidArgument(
+            f"{what}: {datatype} has no typed contents field; send it in raw_input_contents"
+        )
+    field_name, wide = typed
+    stray = [name for name in present if name != field_name]
+    if stray:
+        raise InvalidArgument(
+            f"{what}: datatype {datatype} takes its data in contents.{field_name}, "
+            f"but contents.{stray[0]} is set"
+        )
+    values = getattr(contents, field_name)
+    if len(values) != count:
+        raise InvalidArgument(
+            f"{what}: contents.{field_name} has {len(values)} elements but shape {list(shape)} "
+            f"needs {count}"
+        )
+    if datatype == "BYTES":
+        out = np.empty(count, dtype=object)
+        out[:] = list(values)
+        return out.reshape(shape)
+    arr = np.fromiter(values, dtype=wide, count=count)
+    if wide != dtype and datatype != "BOOL":
+        info = np.iinfo(dtype)
+        if count and (arr.min() < info.min or arr.max() > info.max):
+            raise InvalidArgument(
+                f"{what}: contents.{field_name} holds values outside the {datatype} range "
+                f"[{info.min}, {info.max}]"
+            )
+        arr = arr.astype(dtype)
+    return arr.reshape(shape)
+
+
+def _has_typed(tensor: Any) -> bool:
+    return tensor.HasField("contents") and tensor.contents.ByteSize() > 0
+
+
+def _decode_tensor(tensor: Any, raw: bytes | None, kind: str) -> np.ndarray:
+    what = f"{kind} {tensor.name!r}"
+    datatype = tensor.datatype
+    dtype = datatype_to_numpy(datatype, what=what)
+    shape, count = _shape_and_count(tensor, what)
+    if raw is not None:
+        return _decode_raw(datatype, dtype, shape, count, raw, what)
+    if _has_typed(tensor):
+        return _decode_typed(datatype, dtype, shape, count, tensor.contents, what)
+    if count == 0:
+        return np.empty(shape, dtype=dtype)
+    raise InvalidArgument(
+        f"{what}: no data; send it in raw_input_contents or in the tensor's typed contents"
+    )
+
+
+def decode_input(tensor: Any, raw: bytes | None) -> np.ndarray:
+    """One input tensor as numpy: from ``raw`` when given (zero-copy, read-only), else typed."""
+    return _decode_tensor(tensor, raw, "input")
+
+
+def decode_output(tensor: Any, raw: bytes | None) -> np.ndarray:
+    """One output tensor as numpy (as ``decode_input``, with 'output' in error messages)."""
+    return _decode_tensor(tensor, raw, "output")
+
+
+def _decode_all(
+    tensors: Sequence[Any],
+    raws: Sequence[bytes],
+    kind: str,
+    raw_field: str,
+) -> list[np.ndarray]:
+    if len(raws) == 0:
+        return [_decode_tensor(t, None, kind) for t in tensors]
+    if len(raws) != len(tensors):
+        raise InvalidArgument(
+            f"{len(raws)} {raw_field} entries for {len(tensors)} {kind}s; send exactly one "
+            f"entry per {kind}, in the order of `{kind}s`"
+        )
+    for t in tensors:
+        if _has_typed(t):
+            raise InvalidArgument(
+                f"{kind} {t.name!r} has typed contents while the message uses {raw_field}; "
+                "send all tensors raw or all typed, not a mix"
+            )
+    return [_decode_tensor(t, r, kind) for t, r in zip(tensors, raws, strict=True)]
+
+
+def decode_request_inputs(request: Any) -> list[np.ndarray]:
+    """All inputs of a ModelInferRequest as numpy, in the order of ``inputs``."""
+    inputs = request.inputs
+    seen: set[str] = set()
+    for t in inputs:
+        if t.name in seen:
+            raise InvalidArgument(f"input {t.name!r} appears more than once in the request")
+        seen.add(t.name)
+    return _decode_all(inputs, request.raw_input_contents, "input", "raw_input_contents")
+
+
+def decode_response_outputs(response: Any) -> list[np.ndarray]:
+    """All outputs of a ModelInferResponse as numpy, in the order of ``outputs``."""
+    return _decode_all(
+        response.outputs, response.raw_output_contents, "output", "raw_output_contents"
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Encoding (numpy -> wire, always raw)
+
+
+def _as_array(value: Any, what: str) -> np.ndarray:
+    if isinstance(value, np.ndarray):
+        return value
+    try:
+        return np.asarray(value)
+    except (ValueError, TypeError, RuntimeError) as exc:  # ragged lists, grad tensors
+        raise InvalidArgument(
+            f"{what}: cannot convert {type(value).__name__} to an array: {exc}"
+        ) from None
+
+
+def _array_to_wire(array: Any, what: str) -> tuple[str, tuple[int, ...], bytes]:
+    """(datatype, shape, raw little-endian row-major bytes) for any array-like."""
+    arr = _as_array(array, what)
+    dt = arr.dtype
+    if dt.kind in "OSU":
+        return "BYTES", arr.shape, serialize_bytes_tensor(arr)
+    try:
+        datatype = numpy_to_datatype(dt)
+    except InvalidArgument as exc:
+        raise InvalidArgument(f"{what}: {exc.message}") from None
+    if dt.byteorder == ">" or (dt.byteorder == "=" and _BIG_ENDIAN_HOST):
+        arr = arr.astype(dt.newbyteorder("<"))
+    return datatype, arr.shape, arr.tobytes(order="C")  # one copy, C order for any layout
+
+
+def encode_output(name: str, array: Any) -> tuple[Any, bytes]:
+    """One output as (InferOutputTensor, raw bytes): little-endian, row-major, any layout."""
+    datatype, shape, raw = _array_to_wire(array, f"output {name!r}")
+    return InferOutputTensor(name=name, datatype=datatype, shape=shape), raw
+
+
+def encode_input(name: str, array: Any) -> tuple[Any, bytes]:
+    """One input as (InferInputTensor, raw bytes), for clients."""
+    datatype, shape, raw = _array_to_wire(array, f"input {name!r}")
+    return InferInputTensor(name=name, datatype=datatype, shape=shape), raw
+
+
+def encode_response(request: Any, arrays: Sequence[Any], names: Sequence[str]) -> Any:
+    """A raw ModelInferResponse answering ``request``; keeps only the outputs it asked for."""
+    if len(arrays) != len(names):
+        raise Internal(f"model returned {len(arrays)} outputs but {len(names)} names were given")
+    pairs: Iterable[tuple[str, Any]] = zip(names, arrays, strict=True)
+    if len(request.outputs):
+        by_name = dict(zip(names, arrays, strict=True))
+        missing = [o.name for o in request.outputs if o.name not in by_name]
+        if missing:
+            raise InvalidArgument(
+                f"requested output {missing[0]!r} does not exist; outputs: {', '.join(names)}"
+            )
+        pairs = [(o.name, by_name[o.name]) for o in request.outputs]
+    tensors = []
+    raws = []
+    for name, array in pairs:
+        tensor, raw = encode_output(name, array)
+        tensors.append(tensor)
+        raws.append(raw)
+    return pb.ModelInferResponse(
+        model_name=request.model_name,
+        model_version=request.model_version,
+        id=request.id,
+        outputs=tensors,
+        raw_output_contents=raws,
+    )
+
+
+def encode_request(
+    model_name: str,
+    arrays: Sequence[Any],
+    *,
+    model_version: str = "",
+    method: str | None = None,
+    input_names: Sequence[str] | None = None,
+    request_id: str = "",
+) -> Any:
+    """A raw ModelInferRequest for clients; inputs are named ``input__0, ...`` by default."""
+    if input_names is None:
+        input_names = [f"input__{i}" for i in range(len(arrays))]
+    elif len(input_names) != len(arrays):
+        raise InvalidArgument(
+            f"{len(input_names)} input names given for {len(arrays)} arrays; give one per array"
+        )
+    tensors = []
+    raws = []
+    for name, array in zip(input_names, arrays, strict=True):
+        tensor, raw = encode_input(name, array)
+        tensors.append(tensor)
+        raws.append(raw)
+    request = pb.ModelInferRequest(
+        model_name=model_name,
+        model_version=model_version,
+        id=request_id,
+        inputs=tensors,
+        raw_input_contents=raws,
+    )
+    if method is not None:
+        request.parameters["method"].string_param = method
+    return request
