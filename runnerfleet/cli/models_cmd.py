@@ -1,0 +1,208 @@
+"""`runnerfleet models ...`: list, get, export, import, delete and seed-demo.
+
+Every failure ends with a non-zero exit code and a one-line reason on stderr, no traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import click
+
+import store
+from protos.errors import NotFound, RunnerFleetError
+from store.archive import archive_size_bytes
+
+__all__ = ["models"]
+
+# Archives smaller than this finish too fast for a progress bar to help.
+PROGRESS_MIN_BYTES = 16 * 1024 * 1024
+
+_output_option = click.option(
+    "-o", "--output", type=click.Choice(["table", "json"]), default="table", show_default=True
+)
+
+
+def _one_line_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn expected failures into `Error: <reason>` and exit code 1."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except RunnerFleetError as exc:
+            raise click.ClickException(exc.message) from None
+        except OSError as exc:
+            raise click.ClickException(
+                f"{exc.strerror or exc}: {exc.filename or ''}".strip()
+            ) from None
+
+    return wrapper
+
+
+@contextmanager
+def _progress(total_bytes: int, description: str) -> Iterator[Callable[[int], None]]:
+    from tqdm import tqdm
+
+    with tqdm(
+        total=total_bytes,
+        unit="B",
+        unit_scale=True,
+        desc=description,
+        file=sys.stderr,
+        disable=total_bytes < PROGRESS_MIN_BYTES,
+    ) as bar:
+        yield bar.update
+        bar.update(max(0, total_bytes - bar.n))  # archive headers are not counted on the way
+
+
+def _size(model: store.Model) -> int:
+    try:
+        return archive_size_bytes(model)
+    except RunnerFleetError:
+        return 0
+
+
+def _human_bytes(size_bytes: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size_bytes < 1024 or unit == "GiB":
+            return f"{size_bytes:.0f} {unit}" if unit == "B" else f"{size_bytes:.1f} {unit}"
+        size_bytes /= 1024
+    raise AssertionError("unreachable")
+
+
+def _summary(model: store.Model) -> dict[str, Any]:
+    return {
+        "tag": str(model.tag),
+        "module": model.info.module,
+        "size_bytes": _size(model),
+        "creation_time": model.info.creation_time.isoformat(),
+        "labels": model.info.labels,
+    }
+
+
+def _parse_labels(pairs: tuple[str, ...]) -> dict[str, str]:
+    labels = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint="--label")
+        labels[key] = value
+    return labels
+
+
+@click.group()
+def models() -> None:
+    """Manage the local model store ($RUNNERFLEET_HOME, default ~/runnerfleet)."""
+
+
+@models.command("list")
+@click.argument("name", required=False)
+@click.option("-l", "--label", "label_pairs", multiple=True, help="KEY=VALUE (repeatable)")
+@_output_option
+@_one_line_errors
+def list_cmd(name: str | None, label_pairs: tuple[str, ...], output: str) -> None:
+    """List models, optionally one NAME and only those carrying every --label."""
+    rows = [_summary(m) for m in store.list(name, _parse_labels(label_pairs) or None)]
+    if output == "json":
+        click.echo(json.dumps(rows, indent=2))
+        return
+    header = ("TAG", "MODULE", "SIZE", "CREATED", "LABELS")
+    table = [header] + [
+        (
+            r["tag"],
+            r["module"],
+            _human_bytes(r["size_bytes"]),
+            r["creation_time"][:19].replace("T", " "),
+            ",".join(f"{k}={v}" for k, v in sorted(r["labels"].items())),
+        )
+        for r in rows
+    ]
+    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+    for row in table:
+        click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+
+
+@models.command("get")
+@click.argument("tag")
+@_output_option
+@_one_line_errors
+def get_cmd(tag: str, output: str) -> None:
+    """Show one model's info (TAG: name, name:version, name:latest or a version prefix)."""
+    model = store.get(tag)
+    info = {
+        "tag": str(model.tag),
+        "path": model.path,
+        "size_bytes": _size(model),
+        **model.info.to_dict(),
+    }
+    if output == "json":
+        click.echo(json.dumps(info, indent=2))
+        return
+    for key, value in info.items():
+        text = value if isinstance(value, str) else json.dumps(value)
+        click.echo(f"{key + ':':<16}{text}")
+
+
+@models.command("export")
+@click.argument("tag")
+@click.argument("path", type=click.Path(dir_okay=True, writable=True))
+@_one_line_errors
+def export_cmd(tag: str, path: str) -> None:
+    """Write TAG to a single-file .rfmodel archive at PATH (a file or a directory)."""
+    model = store.get(tag)
+    with _progress(archive_size_bytes(model), f"export {model.tag}") as update:
+        written = store.export_model(model.tag, path, progress=update)
+    click.echo(f"exported {model.tag} to {written}")
+
+
+@models.command("import")
+@click.argument("path", type=click.Path(dir_okay=False))
+@click.option("--force", is_flag=True, help="Replace an existing version with different content.")
+@_one_line_errors
+def import_cmd(path: str, force: bool) -> None:
+    """Import a .rfmodel archive (every file's sha256 is checked first)."""
+    import os
+
+    size_bytes = os.path.getsize(path) if os.path.isfile(path) else 0
+    with _progress(size_bytes, f"import {os.path.basename(path)}") as update:
+        result = store.import_model(path, force=force, progress=update)
+    click.echo(result.message)
+
+
+@models.command("delete")
+@click.argument("tags", nargs=-1, required=True)
+@click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
+@_one_line_errors
+def delete_cmd(tags: tuple[str, ...], yes: bool) -> None:
+    """Delete versions (name:version, name:latest) or every version of a name (name)."""
+    for tag in tags:
+        parsed = store.Tag.from_str(tag)
+        targets = (
+            [m.tag for m in store.list(parsed.name)]
+            if parsed.version is None
+            else [store.get(parsed).tag]
+        )
+        if not targets:
+            raise NotFound(f"model {parsed.name!r} not found in store {store.default_root()}")
+        shown = ", ".join(str(t) for t in targets)
+        if not yes and not click.confirm(f"Delete {shown}?", default=False):
+            raise click.ClickException("nothing deleted")
+        deleted = store.delete(parsed if parsed.version is None else targets[0])
+        click.echo(f"deleted {', '.join(str(t) for t in deleted)}")
+
+
+@models.command("seed-demo")
+@click.option("--heavy", is_flag=True, help="Also save heavy_mlp (64-4096-4096-10, ~68 MB).")
+@_one_line_errors
+def seed_demo_cmd(heavy: bool) -> None:
+    """Train and save the demo models (iris_clf, digits_mlp, echo[, heavy_mlp])."""
+    from runnerfleet.demo_models import seed_demo
+
+    for tag in seed_demo(heavy=heavy):
+        click.echo(f"saved {tag}")

@@ -1,0 +1,45 @@
+"""``runnerfleet.models``: get, list, delete, export and import stored models."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+
+import store
+from store import Model, Tag
+
+__all__ = ["get", "list", "delete", "export_model", "import_model"]
+
+_log = logging.getLogger(__name__)
+_builtin_list = list
+
+
+def get(tag: str | Tag) -> Model:
+    """The model ``tag`` names (``name``/``name:latest`` = newest; unique version prefixes)."""
+    return store.get(tag)
+
+
+def list(  # noqa: A001 - mirrors bentoml.models.list
+    name: str | None = None, labels: Mapping[str, str] | None = None
+) -> _builtin_list[Model]:
+    """Stored models, filtered by ``name`` and by ``labels`` (all must match)."""
+    return store.list(name, labels)
+
+
+def delete(tag: str | Tag) -> None:
+    """Delete one version (``name:version``, ``name:latest``) or all versions (``name``)."""
+    store.delete(tag)
+
+
+def export_model(tag: str | Tag, path: str, progress: Callable[[int], None] | None = None) -> str:
+    """Write ``tag`` to a single-file ``.rfmodel`` archive; return its path."""
+    return store.export_model(tag, path, progress=progress)
+
+
+def import_model(
+    path: str, *, force: bool = False, progress: Callable[[int], None] | None = None
+) -> Model:
+    """Import a ``.rfmodel`` archive; an identical version already stored is left as is."""
+    result = store.import_model(path, force=force, progress=progress)
+    _log.info(result.message)
+    return result.model

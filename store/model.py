@@ -1,0 +1,215 @@
+"""What a stored model is: its info, signatures, tensor specs, and how to load and run it."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import pickle
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from protos.errors import InvalidArgument, NotFound
+from store.tag import Tag
+
+if TYPE_CHECKING:
+    from runnerfleet.runner import Runner
+
+__all__ = [
+    "TensorSpec",
+    "ModelSignature",
+    "ModelInfo",
+    "Model",
+    "Runnable",
+    "INFO_FILE",
+    "MANIFEST_FILE",
+    "CUSTOM_OBJECTS_FILE",
+]
+
+INFO_FILE = "info.json"
+MANIFEST_FILE = "manifest.json"
+CUSTOM_OBJECTS_FILE = "custom_objects.pkl"
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """One input or output tensor: numpy dtype name and shape (-1 = any size)."""
+
+    name: str
+    dtype: str
+    shape: tuple[int, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "dtype": self.dtype, "shape": list(self.shape)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TensorSpec:
+        return cls(str(data["name"]), str(data["dtype"]), tuple(int(d) for d in data["shape"]))
+
+
+def _specs_to_list(specs: list[TensorSpec] | None) -> list[dict[str, Any]] | None:
+    return None if specs is None else [s.to_dict() for s in specs]
+
+
+def _specs_from_list(data: list[dict[str, Any]] | None) -> list[TensorSpec] | None:
+    return None if data is None else [TensorSpec.from_dict(d) for d in data]
+
+
+@dataclass(frozen=True)
+class ModelSignature:
+    """How a method may be called: batchable, batch axes (input, output) and tensor specs."""
+
+    batchable: bool = False
+    batch_dim: tuple[int, int] = (0, 0)
+    input_spec: list[TensorSpec] | None = None
+    output_spec: list[TensorSpec] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "batchable": self.batchable,
+            "batch_dim": list(self.batch_dim),
+            "input_spec": _specs_to_list(self.input_spec),
+            "output_spec": _specs_to_list(self.output_spec),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelSignature:
+        in_dim, out_dim = data.get("batch_dim", (0, 0))
+        return cls(
+            batchable=bool(data.get("batchable", False)),
+            batch_dim=(int(in_dim), int(out_dim)),
+            input_spec=_specs_from_list(data.get("input_spec")),
+            output_spec=_specs_from_list(data.get("output_spec")),
+        )
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """Everything recorded about one saved version (stored as info.json)."""
+
+    name: str
+    version: str
+    module: str
+    labels: dict[str, str]
+    metadata: dict[str, Any]
+    creation_time: dt.datetime
+    signatures: dict[str, ModelSignature]
+    context: dict[str, str]
+    options: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def tag(self) -> Tag:
+        return Tag(self.name, self.version)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "version": self.version,
+            "module": self.module,
+            "labels": dict(self.labels),
+            "metadata": self.metadata,
+            "creation_time": self.creation_time.isoformat(),
+            "signatures": {k: s.to_dict() for k, s in self.signatures.items()},
+            "context": dict(self.context),
+            "options": self.options,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelInfo:
+        try:
+            return cls(
+                name=data["name"],
+                version=data["version"],
+                module=data["module"],
+                labels=dict(data.get("labels", {})),
+                metadata=dict(data.get("metadata", {})),
+                creation_time=dt.datetime.fromisoformat(data["creation_time"]),
+                signatures={
+                    k: ModelSignature.from_dict(v) for k, v in data.get("signatures", {}).items()
+                },
+                context=dict(data.get("context", {})),
+                options=dict(data.get("options", {})),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InvalidArgument(f"malformed model info: {exc}") from exc
+
+    @classmethod
+    def read(cls, path: str) -> ModelInfo:
+        """Read ``info.json`` from a version directory."""
+        try:
+            with open(os.path.join(path, INFO_FILE), encoding="utf-8") as f:
+                return cls.from_dict(json.load(f))
+        except FileNotFoundError as exc:
+            raise NotFound(f"no model at {path}") from exc
+        except json.JSONDecodeError as exc:
+            raise InvalidArgument(f"malformed {INFO_FILE} in {path}: {exc}") from exc
+
+
+@dataclass
+class Runnable:
+    """A loaded model ready to call: numpy in, numpy (or tuple of numpy) out, per method."""
+
+    methods: dict[str, Callable[..., Any]]
+    device: str = "cpu"
+
+    @property
+    def default_method(self) -> str:
+        """The only method, else ``__call__``, else ``predict``, else the first by name."""
+        if len(self.methods) == 1:
+            return next(iter(self.methods))
+        for name in ("__call__", "predict"):
+            if name in self.methods:
+                return name
+        return sorted(self.methods)[0]
+
+
+@dataclass(frozen=True, repr=False)
+class Model:
+    """One stored model version: ``tag``, ``path`` (its directory) and ``info``."""
+
+    tag: Tag
+    path: str
+    info: ModelInfo
+
+    @property
+    def creation_time(self) -> dt.datetime:
+        return self.info.creation_time
+
+    def path_of(self, filename: str) -> str:
+        """Absolute path of a file inside this version's directory."""
+        return os.path.join(self.path, filename)
+
+    @cached_property
+    def custom_objects(self) -> dict[str, Any]:
+        """The custom objects saved with the model (unpickled on first access; trusted store)."""
+        path = self.path_of(CUSTOM_OBJECTS_FILE)
+        if not os.path.exists(path):
+            return {}
+        with open(path, "rb") as f:
+            return pickle.load(f)  # noqa: S301 - the store is trusted (DESIGN.md section 2)
+
+    def load_model(self, device: str = "cpu") -> Any:
+        """The framework object itself (estimator, nn.Module), placed on ``device``."""
+        from store.frameworks import get_adapter
+
+        return get_adapter(self.info.module).load(self, device)
+
+    def load_runnable(self, device: str = "cpu") -> Runnable:
+        """Load the model on ``device`` and wrap each signature method as numpy -> numpy."""
+        from store.frameworks import get_adapter
+
+        adapter = get_adapter(self.info.module)
+        obj = adapter.load(self, device)
+        methods = {name: adapter.make_method(obj, name, device) for name in self.info.signatures}
+        return Runnable(methods=methods, device=device)
+
+    def to_runner(self, name: str | None = None) -> Runner:
+        """A Runner for this model (call ``init_local()`` or let a server bind it)."""
+        from runnerfleet.runner import Runner
+
+        return Runner(self, name=name)
+
+    def __repr__(self) -> str:
+        return f'Model(tag="{self.tag}", path="{self.path}")'
