@@ -1,0 +1,5 @@
+"""`python -m runnerfleet.cli` is the `runnerfleet` command."""
+
+from runnerfleet.cli import main
+
+main()
