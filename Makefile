@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 PROTO_SRC := $(wildcard protos/*.proto)
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help install proto proto-check lint test test-deps test-compat demo cluster cluster-compose bench bench-quick gpu-check clean
+.PHONY: help install proto proto-check lint test test-deps test-deploy test-compat demo cluster cluster-compose bench bench-quick gpu-check clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -35,8 +35,12 @@ lint: install ## ruff and mypy
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy protos/codec.py protos/errors.py protos/status.py store runner_worker api_gateway runnerfleet
 
-test-deps: ## system packages the tests need (Debian): prometheus, docker-compose, libb64-0d
+test-deps: install ## system packages the tests need (Debian): prometheus, docker-compose, libb64-0d, util-linux
 	bash .ci/system-deps.sh
+	VENV=$(VENV) bash deploy/test-deps.sh
+
+test-deploy: test-deps ## compose, Prometheus, Grafana and Kubernetes checks only
+	$(BIN)/python -m pytest -q tests/deploy
 
 test: install test-deps ## run the whole test suite (unit, integration, deploy, then tritonclient compat)
 	$(MAKE) --no-print-directory proto-check
