@@ -1,0 +1,190 @@
+"""Gateway wiring and lifecycle: metrics, pool, server, health, reflection, port file, SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import pathlib
+import signal
+import tempfile
+from collections.abc import Coroutine
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from api_gateway.auth import BearerTokenInterceptor, load_token, server_credentials
+from api_gateway.forwarder import Forwarder
+from api_gateway.metrics import GatewayMetrics
+from api_gateway.pool import WorkerPool
+from api_gateway.servicer import SERVICE_NAME, GatewayServicer, generic_handler
+from api_gateway.settings import GatewaySettings
+
+__all__ = ["GatewayApp", "serve", "run", "write_port_file"]
+
+log = logging.getLogger(__name__)
+
+
+class GatewayApp:
+    """One gateway process: owns the server, the pool and the metrics endpoint."""
+
+    def __init__(self, settings: GatewaySettings) -> None:
+        self.settings = settings
+        self.metrics = GatewayMetrics()
+        self.pool = WorkerPool(
+            settings, on_change=self._on_pool_change, on_batch=self.metrics.observe_batch
+        )
+        self.forwarder = Forwarder(
+            self.pool,
+            max_inflight_per_worker=settings.max_inflight_per_worker,
+            max_attempts=settings.max_attempts,
+            on_retry=lambda model: self.metrics.retries.labels(model).inc(),
+            on_not_found=lambda worker: self._spawn(self.pool.describe(worker)),
+            on_reject=lambda reason: self.metrics.rejected.labels(reason).inc(),
+        )
+        self.health = health.aio.HealthServicer()
+        self.server: grpc.aio.Server | None = None
+        self.grpc_port = 0
+        self.metrics_port = 0
+        self._background: set[asyncio.Task[None]] = set()
+        self._known_models: set[str] = set()
+        self.apis: Any = None
+        self.servicer: GatewayServicer | None = None
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coro, name="pool-refresh")
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    def _on_pool_change(self, pool: WorkerPool) -> None:
+        self.metrics.sync_workers(pool.workers)
+        for worker in pool.workers:
+            for name, _version in worker.models:
+                if name not in self._known_models:
+                    self._known_models.add(name)
+                    self.metrics.touch_model(name)
+
+    async def start(self) -> None:
+        """Bind everything, discover workers, then report SERVING and write the port file."""
+        settings = self.settings
+        token = load_token(settings)
+        credentials = server_credentials(settings)
+        apis = None
+        if settings.service:
+            from api_gateway.service_api import ServiceApiHost
+
+            apis = ServiceApiHost.load(settings.service, self.forwarder)
+            apis.bind(asyncio.get_running_loop())
+            self.apis = apis
+            for name in apis.names():
+                self.metrics.touch_model(name)
+        self.metrics_port = self.metrics.serve(settings.host, settings.metrics_port)
+        interceptors = []
+        if token:
+            interceptors.append(
+                BearerTokenInterceptor(
+                    token, on_reject=lambda: self.metrics.rejected.labels("unauthenticated").inc()
+                )
+            )
+        limit = settings.max_message_bytes
+        self.server = grpc.aio.server(
+            interceptors=interceptors,
+            options=[
+                ("grpc.max_send_message_length", limit),
+                ("grpc.max_receive_message_length", limit),
+                ("grpc.so_reuseport", 0),
+            ],
+        )
+        self.servicer = servicer = GatewayServicer(
+            self.pool, self.forwarder, self.metrics, max_inflight=settings.max_inflight, apis=apis
+        )
+        self.server.add_generic_rpc_handlers((generic_handler(servicer),))
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        reflection.enable_server_reflection(
+            (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), self.server
+        )
+        address = f"{settings.host}:{settings.port}"
+        if credentials is not None:
+            self.grpc_port = self.server.add_secure_port(address, credentials)
+        else:
+            self.grpc_port = self.server.add_insecure_port(address)
+        await self.health.set("", health_pb2.HealthCheckResponse.NOT_SERVING)
+        await self.server.start()
+        await self.pool.start()
+        self._on_pool_change(self.pool)
+        await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
+        await self.health.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
+        if settings.port_file:
+            write_port_file(settings.port_file, self.grpc_port, self.metrics_port)
+        log.info(
+            "listening grpc=%s:%d metrics=%s:%d tls=%s auth=%s workers=%d",
+            settings.host, self.grpc_port, settings.host, self.metrics_port,
+            credentials is not None, bool(token), len(self.pool.workers),
+        )  # fmt: skip
+
+    async def drain(self) -> bool:
+        """Report NOT_SERVING, refuse new model requests (UNAVAILABLE), wait for those in flight."""
+        await self.health.enter_graceful_shutdown()
+        if self.servicer is None:
+            return True
+        self.servicer.start_draining()
+        return await self.servicer.wait_idle(self.settings.stop_grace_s)
+
+    async def stop(self) -> None:
+        """Drain, then stop the server and close the pool and the metrics endpoint."""
+        await self.drain()
+        if self.server is not None:
+            await self.server.stop(self.settings.stop_grace_s)
+        await self.pool.close()
+        for task in list(self._background):
+            task.cancel()
+        self.metrics.shutdown()
+        if self.apis is not None:
+            self.apis.close()
+
+
+def write_port_file(path: str, grpc_port: int, metrics_port: int) -> None:
+    """Write `{"grpc_port", "metrics_port", "pid"}` atomically (temp file, then rename)."""
+    target = pathlib.Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    payload = json.dumps({"grpc_port": grpc_port, "metrics_port": metrics_port, "pid": os.getpid()})
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+    with os.fdopen(fd, "w") as handle:
+        handle.write(payload)
+    os.replace(tmp, target)
+
+
+async def serve(settings: GatewaySettings, *, exit_after_drain: bool = False) -> None:
+    """Run the gateway until SIGTERM or SIGINT, then drain and stop.
+
+    With `exit_after_drain` (the CLI) the process exits right after the drain instead of
+    calling grpc's server.stop(): grpc-core cancels calls that reached it but no handler yet
+    with CANCELLED (grpc/grpc#41785), while a closed connection reads as UNAVAILABLE, the code
+    clients retry on. Nothing is lost: requests in flight have finished, new ones were refused.
+    """
+    app = GatewayApp(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    await app.start()
+    try:
+        await stop.wait()
+        log.info("stopping: draining requests in flight (grace %.1f s)", settings.stop_grace_s)
+        if exit_after_drain:
+            idle = await app.drain()
+            log.info("stopped (%s)", "drained" if idle else "grace period over")
+            logging.shutdown()
+            os._exit(0)
+    finally:
+        with contextlib.suppress(Exception):
+            await app.stop()
+
+
+def run(settings: GatewaySettings) -> None:
+    """Blocking entry point for `runnerfleet gateway`."""
+    asyncio.run(serve(settings, exit_after_drain=True))

@@ -1,0 +1,203 @@
+"""Per-worker coalescing of forwards: while a batch call is in flight, new requests queue.
+
+When a call returns, everything that queued meanwhile goes to the worker in the next single
+call (up to `max_items`, and `max_batch_bytes` since the worker's message limit holds for the
+sum). At one client this is one call per request with no added wait; under load the worker's
+per-call cost (a gRPC round trip, a task, a parse) is paid once per batch instead of once per
+request, which is what lets the gateway keep up with calling the worker directly. No timers,
+no polling: the end of one call starts the next.
+
+Failure modes: a whole call that fails (worker dead, connection reset) fails each of its
+items with a `transport` outcome, which the forwarder may retry on another replica; one item
+the worker refuses never fails its neighbours; a caller that cancels while its item is still
+queued is skipped before the next call is built, and a call whose callers have all cancelled
+is cancelled at the worker; items whose deadline passed while queued fail with
+DEADLINE_EXCEEDED without being sent; an unexpected error fails every item of the call
+(INTERNAL), so no caller ever waits forever.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, NamedTuple
+
+__all__ = ["ForwardOutcome", "BatchCall", "Coalescer", "CODE_OK"]
+
+CODE_OK = 0
+_CODE_CANCELLED = 1
+_CODE_DEADLINE_EXCEEDED = 4
+_CODE_INTERNAL = 13
+_CODE_UNAVAILABLE = 14
+
+
+class ForwardOutcome(NamedTuple):
+    """The worker's answer to one forwarded request: response bytes or a gRPC status code."""
+
+    code: int
+    payload: bytes = b""
+    message: str = ""
+    transport: bool = False  # the whole call failed (the worker may never have seen the item)
+
+
+# (list of (request bytes, timeout_s or 0 = none), call timeout_s or None) -> one outcome per item
+BatchCall = Callable[[list[tuple[bytes, float]], float | None], Awaitable[list[ForwardOutcome]]]
+BatchObserver = Callable[[int, float], None]
+
+
+class _Item(NamedTuple):
+    request: bytes
+    deadline: float | None  # time.monotonic() seconds
+    future: asyncio.Future[ForwardOutcome]
+
+
+class Coalescer:
+    """Queue for one worker; at most `max_calls` batch calls in flight at once."""
+
+    def __init__(
+        self,
+        call: BatchCall,
+        *,
+        max_items: int = 256,
+        max_calls: int = 1,
+        max_batch_bytes: int = 64 * 1024 * 1024,
+        on_batch: BatchObserver | None = None,
+        deadline_slack_s: float = 0.5,
+    ) -> None:
+        self._call = call
+        self._max_items = max_items
+        self._max_calls = max_calls
+        self._max_bytes = max_batch_bytes
+        self._on_batch = on_batch
+        self._slack_s = deadline_slack_s
+        self._queue: collections.deque[_Item] = collections.deque()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._calls = 0  # calls started and not finished (tasks leave `_tasks` a turn later)
+        self._closed = False
+        self.inflight = 0  # items queued or in a call, read by the router
+
+    def submit(self, request: bytes, deadline: float | None) -> asyncio.Future[ForwardOutcome]:
+        """Queue one serialized ModelInferRequest; the future resolves to its outcome."""
+        future: asyncio.Future[ForwardOutcome] = asyncio.get_running_loop().create_future()
+        if self._closed:
+            future.set_result(
+                ForwardOutcome(_CODE_UNAVAILABLE, message="worker left the pool", transport=True)
+            )
+            return future
+        self._queue.append(_Item(request, deadline, future))
+        self.inflight += 1
+        if self._calls < self._max_calls:
+            self._start()
+        return future
+
+    def _start(self) -> None:
+        self._calls += 1
+        task = asyncio.get_running_loop().create_task(self._run(), name="forward-batch")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _take_batch(self) -> list[_Item]:
+        batch: list[_Item] = []
+        size_bytes = 0
+        now = time.monotonic()
+        while self._queue and len(batch) < self._max_items:
+            if batch and size_bytes + len(self._queue[0].request) > self._max_bytes:
+                break  # the worker's message limit holds for the sum; a big one goes alone
+            item = self._queue.popleft()
+            if item.future.done():  # the caller cancelled while queued
+                self.inflight -= 1
+            elif item.deadline is not None and item.deadline <= now:
+                self.inflight -= 1
+                item.future.set_result(
+                    ForwardOutcome(
+                        _CODE_DEADLINE_EXCEEDED, message="deadline passed in the gateway queue"
+                    )
+                )
+            else:
+                batch.append(item)
+                size_bytes += len(item.request)
+        return batch
+
+    async def _run(self) -> None:
+        batch = self._take_batch()
+        if not batch:
+            self._calls -= 1
+            return
+        outcomes: list[ForwardOutcome] | None = None
+        started_s = time.monotonic()
+        try:
+            items = [(item.request, _timeout_s(item.deadline, started_s)) for item in batch]
+            deadlines = [item.deadline for item in batch]
+            call_timeout_s = None if None in deadlines else max(t for _, t in items) + self._slack_s
+            call = asyncio.ensure_future(self._call(items, call_timeout_s))
+            _cancel_when_abandoned(batch, call)
+            outcomes = await call
+            if len(outcomes) != len(batch):
+                outcomes = [
+                    ForwardOutcome(
+                        _CODE_INTERNAL, message="worker answered a different number of results"
+                    )
+                ] * len(batch)
+        except asyncio.CancelledError:
+            outcomes = [
+                ForwardOutcome(
+                    _CODE_UNAVAILABLE,
+                    message="forward cancelled: worker left the pool",
+                    transport=True,
+                )
+            ] * len(batch)
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise  # close(): this task itself was cancelled
+        except Exception as exc:  # noqa: BLE001 - every caller must get an answer
+            outcomes = [ForwardOutcome(_CODE_INTERNAL, message=f"forward failed: {exc!r}")] * len(
+                batch
+            )
+        finally:
+            self._calls -= 1
+            self.inflight -= len(batch)
+            for item, outcome in zip(batch, outcomes or (), strict=False):
+                if not item.future.done():
+                    item.future.set_result(outcome)
+            if self._on_batch is not None:
+                self._on_batch(len(batch), time.monotonic() - started_s)
+            if self._queue and not self._closed and self._calls < self._max_calls:
+                self._start()
+
+    def close(self) -> None:
+        """Fail queued items (retryable elsewhere) and cancel calls in flight."""
+        self._closed = True
+        while self._queue:
+            item = self._queue.popleft()
+            self.inflight -= 1
+            if not item.future.done():
+                item.future.set_result(
+                    ForwardOutcome(
+                        _CODE_UNAVAILABLE, message="worker left the pool", transport=True
+                    )
+                )
+        for task in list(self._tasks):
+            task.cancel()
+
+
+def _cancel_when_abandoned(batch: list[_Item], call: asyncio.Future[Any]) -> None:
+    """Cancel the worker call once every caller in it has cancelled (the worker stops too)."""
+    live = len(batch)
+
+    def on_done(future: asyncio.Future[ForwardOutcome]) -> None:
+        nonlocal live
+        if future.cancelled():
+            live -= 1
+            if live == 0:
+                call.cancel()
+
+    for item in batch:
+        item.future.add_done_callback(on_done)
+
+
+def _timeout_s(deadline: float | None, now: float) -> float:
+    if deadline is None:
+        return 0.0
+    return max(deadline - now, 0.001)

@@ -1,0 +1,99 @@
+"""The forward hop: route a request's bytes to a worker, retry on another replica if it broke.
+
+Only UNAVAILABLE from the worker, or a call that failed in transport (connection refused or
+reset, worker killed mid-call), is retried, on a replica this request has not tried yet, while
+the client's deadline lasts, at most `max_attempts` times in all. Everything else the worker
+says (NOT_FOUND, INVALID_ARGUMENT, model errors, RESOURCE_EXHAUSTED) goes back as it is:
+retrying a bad request elsewhere only doubles the damage.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import grpc
+
+from api_gateway.coalescer import CODE_OK, ForwardOutcome
+from api_gateway.header import RequestHeader
+from api_gateway.pool import Worker, WorkerPool
+from api_gateway.router import choose_worker
+from protos.errors import (
+    DeadlineExceeded,
+    NotFound,
+    ResourceExhausted,
+    RunnerFleetError,
+    Unavailable,
+    error_for_code,
+)
+from protos.status import RETRYABLE_CODES, from_grpc_code
+
+__all__ = ["Forwarder"]
+
+_BY_VALUE = {code.value[0]: code for code in grpc.StatusCode}
+_RETRYABLE_VALUES = frozenset(code.value[0] for code in RETRYABLE_CODES)
+
+
+class Forwarder:
+    """Sends model requests to workers chosen by the router, with bounded retries."""
+
+    def __init__(
+        self,
+        pool: WorkerPool,
+        *,
+        max_inflight_per_worker: int,
+        max_attempts: int,
+        on_retry: Callable[[str], None] = lambda model: None,
+        on_not_found: Callable[[Worker], None] = lambda worker: None,
+        on_reject: Callable[[str], None] = lambda reason: None,
+    ) -> None:
+        self._pool = pool
+        self._cap = max_inflight_per_worker
+        self._max_attempts = max_attempts
+        self._on_retry = on_retry
+        self._on_not_found = on_not_found
+        self._on_reject = on_reject
+
+    async def forward(self, header: RequestHeader, request: bytes, deadline: float | None) -> bytes:
+        """The worker's serialized ModelInferResponse for `request`, or a RunnerFleetError."""
+        tried: list[str] = []
+        last: ForwardOutcome | None = None
+        for _attempt in range(self._max_attempts):
+            if deadline is not None and time.monotonic() >= deadline:
+                raise DeadlineExceeded("deadline passed before a worker answered")
+            try:
+                worker = choose_worker(
+                    self._pool.workers,
+                    header.model_name,
+                    header.model_version,
+                    max_inflight_per_worker=self._cap,
+                    exclude=tried,
+                )
+            except ResourceExhausted:
+                self._on_reject("overload")
+                raise
+            except (NotFound, Unavailable):
+                if last is not None:
+                    break
+                self._on_reject("no_worker")
+                raise
+            if tried:
+                self._on_retry(header.model_name)
+            outcome = await worker.coalescer.submit(request, deadline)
+            if outcome.code == CODE_OK:
+                return outcome.payload
+            if not (outcome.transport or outcome.code in _RETRYABLE_VALUES):
+                if outcome.code == grpc.StatusCode.NOT_FOUND.value[0]:
+                    self._on_not_found(worker)
+                raise _error(outcome)
+            last = outcome
+            tried.append(worker.address)
+        assert last is not None
+        raise Unavailable(
+            f"no replica could serve the request ({len(tried)} tried): {last.message}"
+        )
+
+
+def _error(outcome: ForwardOutcome) -> RunnerFleetError:
+    code = _BY_VALUE.get(outcome.code, grpc.StatusCode.UNKNOWN)
+    return error_for_code(from_grpc_code(code), outcome.message or code.name)

@@ -1,0 +1,89 @@
+"""Read only the routing header (model name, version, id) of a serialized ModelInferRequest.
+
+The gateway forwards request bytes untouched; parsing the whole message would copy every
+tensor. This walks the top-level protobuf fields, skipping length-delimited ones it does not
+need (inputs, raw tensor bytes) by their length, so the cost does not grow with tensor size.
+Field numbers are Triton's: model_name = 1, model_version = 2, id = 3.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from protos.errors import InvalidArgument
+
+__all__ = ["RequestHeader", "parse_request_header", "wrap_stream_response"]
+
+_NAME, _VERSION, _ID = 1, 2, 3
+
+
+class RequestHeader(NamedTuple):
+    """What routing needs from a ModelInferRequest."""
+
+    model_name: str
+    model_version: str
+    request_id: str
+
+
+def _varint(data: bytes, pos: int) -> tuple[int, int]:
+    result = shift = 0
+    while True:
+        byte = data[pos]
+        pos += 1
+        result |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return result, pos
+        shift += 7
+        if shift > 63:
+            raise InvalidArgument("malformed ModelInferRequest: varint too long")
+
+
+def parse_request_header(data: bytes) -> RequestHeader:
+    """The header of serialized ModelInferRequest bytes; InvalidArgument if they are malformed."""
+    fields: dict[int, str] = {}
+    pos, end = 0, len(data)
+    try:
+        while pos < end:
+            key, pos = _varint(data, pos)
+            number, wire_type = key >> 3, key & 7
+            if wire_type == 2:
+                length, pos = _varint(data, pos)
+                if pos + length > end:
+                    raise InvalidArgument("malformed ModelInferRequest: truncated field")
+                if number <= _ID:
+                    fields[number] = data[pos : pos + length].decode()
+                pos += length
+            elif wire_type == 0:
+                _, pos = _varint(data, pos)
+            elif wire_type == 1:
+                pos += 8
+            elif wire_type == 5:
+                pos += 4
+            else:
+                raise InvalidArgument(f"malformed ModelInferRequest: wire type {wire_type}")
+            if number == 0:
+                raise InvalidArgument("malformed ModelInferRequest: field number 0")
+    except IndexError:
+        raise InvalidArgument("malformed ModelInferRequest: truncated message") from None
+    except UnicodeDecodeError:
+        raise InvalidArgument("malformed ModelInferRequest: model name is not UTF-8") from None
+    if pos != end:
+        raise InvalidArgument("malformed ModelInferRequest: truncated message")
+    name = fields.get(_NAME, "")
+    if not name:
+        raise InvalidArgument("ModelInferRequest.model_name is empty: name the model to run")
+    return RequestHeader(name, fields.get(_VERSION, ""), fields.get(_ID, ""))
+
+
+def _encode_varint(value: int) -> bytes:
+    out = bytearray()
+    while value >= 0x80:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def wrap_stream_response(response: bytes) -> bytes:
+    """Serialized ModelStreamInferResponse{infer_response = response} without re-parsing it."""
+    return b"\x12" + _encode_varint(len(response)) + response

@@ -1,0 +1,130 @@
+"""Gateway Prometheus metrics (names fixed by docs/ARCHITECTURE.md) and the /metrics server."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+__all__ = ["GatewayMetrics", "REJECT_REASONS"]
+
+REJECT_REASONS = ("overload", "unauthenticated", "no_worker")
+_LATENCY_BUCKETS_S = (
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+    0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+)  # fmt: skip
+_BATCH_BUCKETS = tuple(float(2**i) for i in range(11))  # 1, 2, 4, ..., 1024
+
+
+class GatewayMetrics:
+    """The gateway's metrics in their own registry; label children are cached off the hot path."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.requests = Counter(
+            "runnerfleet_gateway_requests", "Requests answered, by model and gRPC code.",
+            ["model", "code"], registry=r,
+        )  # fmt: skip
+        self.request_duration = Histogram(
+            "runnerfleet_gateway_request_duration_seconds", "End-to-end time in the gateway.",
+            ["model"], buckets=_LATENCY_BUCKETS_S, registry=r,
+        )  # fmt: skip
+        self.forward_duration = Histogram(
+            "runnerfleet_gateway_forward_duration_seconds", "One forward hop (one coalesced call).",
+            ["worker"], buckets=_LATENCY_BUCKETS_S, registry=r,
+        )  # fmt: skip
+        self.forward_batch = Histogram(
+            "runnerfleet_gateway_forward_batch_size_requests", "Requests per coalesced forward.",
+            ["worker"], buckets=_BATCH_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.inflight = Gauge(
+            "runnerfleet_gateway_inflight_requests", "Requests queued for or running on a worker.",
+            ["worker"], registry=r,
+        )  # fmt: skip
+        self.retries = Counter(
+            "runnerfleet_gateway_retries",
+            "Requests retried on another replica.",
+            ["model"],
+            registry=r,
+        )
+        self.rejected = Counter(
+            "runnerfleet_gateway_rejected",
+            "Requests refused by the gateway.",
+            ["reason"],
+            registry=r,
+        )
+        self.worker_up = Gauge(
+            "runnerfleet_gateway_worker_up",
+            "1 when the worker is SERVING in the pool.",
+            ["worker"],
+            registry=r,
+        )
+        self.workers = Gauge("runnerfleet_gateway_workers", "Workers in the pool.", registry=r)
+        for reason in REJECT_REASONS:
+            self.rejected.labels(reason)
+        self._model_children: dict[tuple[str, str], tuple[Any, Any]] = {}
+        self._known_workers: set[str] = set()
+        self._server: Any = None
+
+    def observe_request(self, model: str, code: str, duration_s: float) -> None:
+        """Count one answered request and its duration (after the handler finished)."""
+        children = self._model_children.get((model, code))
+        if children is None:
+            children = (self.requests.labels(model, code), self.request_duration.labels(model))
+            self._model_children[(model, code)] = children
+        children[0].inc()
+        children[1].observe(duration_s)
+
+    def touch_model(self, model: str) -> None:
+        """Create a model's label sets so dashboards have no gaps."""
+        self.requests.labels(model, "OK")
+        self.request_duration.labels(model)
+        self.retries.labels(model)
+
+    def observe_batch(self, worker: str, size: int, duration_s: float) -> None:
+        """One coalesced forward call to `worker`."""
+        self.forward_batch.labels(worker).observe(size)
+        self.forward_duration.labels(worker).observe(duration_s)
+
+    def sync_workers(self, workers: list[Any]) -> None:
+        """Mirror pool membership and health (`workers` have .address, .serving, .inflight)."""
+        current = {w.address for w in workers}
+        for gone in self._known_workers - current:
+            for metric in (
+                self.worker_up,
+                self.inflight,
+                self.forward_batch,
+                self.forward_duration,
+            ):
+                try:
+                    metric.remove(gone)
+                except KeyError:
+                    pass
+        for worker in workers:
+            self.worker_up.labels(worker.address).set(1 if worker.serving else 0)
+            if worker.address not in self._known_workers:
+                self.inflight.labels(worker.address).set_function(_reader(worker))
+                self.forward_batch.labels(worker.address)
+                self.forward_duration.labels(worker.address)
+        self._known_workers = current
+        self.workers.set(len(workers))
+
+    def serve(self, host: str, port: int) -> int:
+        """Start the /metrics HTTP server; returns the bound port (port 0 = any free one)."""
+        server, _thread = start_http_server(port, addr=host, registry=self.registry)
+        self._server = server
+        return int(server.server_port)
+
+    def shutdown(self) -> None:
+        """Stop the /metrics HTTP server."""
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+
+def _reader(worker: Any) -> Callable[[], float]:
+    """A zero-cost gauge source: read the worker's in-flight count at scrape time."""
+    return lambda: float(worker.inflight)

@@ -1,0 +1,274 @@
+"""Worker pool: one channel per worker, health watched by stream, hosted models by DescribeModels.
+
+Membership comes from a static `--workers` list or from `--workers-dns NAME:PORT`, re-resolved
+every `dns_refresh_s` (new addresses join, vanished ones leave). Each worker has a named task
+that holds a `grpc.health.v1.Health/Watch` stream open: SERVING (after a DescribeModels) lets
+the router pick it, anything else (NOT_SERVING while loading or draining, a broken stream when
+the process dies) takes it out at once, with no polling. A dead worker's stream fails as soon
+as its connection resets; the task then reconnects with a short backoff, so a restarted
+worker on the same address rejoins by itself. Hosted models are refreshed after every
+transition to SERVING, after a load/unload sent through the gateway, and every
+`describe_refresh_s` (loads done directly on a worker).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import socket
+from collections.abc import Callable
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from api_gateway.coalescer import Coalescer, ForwardOutcome
+from api_gateway.settings import GatewaySettings, parse_address
+from protos import grpc_service_pb2_grpc, internal_pb2, internal_pb2_grpc
+
+__all__ = ["Worker", "WorkerPool", "channel_options"]
+
+log = logging.getLogger(__name__)
+
+_TRANSPORT_CODES = frozenset(
+    {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.UNKNOWN, grpc.StatusCode.CANCELLED}
+)
+_RECONNECT_BACKOFF_S = (0.1, 0.2, 0.5, 1.0)
+
+
+def channel_options(max_message_bytes: int) -> list[tuple[str, int]]:
+    """Channel options for gateway -> worker: big messages, fast reconnects, keepalive."""
+    return [
+        ("grpc.max_send_message_length", max_message_bytes),
+        ("grpc.max_receive_message_length", max_message_bytes),
+        ("grpc.initial_reconnect_backoff_ms", 100),
+        ("grpc.min_reconnect_backoff_ms", 100),
+        ("grpc.max_reconnect_backoff_ms", 1000),
+        ("grpc.keepalive_time_ms", 10_000),
+        ("grpc.keepalive_timeout_ms", 2_000),
+        ("grpc.keepalive_permit_without_calls", 0),
+        ("grpc.enable_retries", 0),
+    ]
+
+
+class Worker:
+    """One worker: its channel and stubs, health, hosted models and forward queue."""
+
+    def __init__(
+        self, address: str, settings: GatewaySettings, on_batch: Callable[[str, int, float], None]
+    ) -> None:
+        self.address = address
+        self.channel = grpc.aio.insecure_channel(
+            address, options=channel_options(settings.max_message_bytes)
+        )
+        self.health = health_pb2_grpc.HealthStub(self.channel)
+        self.internal = internal_pb2_grpc.WorkerInternalStub(self.channel)
+        self.inference = grpc_service_pb2_grpc.GRPCInferenceServiceStub(self.channel)
+        self.serving = False
+        self.described = False
+        self.device = ""
+        self.models: dict[tuple[str, str], internal_pb2.HostedModel] = {}
+        self._names: frozenset[str] = frozenset()
+        self.coalescer = Coalescer(
+            self._forward_batch,
+            max_items=settings.max_forward_batch_items,
+            max_calls=settings.max_forward_calls_per_worker,
+            max_batch_bytes=max(settings.max_message_bytes // 4, 1),
+            on_batch=lambda n, s: on_batch(address, n, s),
+        )
+        self.watch_task: asyncio.Task[None] | None = None
+
+    @property
+    def inflight(self) -> int:
+        """Requests queued for or running on this worker."""
+        return self.coalescer.inflight
+
+    def hosts(self, name: str, version: str) -> bool:
+        """Whether this worker hosts `name` (any version when `version` is empty)."""
+        if not version:
+            return name in self._names
+        return (name, version) in self.models
+
+    def set_models(self, response: internal_pb2.DescribeModelsResponse) -> None:
+        """Replace the hosted models with a DescribeModels answer."""
+        self.models = {(m.name, m.version): m for m in response.models}
+        self._names = frozenset(name for name, _ in self.models)
+        self.device = response.device
+        self.described = True
+
+    async def _forward_batch(
+        self, items: list[tuple[bytes, float]], timeout_s: float | None
+    ) -> list[ForwardOutcome]:
+        request = internal_pb2.ForwardBatchRequest(
+            items=[internal_pb2.ForwardItem(request=r, timeout_s=t) for r, t in items]
+        )
+        try:
+            response = await self.internal.ForwardBatch(request, timeout=timeout_s)
+        except grpc.aio.AioRpcError as exc:
+            code = exc.code()
+            outcome = ForwardOutcome(
+                code.value[0],
+                message=f"worker {self.address}: {exc.details()}",
+                transport=code in _TRANSPORT_CODES,
+            )
+            return [outcome] * len(items)
+        return [ForwardOutcome(r.code, r.response, r.message) for r in response.results]
+
+
+class WorkerPool:
+    """The set of workers the gateway routes to, kept current by health streams and DNS."""
+
+    def __init__(
+        self,
+        settings: GatewaySettings,
+        *,
+        on_change: Callable[[WorkerPool], None] = lambda pool: None,
+        on_batch: Callable[[str, int, float], None] = lambda worker, n, s: None,
+    ) -> None:
+        self._settings = settings
+        self._on_change = on_change
+        self._on_batch = on_batch
+        self.workers: list[Worker] = []
+        self._by_address: dict[str, Worker] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._first_seen: dict[str, asyncio.Event] = {}
+
+    async def start(self) -> None:
+        """Add the configured workers and start watching them; wait (bounded) for a first answer."""
+        if self._settings.workers_dns:
+            await self._resolve_once()
+            self._tasks.append(asyncio.create_task(self._dns_loop(), name="pool-dns"))
+        else:
+            for address in self._settings.workers:
+                self._add(address)
+        self._tasks.append(asyncio.create_task(self._refresh_loop(), name="pool-describe"))
+        waits = [event.wait() for event in self._first_seen.values()]
+        if waits:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    asyncio.gather(*waits), self._settings.startup_discovery_timeout_s
+                )
+
+    async def close(self) -> None:
+        """Stop watching, fail queued forwards, close channels."""
+        for task in self._tasks:
+            task.cancel()
+        for worker in list(self.workers):
+            await self._remove(worker.address)
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def get(self, address: str) -> Worker | None:
+        """The worker at `address`, if in the pool."""
+        return self._by_address.get(address)
+
+    def knows(self, name: str) -> bool:
+        """Whether any worker (in any state) has described model `name`."""
+        return any(worker.hosts(name, "") for worker in self.workers)
+
+    async def describe(self, worker: Worker) -> None:
+        """Refresh one worker's hosted models (errors leave the previous answer in place)."""
+        try:
+            response = await worker.internal.DescribeModels(
+                internal_pb2.DescribeModelsRequest(), timeout=5.0
+            )
+        except grpc.aio.AioRpcError as exc:
+            log.warning("DescribeModels on %s failed: %s", worker.address, exc.code().name)
+            return
+        worker.set_models(response)
+        self._on_change(self)
+
+    async def describe_all(self) -> None:
+        """Refresh every worker's hosted models."""
+        await asyncio.gather(*(self.describe(w) for w in self.workers))
+
+    def _add(self, address: str) -> None:
+        if address in self._by_address:
+            return
+        worker = Worker(address, self._settings, self._on_batch)
+        self.workers = [*self.workers, worker]
+        self._by_address[address] = worker
+        self._first_seen[address] = asyncio.Event()
+        worker.watch_task = asyncio.create_task(self._watch(worker), name=f"health-watch {address}")
+        log.info("worker %s joined the pool", address)
+        self._on_change(self)
+
+    async def _remove(self, address: str) -> None:
+        worker = self._by_address.pop(address, None)
+        if worker is None:
+            return
+        self._first_seen.pop(address, None)
+        self.workers = [w for w in self.workers if w is not worker]
+        worker.serving = False
+        worker.coalescer.close()
+        if worker.watch_task is not None:
+            worker.watch_task.cancel()
+            await asyncio.gather(worker.watch_task, return_exceptions=True)
+        await worker.channel.close()
+        log.info("worker %s left the pool", address)
+        self._on_change(self)
+
+    async def _watch(self, worker: Worker) -> None:
+        attempt = 0
+        request = health_pb2.HealthCheckRequest(service="")
+        while True:
+            try:
+                async for reply in worker.health.Watch(request):
+                    attempt = 0
+                    if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                        await self.describe(worker)
+                        self._set_serving(worker, worker.described)
+                    else:
+                        self._set_serving(worker, False)
+                    self._mark_seen(worker)
+            except grpc.aio.AioRpcError as exc:
+                if worker.serving:
+                    log.warning(
+                        "worker %s health stream broke: %s", worker.address, exc.code().name
+                    )
+            self._set_serving(worker, False)
+            self._mark_seen(worker)
+            delay_s = _RECONNECT_BACKOFF_S[min(attempt, len(_RECONNECT_BACKOFF_S) - 1)]
+            attempt += 1
+            await asyncio.sleep(delay_s * (0.8 + 0.4 * random.random()))
+
+    def _mark_seen(self, worker: Worker) -> None:
+        event = self._first_seen.get(worker.address)
+        if event is not None:
+            event.set()
+
+    def _set_serving(self, worker: Worker, serving: bool) -> None:
+        if worker.serving != serving:
+            worker.serving = serving
+            log.info("worker %s is %s", worker.address, "SERVING" if serving else "not serving")
+            self._on_change(self)
+
+    async def _refresh_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._settings.describe_refresh_s)
+            await asyncio.gather(*(self.describe(w) for w in self.workers if w.serving))
+
+    async def _dns_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._settings.dns_refresh_s)
+            await self._resolve_once()
+
+    async def _resolve_once(self) -> None:
+        assert self._settings.workers_dns is not None
+        host, port = parse_address(self._settings.workers_dns)
+        try:
+            infos = await asyncio.get_running_loop().getaddrinfo(
+                host, port, type=socket.SOCK_STREAM
+            )
+        except OSError as exc:
+            log.warning("resolving %s failed: %s (keeping the current pool)", host, exc)
+            return
+        found = {_format_address(str(info[4][0]), port) for info in infos}
+        for address in sorted(found - set(self._by_address)):
+            self._add(address)
+        for address in sorted(set(self._by_address) - found):
+            await self._remove(address)
+
+
+def _format_address(ip: str, port: int) -> str:
+    return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"

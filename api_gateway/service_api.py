@@ -1,0 +1,235 @@
+"""`--service module:attr`: run a runnerfleet.Service's APIs in the gateway, runners on workers.
+
+Each `@svc.api` is served as a model named by the API. Inside the gateway every runner of the
+service is bound to a RemoteBackend, so `runner.<method>.run()` / `async_run()` in user code
+send a ModelInferRequest for that runner's model (exact store version) through the same router
+and forwarder as client requests. Sync API functions run in a thread pool (a blocking `run()`
+there waits on the event loop); async ones run on the loop and must use `async_run()`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextvars
+import importlib
+import time
+from typing import Any
+
+import numpy as np
+
+from api_gateway.forwarder import Forwarder
+from api_gateway.header import RequestHeader
+from protos import codec, model_config_pb2
+from protos import grpc_service_pb2 as pb
+from protos.errors import (
+    DeadlineExceeded,
+    FailedPrecondition,
+    Internal,
+    InvalidArgument,
+    RunnerFleetError,
+)
+
+__all__ = ["RemoteBackend", "ServiceApiHost", "load_service"]
+
+_deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar("deadline", default=None)
+_INPUT, _OUTPUT = "input__0", "output__0"
+_PLATFORM = "runnerfleet_service"
+
+
+def load_service(spec: str) -> Any:
+    """Import `module:attr` and return the runnerfleet.Service it names."""
+    from runnerfleet.service import Service
+
+    module_name, sep, attr = spec.partition(":")
+    if not sep or not module_name or not attr:
+        raise InvalidArgument(f"--service {spec!r}: expected module:attr, e.g. my_service:svc")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise InvalidArgument(f"--service {spec!r}: cannot import {module_name}: {exc}") from None
+    service = getattr(module, attr, None)
+    if not isinstance(service, Service):
+        raise InvalidArgument(
+            f"--service {spec!r}: {attr} is {type(service).__name__}, not a runnerfleet.Service"
+        )
+    return service
+
+
+class RemoteBackend:
+    """A RunnerBackend whose calls go to workers via the gateway's router and forwarder."""
+
+    def __init__(self, forwarder: Forwarder, loop: asyncio.AbstractEventLoop) -> None:
+        self._forwarder = forwarder
+        self._loop = loop
+
+    async def async_call(self, runner: Any, method: str, args: tuple, kwargs: dict) -> Any:
+        """Send one runner method call to a worker hosting the runner's model; numpy out."""
+        if kwargs:
+            raise InvalidArgument(
+                f"runner {runner.name}.{method}: remote calls take positional arrays only"
+            )
+        tag = runner.model.tag
+        request = codec.encode_request(
+            tag.name, [np.asarray(a) for a in args], model_version=tag.version, method=method
+        )
+        header = RequestHeader(tag.name, tag.version, "")
+        payload = await self._forwarder.forward(
+            header, request.SerializeToString(), _deadline.get()
+        )
+        outputs = codec.decode_response_outputs(pb.ModelInferResponse.FromString(payload))
+        return outputs[0] if len(outputs) == 1 else tuple(outputs)
+
+    def call(self, runner: Any, method: str, args: tuple, kwargs: dict) -> Any:
+        """Blocking call from an API function running in a worker thread."""
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            pass
+        else:
+            raise FailedPrecondition(
+                f"runner {runner.name}.{method}.run() called on the gateway's event loop; "
+                "in an async API use `await runner.<method>.async_run(...)`"
+            )
+        context = contextvars.copy_context()
+        coro = self.async_call(runner, method, args, kwargs)
+        future = asyncio.run_coroutine_threadsafe(_in_context(context, coro), self._loop)
+        return future.result()
+
+
+async def _in_context(context: contextvars.Context, coro: Any) -> Any:
+    _deadline.set(context.get(_deadline))
+    return await coro
+
+
+class _ApiStats:
+    def __init__(self, name: str) -> None:
+        self.stats = pb.ModelStatistics(name=name, version="")
+
+    def record(self, ok: bool, duration_s: float) -> None:
+        slot = self.stats.inference_stats.success if ok else self.stats.inference_stats.fail
+        slot.count += 1
+        slot.ns += int(duration_s * 1e9)
+        if ok:
+            self.stats.inference_count += 1
+            self.stats.execution_count += 1
+            self.stats.last_inference = int(time.time() * 1000)
+
+
+class ServiceApiHost:
+    """The APIs of one Service, served by the gateway itself."""
+
+    def __init__(self, service: Any, forwarder: Forwarder, max_threads: int = 64) -> None:
+        self.service = service
+        self._apis = dict(service.apis)
+        self._stats = {name: _ApiStats(name) for name in self._apis}
+        self._executor = concurrent.futures.ThreadPoolExecutor(
+            max_threads, thread_name_prefix="service-api"
+        )
+        self._forwarder = forwarder
+        self._bound = False
+
+    @classmethod
+    def load(cls, spec: str, forwarder: Forwarder) -> ServiceApiHost:
+        """Import the service named by `spec` (module:attr)."""
+        return cls(load_service(spec), forwarder)
+
+    def bind(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Bind every runner of the service to a RemoteBackend on `loop`."""
+        backend = RemoteBackend(self._forwarder, loop)
+        for runner in self.service.runners:
+            runner.bind(backend)
+        self._bound = True
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._apis
+
+    def names(self) -> list[str]:
+        """The API names (each served as a model)."""
+        return sorted(self._apis)
+
+    async def infer(self, header: RequestHeader, request: bytes, deadline: float | None) -> bytes:
+        """Decode the one input, run the API (validated in and out), encode the answer."""
+        if not self._bound:
+            self.bind(asyncio.get_running_loop())
+        api = self._apis[header.model_name]
+        started_s = time.perf_counter()
+        ok = False
+        try:
+            message = pb.ModelInferRequest.FromString(request)
+            arrays = codec.decode_request_inputs(message)
+            if len(arrays) != 1:
+                raise InvalidArgument(
+                    f"API {api.name} takes exactly one input tensor, got {len(arrays)}"
+                )
+            _deadline.set(deadline)
+            timeout_s = None if deadline is None else max(deadline - time.monotonic(), 0.0)
+            try:
+                result = await asyncio.wait_for(self._run(api, arrays[0]), timeout_s)
+            except TimeoutError:
+                raise DeadlineExceeded(
+                    f"API {api.name} did not finish within the deadline"
+                ) from None
+            response = codec.encode_response(message, [result], [_OUTPUT])
+            ok = True
+            return response.SerializeToString()
+        finally:
+            self._stats[api.name].record(ok, time.perf_counter() - started_s)
+
+    async def _run(self, api: Any, value: np.ndarray) -> np.ndarray:
+        try:
+            value = api.input.validate(value)
+            if api.is_async:
+                result = await api.func(value)
+            else:
+                loop = asyncio.get_running_loop()
+                context = contextvars.copy_context()
+                result = await loop.run_in_executor(self._executor, context.run, api.func, value)
+            return api.output.validate(result)
+        except RunnerFleetError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - user code: report, keep serving
+            raise Internal(f"API {api.name} failed: {type(exc).__name__}: {exc}") from exc
+
+    def metadata(self, name: str) -> pb.ModelMetadataResponse:
+        """ModelMetadata synthesised from the API's io specs."""
+        api = self._apis[name]
+        response = pb.ModelMetadataResponse(name=name, versions=[""], platform=_PLATFORM)
+        for spec, target in (
+            (api.input.to_spec(_INPUT), response.inputs),
+            (api.output.to_spec(_OUTPUT), response.outputs),
+        ):
+            target.add(
+                name=spec["name"], datatype=spec["datatype"] or "FP32", shape=spec["shape"] or [-1]
+            )
+        return response
+
+    def config(self, name: str) -> model_config_pb2.ModelConfig:
+        """A Triton ModelConfig synthesised from the API's io specs (no batching at this level)."""
+        metadata = self.metadata(name)
+        config = model_config_pb2.ModelConfig(
+            name=name, platform=_PLATFORM, backend="python", max_batch_size=0
+        )
+        for tensor in metadata.inputs:
+            config.input.add(
+                name=tensor.name, data_type=_data_type(tensor.datatype), dims=tensor.shape
+            )
+        for tensor in metadata.outputs:
+            config.output.add(
+                name=tensor.name, data_type=_data_type(tensor.datatype), dims=tensor.shape
+            )
+        return config
+
+    def statistics(self, name: str) -> pb.ModelStatistics:
+        """Cumulative request counts and durations of one API."""
+        return self._stats[name].stats
+
+    def close(self) -> None:
+        """Stop the API thread pool."""
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+def _data_type(datatype: str) -> int:
+    return model_config_pb2.DataType.Value(
+        "TYPE_STRING" if datatype == "BYTES" else f"TYPE_{datatype}"
+    )

@@ -1,0 +1,105 @@
+"""The gateway's one frozen settings object: CLI flags, then `RUNNERFLEET_*` env, then defaults."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from protos.errors import InvalidArgument
+
+__all__ = ["GatewaySettings", "ENV_PREFIX", "parse_address"]
+
+ENV_PREFIX = "RUNNERFLEET_"
+_MIB = 1024 * 1024
+
+
+@dataclasses.dataclass(frozen=True)
+class GatewaySettings:
+    """Everything the gateway process reads from its flags and environment."""
+
+    host: str = "0.0.0.0"
+    port: int = 8001
+    metrics_port: int = 8002
+    port_file: str | None = None
+    workers: tuple[str, ...] = ()
+    workers_dns: str | None = None
+    dns_refresh_s: float = 2.0
+    describe_refresh_s: float = 10.0
+    service: str | None = None
+    max_inflight: int = 2048
+    max_inflight_per_worker: int = 512
+    max_forward_batch_items: int = 256
+    max_forward_calls_per_worker: int = 1
+    max_attempts: int = 3
+    max_message_bytes: int = 256 * _MIB
+    startup_discovery_timeout_s: float = 5.0
+    stop_grace_s: float = 10.0
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    tls_client_ca: str | None = None
+    auth_token_file: str | None = None
+    auth_token: str | None = dataclasses.field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if bool(self.workers) == bool(self.workers_dns):
+            raise InvalidArgument("give exactly one of --workers HOST:PORT,... or --workers-dns")
+        for address in self.workers:
+            parse_address(address)
+        if self.workers_dns:
+            parse_address(self.workers_dns)
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise InvalidArgument("TLS needs both --tls-cert and --tls-key")
+        if self.tls_client_ca and not self.tls_cert:
+            raise InvalidArgument("--tls-client-ca (mTLS) needs --tls-cert and --tls-key")
+        for name in ("max_inflight", "max_inflight_per_worker", "max_forward_batch_items"):
+            if getattr(self, name) < 1:
+                raise InvalidArgument(f"{name} must be at least 1")
+        if self.max_forward_calls_per_worker < 1 or self.max_attempts < 1:
+            raise InvalidArgument("max_forward_calls_per_worker and max_attempts must be >= 1")
+
+    @classmethod
+    def load(
+        cls, flags: Mapping[str, Any], environ: Mapping[str, str] | None = None
+    ) -> GatewaySettings:
+        """Build settings: a flag that is not None, else `RUNNERFLEET_<FIELD>`, else the default."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for field in dataclasses.fields(cls):
+            raw = flags.get(field.name)
+            if raw is None:
+                raw = env.get(ENV_PREFIX + field.name.upper())
+                if raw is None or raw == "":
+                    continue
+            values[field.name] = _convert(field.name, raw)
+        if "auth_token" not in values and values.get("auth_token_file") is None:
+            token_file = env.get(ENV_PREFIX + "AUTH_TOKEN_FILE")
+            if token_file:
+                values["auth_token_file"] = token_file
+        return cls(**values)
+
+
+_DEFAULTS = GatewaySettings.__dataclass_fields__
+
+
+def _convert(name: str, raw: Any) -> Any:
+    default = _DEFAULTS[name].default
+    if name == "workers":
+        items = raw.split(",") if isinstance(raw, str) else list(raw)
+        return tuple(item.strip() for item in items if item.strip())
+    if isinstance(default, bool):
+        return raw if isinstance(raw, bool) else str(raw).lower() in ("1", "true", "yes")
+    if isinstance(default, int):
+        return int(raw)
+    if isinstance(default, float):
+        return float(raw)
+    return str(raw)
+
+
+def parse_address(address: str) -> tuple[str, int]:
+    """Split `HOST:PORT` (IPv6 as `[::1]:PORT`) and check the port."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise InvalidArgument(f"bad worker address {address!r}: expected HOST:PORT")
+    return host.strip("[]"), int(port)

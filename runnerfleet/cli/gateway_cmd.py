@@ -1,0 +1,60 @@
+"""`runnerfleet gateway`: route inference requests to runner workers."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import click
+
+__all__ = ["gateway"]
+
+
+@click.command()
+@click.option("--host", default=None, help="Interface to bind (default 0.0.0.0).")
+@click.option("--port", type=int, default=None, help="gRPC port (default 8001; 0 = any free port).")
+@click.option(
+    "--metrics-port", type=int, default=None, help="/metrics HTTP port (default 8002; 0 = any)."
+)
+@click.option("--port-file", default=None, help="Write the bound ports and pid here as JSON.")
+@click.option("--workers", default=None, help="Static workers: HOST:PORT[,HOST:PORT...].")
+@click.option(
+    "--workers-dns", default=None, help="NAME:PORT re-resolved periodically (replicas join/leave)."
+)
+@click.option(
+    "--dns-refresh-s", type=float, default=None, help="Seconds between DNS re-resolutions (2)."
+)
+@click.option("--service", default=None, help="module:attr of a runnerfleet.Service to expose.")
+@click.option(
+    "--max-inflight", type=int, default=None, help="Requests in flight before RESOURCE_EXHAUSTED."
+)
+@click.option("--max-inflight-per-worker", type=int, default=None, help="In-flight cap per worker.")
+@click.option(
+    "--max-message-bytes", type=int, default=None, help="Max gRPC message size (256 MiB)."
+)
+@click.option("--tls-cert", default=None, help="Server certificate (PEM) for TLS.")
+@click.option("--tls-key", default=None, help="Server private key (PEM) for TLS.")
+@click.option(
+    "--tls-client-ca", default=None, help="CA (PEM) that client certificates must chain to (mTLS)."
+)
+@click.option(
+    "--auth-token-file", default=None, help="File holding the bearer token clients must send."
+)
+@click.option("--log-level", default="INFO", show_default=True, help="Python logging level.")
+def gateway(log_level: str, **flags: Any) -> None:
+    """Serve the Triton-compatible gRPC API and forward requests to workers."""
+    logging.basicConfig(
+        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    from api_gateway.app import run
+    from api_gateway.settings import GatewaySettings
+    from protos.errors import RunnerFleetError
+
+    try:
+        settings = GatewaySettings.load(flags)
+    except RunnerFleetError as exc:
+        raise click.UsageError(exc.message) from None
+    try:
+        run(settings)
+    except RunnerFleetError as exc:  # bad token file, TLS files, --service: say so, no traceback
+        raise click.ClickException(exc.message) from None

@@ -1,0 +1,206 @@
+"""Coalescing forwards per worker, and the forwarder's retry rules, with a fake transport."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import functools
+import time
+
+import pytest
+
+from api_gateway.coalescer import Coalescer, ForwardOutcome
+from api_gateway.forwarder import Forwarder
+from api_gateway.header import RequestHeader
+from protos.errors import DeadlineExceeded, InvalidArgument, NotFound, Unavailable
+
+
+def sync(fn):
+    """Run an async test in a fresh event loop (no pytest-asyncio needed)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        return asyncio.run(fn(*args, **kwargs))
+
+    return wrapper
+
+
+class FakeCall:
+    """A batch call that records its batches and answers after `delay_s`."""
+
+    def __init__(self, delay_s: float = 0.01, answer=None) -> None:
+        self.batches: list[list[bytes]] = []
+        self.delay_s = delay_s
+        self.answer = answer or (lambda req: ForwardOutcome(0, b"ok:" + req))
+
+    async def __call__(self, items, timeout_s):
+        self.batches.append([req for req, _ in items])
+        await asyncio.sleep(self.delay_s)
+        return [self.answer(req) for req, _ in items]
+
+
+@sync
+async def test_concurrent_requests_coalesce_while_a_call_is_in_flight() -> None:
+    call = FakeCall()
+    coalescer = Coalescer(call, max_items=100)
+    futures = [coalescer.submit(b"%d" % i, None) for i in range(10)]
+    assert coalescer.inflight == 10
+    results = await asyncio.gather(*futures)
+    assert [r.payload for r in results] == [b"ok:%d" % i for i in range(10)]
+    assert [len(b) for b in call.batches] == [10]  # all queued in the same loop turn
+    assert coalescer.inflight == 0
+    first = coalescer.submit(b"a", None)
+    await asyncio.sleep(0)  # the first call is now in flight
+    rest = [coalescer.submit(b"b%d" % i, None) for i in range(5)]
+    await asyncio.gather(first, *rest)
+    assert [len(b) for b in call.batches[1:]] == [1, 5]
+
+
+@sync
+async def test_max_items_splits_batches() -> None:
+    call = FakeCall()
+    coalescer = Coalescer(call, max_items=4)
+    await asyncio.gather(*(coalescer.submit(b"x", None) for _ in range(10)))
+    assert [len(b) for b in call.batches] == [4, 4, 2]
+
+
+@sync
+async def test_cancelled_and_expired_items_are_not_sent() -> None:
+    call = FakeCall(delay_s=0.05)
+    coalescer = Coalescer(call)
+    first = coalescer.submit(b"first", None)
+    await asyncio.sleep(0)
+    cancelled = coalescer.submit(b"cancelled", None)
+    expired = coalescer.submit(b"expired", time.monotonic() + 0.01)
+    kept = coalescer.submit(b"kept", None)
+    cancelled.cancel()
+    await first
+    assert (await expired).code == 4  # DEADLINE_EXCEEDED
+    assert (await kept).payload == b"ok:kept"
+    assert call.batches == [[b"first"], [b"kept"]]
+    assert coalescer.inflight == 0
+
+
+@sync
+async def test_call_failure_fails_every_item_without_hanging() -> None:
+    async def broken(items, timeout_s):
+        raise RuntimeError("boom")
+
+    coalescer = Coalescer(broken)
+    results = await asyncio.gather(*(coalescer.submit(b"x", None) for _ in range(3)))
+    assert {r.code for r in results} == {13}
+
+
+@sync
+async def test_close_fails_queued_items_as_retryable() -> None:
+    coalescer = Coalescer(FakeCall(delay_s=10))
+    first = coalescer.submit(b"a", None)
+    await asyncio.sleep(0)
+    second = coalescer.submit(b"b", None)
+    coalescer.close()
+    for outcome in await asyncio.gather(first, second):
+        assert outcome.code == 14 and outcome.transport
+
+
+@dataclasses.dataclass
+class FakeWorker:
+    address: str
+    coalescer: Coalescer
+    serving: bool = True
+    described: bool = True
+
+    @property
+    def inflight(self) -> int:
+        return self.coalescer.inflight
+
+    def hosts(self, name: str, version: str) -> bool:
+        return name == "iris"
+
+
+class FakePool:
+    def __init__(self, *workers: FakeWorker) -> None:
+        self.workers = list(workers)
+
+
+def _forwarder(pool: FakePool, retries: list[str]) -> Forwarder:
+    return Forwarder(pool, max_inflight_per_worker=100, max_attempts=3, on_retry=retries.append)  # type: ignore[arg-type]
+
+
+HEADER = RequestHeader("iris", "", "1")
+
+
+@sync
+async def test_unavailable_is_retried_on_another_replica() -> None:
+    dead = FakeWorker(
+        "dead",
+        Coalescer(FakeCall(answer=lambda r: ForwardOutcome(14, message="gone", transport=True))),
+    )
+    alive = FakeWorker("alive", Coalescer(FakeCall()))
+    retries: list[str] = []
+    forwarder = _forwarder(FakePool(dead, alive), retries)
+    results = await asyncio.gather(*(forwarder.forward(HEADER, b"r", None) for _ in range(20)))
+    assert results == [b"ok:r"] * 20
+    assert retries and set(retries) == {"iris"}
+
+
+@sync
+async def test_all_replicas_down_is_unavailable() -> None:
+    answer = lambda r: ForwardOutcome(14, message="gone")  # noqa: E731
+    pool = FakePool(
+        FakeWorker("a", Coalescer(FakeCall(answer=answer))),
+        FakeWorker("b", Coalescer(FakeCall(answer=answer))),
+    )
+    with pytest.raises(Unavailable, match="2 tried"):
+        await _forwarder(pool, []).forward(HEADER, b"r", None)
+
+
+@pytest.mark.parametrize("code, error", [(3, InvalidArgument), (5, NotFound)])
+@sync
+async def test_request_errors_are_returned_not_retried(code: int, error: type) -> None:
+    bad = FakeCall(answer=lambda r: ForwardOutcome(code, message="worker says no"))
+    pool = FakePool(FakeWorker("a", Coalescer(bad)), FakeWorker("b", Coalescer(bad)))
+    retries: list[str] = []
+    with pytest.raises(error, match="worker says no"):
+        await _forwarder(pool, retries).forward(HEADER, b"r", None)
+    assert retries == [] and len(bad.batches) == 1
+
+
+@sync
+async def test_passed_deadline_is_deadline_exceeded() -> None:
+    pool = FakePool(FakeWorker("a", Coalescer(FakeCall())))
+    with pytest.raises(DeadlineExceeded):
+        await _forwarder(pool, []).forward(HEADER, b"r", time.monotonic() - 1)
+
+
+@sync
+async def test_big_requests_are_not_batched_past_the_byte_cap() -> None:
+    call = FakeCall()
+    coalescer = Coalescer(call, max_batch_bytes=10)
+    sizes = [4, 4, 4, 20, 1]
+    await asyncio.gather(*(coalescer.submit(b"x" * n, None) for n in sizes))
+    assert [[len(r) for r in batch] for batch in call.batches] == [[4, 4], [4], [20], [1]]
+
+
+@sync
+async def test_call_is_cancelled_when_every_caller_cancelled() -> None:
+    cancelled = asyncio.Event()
+    calls = []
+
+    async def slow_first(items, timeout_s):
+        calls.append(len(items))
+        if len(calls) == 1:
+            try:
+                await asyncio.sleep(10)
+            except asyncio.CancelledError:
+                cancelled.set()
+                raise
+        return [ForwardOutcome(0, b"ok")] * len(items)
+
+    coalescer = Coalescer(slow_first)
+    futures = [coalescer.submit(b"x", None) for _ in range(3)]
+    await asyncio.sleep(0.01)
+    for future in futures:
+        future.cancel()
+    await asyncio.wait_for(cancelled.wait(), 2)
+    assert (await asyncio.wait_for(coalescer.submit(b"y", None), 2)).payload == b"ok"
+    assert calls == [3, 1] and coalescer.inflight == 0

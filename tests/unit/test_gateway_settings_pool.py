@@ -1,0 +1,116 @@
+"""Gateway settings, statistics merging and DNS membership (no worker processes needed)."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+import pytest
+
+from api_gateway import statistics
+from api_gateway.pool import WorkerPool
+from api_gateway.settings import GatewaySettings, parse_address
+from protos import grpc_service_pb2 as pb
+from protos.errors import InvalidArgument
+
+
+def test_flags_win_over_env_and_defaults() -> None:
+    env = {
+        "RUNNERFLEET_MAX_INFLIGHT": "7",
+        "RUNNERFLEET_PORT": "9001",
+        "RUNNERFLEET_WORKERS": "a:1, b:2",
+    }
+    settings = GatewaySettings.load({"port": 1234, "metrics_port": None}, env)
+    assert settings.port == 1234 and settings.max_inflight == 7 and settings.metrics_port == 8002
+    assert settings.workers == ("a:1", "b:2")
+    assert settings.max_message_bytes == 256 * 1024 * 1024
+
+
+def test_token_never_in_repr() -> None:
+    settings = GatewaySettings.load({"workers": "a:1"}, {"RUNNERFLEET_AUTH_TOKEN": "hunter2"})
+    assert settings.auth_token == "hunter2" and "hunter2" not in repr(settings)
+    settings = GatewaySettings.load({"workers": "a:1"}, {"RUNNERFLEET_AUTH_TOKEN_FILE": "/t"})
+    assert settings.auth_token_file == "/t"
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        ({}, "exactly one"),
+        ({"workers": "a:1", "workers_dns": "svc:1"}, "exactly one"),
+        ({"workers": "nohost"}, "HOST:PORT"),
+        ({"workers": "a:99999"}, "HOST:PORT"),
+        ({"workers": "a:1", "tls_cert": "c"}, "both"),
+        ({"workers": "a:1", "tls_client_ca": "ca"}, "mTLS"),
+        ({"workers": "a:1", "max_inflight": 0}, "at least 1"),
+    ],
+)
+def test_bad_settings_are_refused(flags, message) -> None:
+    with pytest.raises(InvalidArgument, match=message):
+        GatewaySettings.load(flags, {})
+
+
+def test_parse_address_handles_ipv6() -> None:
+    assert parse_address("[::1]:8001") == ("::1", 8001)
+    assert parse_address("worker-0.svc:8101") == ("worker-0.svc", 8101)
+
+
+def _stats(name: str, version: str, success: int, rows: int, batch: int) -> pb.ModelStatistics:
+    stats = pb.ModelStatistics(name=name, version=version, inference_count=rows, execution_count=1)
+    stats.last_inference = success
+    stats.inference_stats.success.count = success
+    stats.inference_stats.success.ns = success * 1000
+    stats.batch_stats.add(batch_size=batch).compute_infer.count = 1
+    return stats
+
+
+def test_statistics_sum_per_model_and_version() -> None:
+    replies = [
+        pb.ModelStatisticsResponse(
+            model_stats=[_stats("m", "1", 3, 6, 2), _stats("n", "1", 1, 1, 1)]
+        ),
+        pb.ModelStatisticsResponse(model_stats=[_stats("m", "1", 5, 10, 2)]),
+    ]
+    merged = statistics.merge(replies)
+    by_name = {s.name: s for s in merged.model_stats}
+    m = by_name["m"]
+    assert m.inference_stats.success.count == 8 and m.inference_stats.success.ns == 8000
+    assert m.inference_count == 16 and m.execution_count == 2 and m.last_inference == 5
+    assert [(b.batch_size, b.compute_infer.count) for b in m.batch_stats] == [(2, 2)]
+    assert by_name["n"].inference_count == 1
+
+
+def test_dns_membership_follows_the_answers(monkeypatch) -> None:
+    answers = {"ips": ["10.255.0.1", "10.255.0.2"]}
+
+    async def fake_getaddrinfo(self, host, port, **kwargs):
+        assert host == "workers.svc"
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (ip, port)) for ip in answers["ips"]]
+
+    monkeypatch.setattr(asyncio.BaseEventLoop, "getaddrinfo", fake_getaddrinfo)
+    settings = GatewaySettings(
+        workers_dns="workers.svc:8101", dns_refresh_s=0.02, startup_discovery_timeout_s=0.05
+    )
+
+    async def scenario() -> list[list[str]]:
+        changed = asyncio.Event()
+        pool = WorkerPool(settings, on_change=lambda p: changed.set())
+        seen = []
+        await pool.start()
+        seen.append(sorted(w.address for w in pool.workers))
+        answers["ips"] = ["10.255.0.2", "10.255.0.3"]
+        for _ in range(100):
+            changed.clear()
+            await asyncio.wait_for(changed.wait(), 5)
+            if sorted(w.address for w in pool.workers) == ["10.255.0.2:8101", "10.255.0.3:8101"]:
+                break
+        seen.append(sorted(w.address for w in pool.workers))
+        assert not any(w.serving for w in pool.workers)  # unreachable: never routed to
+        await pool.close()
+        seen.append([w.address for w in pool.workers])
+        return seen
+
+    first, second, closed = asyncio.run(scenario())
+    assert first == ["10.255.0.1:8101", "10.255.0.2:8101"]
+    assert second == ["10.255.0.2:8101", "10.255.0.3:8101"]
+    assert closed == []
