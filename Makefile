@@ -50,8 +50,8 @@ test: install test-deps ## run the whole test suite (unit, integration, deploy, 
 test-compat: install ## tritonclient / perf_analyzer tests (own process: they can't share one with protos/)
 	$(BIN)/python -m pytest -q tests/compat; rc=$$?; [ $$rc -eq 5 ] && rc=0; exit $$rc
 
-demo: install ## train and save the demo models, serve them, query them, stop
-	$(BIN)/python -m runnerfleet.demo
+demo: install ## save the demo models, start a local cluster, query it (runnerfleet.client + tritonclient), stop
+	$(BIN)/python -m runnerfleet.cluster_demo
 
 cluster: install ## start a local cluster (gateway + 2 workers); Ctrl-C stops it
 	$(BIN)/runnerfleet cluster up --workers 2
