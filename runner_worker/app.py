@@ -1,0 +1,150 @@
+"""Worker wiring and lifecycle: bind, report ports, load and warm models, serve, drain, exit.
+
+Order: the gRPC server binds and starts with health NOT_SERVING, ``/metrics`` starts, the
+port file is written, models load and warm up, health turns SERVING. SIGTERM (or SIGINT)
+stops admitting (health NOT_SERVING, batchers refuse new work), lets queued work finish,
+then stops the server gracefully.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import socket
+import sys
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from protos import grpc_service_pb2, internal_pb2
+from protos import grpc_service_pb2_grpc as pb_grpc
+from protos import internal_pb2_grpc as ipb_grpc
+from protos.errors import RunnerFleetError
+from runner_worker.device import configure_runtime
+from runner_worker.hosting import ModelHost
+from runner_worker.inference import InferencePlane
+from runner_worker.internal_servicer import InternalServicer
+from runner_worker.lifecycle import Lifecycle, State
+from runner_worker.metrics import WorkerMetrics
+from runner_worker.servicer import InferenceServicer
+from runner_worker.settings import WorkerSettings
+
+__all__ = ["serve", "run", "write_port_file"]
+
+_log = logging.getLogger("runner_worker")
+STOP_GRACE_S = 5.0
+
+
+def write_port_file(path: str, grpc_port: int, metrics_port: int) -> None:
+    """Atomically write ``{"grpc_port", "metrics_port", "pid"}`` to ``path``."""
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump({"grpc_port": grpc_port, "metrics_port": metrics_port, "pid": os.getpid()}, f)
+    os.replace(tmp, path)
+
+
+def _worker_id(settings: WorkerSettings, port: int) -> str:
+    if settings.worker_id:
+        return settings.worker_id
+    host = settings.host if settings.host not in ("0.0.0.0", "::", "") else socket.gethostname()
+    return f"{host}:{port}"
+
+
+async def serve(settings: WorkerSettings) -> int:
+    """Run the worker until SIGTERM/SIGINT; return the process exit status."""
+    options = [
+        ("grpc.max_send_message_length", settings.max_message_bytes),
+        ("grpc.max_receive_message_length", settings.max_message_bytes),
+        ("grpc.so_reuseport", 0),
+    ]
+    server = grpc.aio.server(options=options)
+    port = server.add_insecure_port(f"{settings.host}:{settings.port}")
+    worker_id = _worker_id(settings, port)
+    metrics = WorkerMetrics(worker_id, settings.device)
+    life = Lifecycle(worker_id, settings.device, metrics)
+    await life.enter(State.LOADING)
+    host = ModelHost(settings, metrics)
+    plane = InferencePlane(host, metrics)
+    drained: asyncio.Task[bool] | None = None
+
+    async def drain() -> None:
+        nonlocal drained
+        if drained is None:
+            await life.enter(State.DRAINING)
+            drained = asyncio.create_task(host.drain(settings.drain_timeout_s), name="drain")
+
+    pb_grpc.add_GRPCInferenceServiceServicer_to_server(
+        InferenceServicer(host, plane, life, settings), server
+    )
+    ipb_grpc.add_WorkerInternalServicer_to_server(
+        InternalServicer(host, plane, life, settings, drain), server
+    )
+    health_pb2_grpc.add_HealthServicer_to_server(life.health, server)
+    reflection.enable_server_reflection(
+        (
+            grpc_service_pb2.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name,
+            internal_pb2.DESCRIPTOR.services_by_name["WorkerInternal"].full_name,
+            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+            reflection.SERVICE_NAME,
+        ),
+        server,
+    )
+    await server.start()
+    metrics_port = metrics.serve(settings.host, settings.metrics_port)
+    if settings.port_file:
+        write_port_file(settings.port_file, port, metrics_port)
+    # always printed (whatever the log level): process supervisors wait for this line
+    print(
+        f"listening grpc={settings.host}:{port} metrics={settings.host}:{metrics_port}",
+        file=sys.stderr,
+        flush=True,
+    )
+
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, life.stop_requested.set)
+
+    status = 0
+    try:
+        loading = asyncio.create_task(_load_all(host, settings), name="load-models")
+        stop_wait = asyncio.create_task(life.stop_requested.wait(), name="stop-wait")
+        await asyncio.wait({loading, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
+        if loading.done():
+            loading.result()
+            await life.enter(State.SERVING)
+            await stop_wait
+        else:
+            loading.cancel()
+        stop_wait.cancel()
+        await drain()
+        assert drained is not None
+        if not await drained:
+            _log.warning("drain timed out after %.1f s; stopping anyway", settings.drain_timeout_s)
+    except RunnerFleetError as exc:
+        _log.error("worker failed: %s", exc.message)
+        status = 1
+    except Exception:
+        _log.exception("worker failed")
+        status = 1
+    finally:
+        await life.enter(State.STOPPED)
+        await server.stop(STOP_GRACE_S)
+        await host.close()
+    _log.info("worker %s stopped", worker_id)
+    return status
+
+
+async def _load_all(host: ModelHost, settings: WorkerSettings) -> None:
+    configure_runtime(settings)
+    for tag in settings.models:
+        await host.load(tag)
+    configure_runtime(settings)
+
+
+def run(settings: WorkerSettings) -> int:
+    """Run the worker on a fresh event loop (the process's one loop)."""
+    return asyncio.run(serve(settings))

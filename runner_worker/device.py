@@ -1,0 +1,68 @@
+"""Process pinning: GPU visibility, CPU affinity and thread counts, from the settings.
+
+``pin_process`` runs before numpy or torch is imported (environment variables are read by
+those libraries at import); ``configure_runtime`` runs again after models load, for libraries
+imported since (torch threads, BLAS pools via threadpoolctl, the CUDA device).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from protos.errors import FailedPrecondition
+from runner_worker.settings import WorkerSettings
+
+__all__ = ["pin_process", "configure_runtime", "THREAD_ENV_VARS"]
+
+THREAD_ENV_VARS = (
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "NUMEXPR_NUM_THREADS",
+    "VECLIB_MAXIMUM_THREADS",
+)
+
+
+def pin_process(settings: WorkerSettings) -> None:
+    """Hide GPUs for ``--device cpu``, export thread counts, set the CPU affinity.
+
+    ``--device cuda:N`` leaves an inherited ``CUDA_VISIBLE_DEVICES`` alone: N indexes the
+    devices it makes visible, as torch counts them.
+    """
+    if settings.device == "cpu":
+        os.environ["CUDA_VISIBLE_DEVICES"] = ""
+    if settings.threads is not None:
+        for var in THREAD_ENV_VARS:
+            os.environ[var] = str(settings.threads)
+    if settings.cpus is not None and hasattr(os, "sched_setaffinity"):
+        try:
+            os.sched_setaffinity(0, settings.cpus)
+        except OSError as exc:
+            raise FailedPrecondition(f"cannot pin to CPUs {list(settings.cpus)}: {exc}") from exc
+
+
+def configure_runtime(settings: WorkerSettings) -> None:
+    """Apply thread counts and the CUDA device to libraries already imported."""
+    if settings.threads is not None:
+        try:
+            from threadpoolctl import threadpool_limits
+
+            threadpool_limits(settings.threads)
+        except ImportError:
+            pass
+    if "torch" not in sys.modules and settings.cuda_index is None:
+        return
+    import torch
+
+    if settings.threads is not None:
+        torch.set_num_threads(settings.threads)
+    index = settings.cuda_index
+    if index is not None:
+        if not torch.cuda.is_available() or index >= torch.cuda.device_count():
+            visible = torch.cuda.device_count() if torch.cuda.is_available() else 0
+            raise FailedPrecondition(
+                f"--device {settings.device} requested but {visible} CUDA device(s) are "
+                "visible (check CUDA_VISIBLE_DEVICES and the driver)"
+            )
+        torch.cuda.set_device(index)

@@ -1,0 +1,217 @@
+"""The models a worker hosts: load/unload from the store, one batcher per method, lookup."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from protos.errors import NotFound, Unavailable
+from runner_worker.batcher import Batcher, BatchPolicy, BatchReport
+from runner_worker.metrics import MethodMetrics, WorkerMetrics
+from runner_worker.runner import ModelRunner
+from runner_worker.settings import WorkerSettings
+from runner_worker.statistics import ModelStats
+
+__all__ = ["HostedModel", "ModelHost"]
+
+_log = logging.getLogger(__name__)
+
+
+class _Events:
+    """Fans one batcher's events out to its method metrics and its model statistics."""
+
+    def __init__(self, metrics: MethodMetrics, stats: ModelStats) -> None:
+        self._metrics = metrics
+        self._stats = stats
+
+    def on_queue_depth(self, depth: int) -> None:
+        self._metrics.on_queue_depth(depth)
+
+    def on_shed(self, reason: str) -> None:
+        self._metrics.on_shed(reason)
+
+    def on_rejected(self, reason: str) -> None:
+        self._metrics.on_rejected(reason)
+
+    def on_batch(self, report: BatchReport) -> None:
+        self._metrics.on_batch(report)
+        self._stats.on_batch(report)
+
+
+@dataclasses.dataclass
+class HostedModel:
+    """One loaded model version with its batchers, metrics and statistics."""
+
+    runner: ModelRunner
+    stats: ModelStats
+    batchers: dict[str, Batcher]
+    metrics: dict[str, MethodMetrics]
+    load_s: float
+
+    @property
+    def name(self) -> str:
+        return self.runner.name
+
+    @property
+    def version(self) -> str:
+        return self.runner.version
+
+
+def _store_get(tag: str) -> Any:
+    import store
+
+    return store.get(tag)
+
+
+class ModelHost:
+    """Registry of hosted model versions; the served version per name is the last loaded."""
+
+    def __init__(
+        self,
+        settings: WorkerSettings,
+        metrics: WorkerMetrics,
+        store_get: Callable[[str], Any] = _store_get,
+    ) -> None:
+        self._settings = settings
+        self._metrics = metrics
+        self._store_get = store_get
+        self._models: dict[str, dict[str, HostedModel]] = {}
+        self._served: dict[str, str] = {}
+        self._loading: set[str] = set()
+        self._lock = asyncio.Lock()
+
+    # ------------------------------------------------------------------ lookup
+    def get(self, name: str, version: str = "") -> HostedModel:
+        """The hosted version (empty = served), or NotFound / Unavailable naming it."""
+        versions = self._models.get(name)
+        if not versions:
+            if name in self._loading:
+                raise Unavailable(f"model {name!r} is loading; retry shortly")
+            hosted = ", ".join(sorted(self._models)) or "none"
+            raise NotFound(f"model {name!r} is not hosted by this worker (hosted: {hosted})")
+        key = version or self._served[name]
+        hosted_model = versions.get(key)
+        if hosted_model is None:
+            raise NotFound(
+                f"model {name!r} has no version {version!r} on this worker "
+                f"(versions: {', '.join(sorted(versions))})"
+            )
+        return hosted_model
+
+    def hosted(self) -> list[HostedModel]:
+        """Every hosted model version, by name then version."""
+        return [m for n in sorted(self._models) for _, m in sorted(self._models[n].items())]
+
+    def versions(self, name: str) -> list[str]:
+        """Hosted versions of ``name``."""
+        return sorted(self._models.get(name, {}))
+
+    def served_version(self, name: str) -> str | None:
+        return self._served.get(name)
+
+    @property
+    def loading(self) -> set[str]:
+        return set(self._loading)
+
+    def pending(self) -> int:
+        """Requests queued or running across all batchers."""
+        return sum(b.pending for m in self.hosted() for b in m.batchers.values())
+
+    # ------------------------------------------------------------------ load / unload
+    async def load(self, tag: str) -> HostedModel:
+        """Load ``tag`` from the store, warm it up and serve it (no-op if already hosted)."""
+        name = tag.partition(":")[0]
+        self._loading.add(name)
+        try:
+            async with self._lock:
+                model = await asyncio.to_thread(self._store_get, tag)
+                existing = self._models.get(model.info.name, {}).get(model.info.version)
+                if existing is not None:
+                    self._served[existing.name] = existing.version
+                    return existing
+                hosted = await self._start(model)
+                self._models.setdefault(hosted.name, {})[hosted.version] = hosted
+                self._served[hosted.name] = hosted.version
+                _log.info("loaded %s:%s in %.2f s", hosted.name, hosted.version, hosted.load_s)
+                return hosted
+        finally:
+            self._loading.discard(name)
+
+    async def _start(self, model: Any) -> HostedModel:
+        s = self._settings
+        runner = ModelRunner(model, s.device)
+        load_s = await runner.load()
+        self._metrics.model_load.labels(runner.name).set(load_s)
+        stats = ModelStats(runner.name, runner.version)
+        batchers: dict[str, Batcher] = {}
+        method_metrics: dict[str, MethodMetrics] = {}
+        for method, info in runner.methods.items():
+            mm = self._metrics.method(runner.name, method)
+            policy = BatchPolicy(
+                batchable=info.batchable,
+                batch_dim=info.batch_dim,
+                max_batch_size=s.max_batch_size,
+                max_latency_s=s.max_latency_s,
+                max_queue_size=s.max_queue_size,
+                max_inflight_batches=s.max_inflight_batches,
+            )
+            batchers[method] = Batcher(
+                _bind(runner, method),
+                policy,
+                name=f"{runner.name}.{method}",
+                observer=_Events(mm, stats),
+            )
+            batchers[method].start()
+            method_metrics[method] = mm
+        return HostedModel(runner, stats, batchers, method_metrics, load_s)
+
+    async def unload(self, name: str, version: str = "") -> list[HostedModel]:
+        """Stop serving ``name`` (one version, or all); queued work finishes first."""
+        async with self._lock:
+            versions = self._models.get(name, {})
+            keys = [version] if version else list(versions)
+            if not versions or any(k not in versions for k in keys):
+                what = f"model {name!r}" + (f" version {version!r}" if version else "")
+                raise NotFound(f"{what} is not hosted by this worker")
+            removed = [versions.pop(k) for k in keys]
+            if versions:
+                self._served[name] = (
+                    sorted(versions)[-1] if self._served[name] in keys else (self._served[name])
+                )
+            else:
+                self._models.pop(name, None)
+                self._served.pop(name, None)
+        for hosted in removed:
+            await self._stop(hosted, self._settings.drain_timeout_s)
+        return removed
+
+    async def _stop(self, hosted: HostedModel, timeout_s: float) -> None:
+        await asyncio.gather(*(b.drain(timeout_s) for b in hosted.batchers.values()))
+        await asyncio.gather(*(b.close() for b in hosted.batchers.values()))
+        hosted.runner.close()
+
+    # ------------------------------------------------------------------ lifecycle
+    async def drain(self, timeout_s: float) -> bool:
+        """Stop admitting everywhere; True once all queued and running work finished."""
+        results = await asyncio.gather(
+            *(b.drain(timeout_s) for m in self.hosted() for b in m.batchers.values())
+        )
+        return all(results)
+
+    async def close(self) -> None:
+        """Stop every batcher and release every model."""
+        for hosted in self.hosted():
+            await asyncio.gather(*(b.close() for b in hosted.batchers.values()))
+            hosted.runner.close()
+        self._models.clear()
+        self._served.clear()
+
+
+def _bind(runner: ModelRunner, method: str) -> Any:
+    async def run_batch(arrays: list[Any]) -> list[Any]:
+        return await runner.run(method, arrays)
+
+    return run_batch

@@ -1,0 +1,91 @@
+"""Thin gRPC servicer of the internal WorkerInternal service (called by the gateway)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from google.protobuf.message import DecodeError
+
+from protos import grpc_service_pb2 as pb
+from protos import internal_pb2 as ipb
+from protos import internal_pb2_grpc as ipb_grpc
+from protos.errors import InvalidArgument, RunnerFleetError
+from protos.status import to_grpc_code
+from runner_worker import describe
+from runner_worker.hosting import ModelHost
+from runner_worker.inference import InferencePlane
+from runner_worker.lifecycle import Lifecycle
+from runner_worker.servicer import deadline_s
+from runner_worker.settings import WorkerSettings
+
+__all__ = ["InternalServicer"]
+
+
+class InternalServicer(ipb_grpc.WorkerInternalServicer):
+    """Gateway-facing rpcs: coalesced forwards, hosted-model description, drain."""
+
+    def __init__(
+        self,
+        host: ModelHost,
+        plane: InferencePlane,
+        life: Lifecycle,
+        settings: WorkerSettings,
+        drain: Callable[[], Awaitable[None]],
+    ) -> None:
+        self._host = host
+        self._plane = plane
+        self._life = life
+        self._settings = settings
+        self._drain = drain
+
+    async def ForwardBatch(self, request: Any, context: Any) -> ipb.ForwardBatchResponse:
+        outer_deadline_s = deadline_s(context)
+        results = await asyncio.gather(
+            *(self._forward(item, outer_deadline_s) for item in request.items)
+        )
+        return ipb.ForwardBatchResponse(results=results)
+
+    async def _forward(self, item: Any, outer_deadline_s: float | None) -> ipb.ForwardResult:
+        deadline_s = outer_deadline_s
+        if item.timeout_s > 0:
+            own = time.monotonic() + item.timeout_s
+            deadline_s = own if deadline_s is None else min(own, deadline_s)
+        try:
+            try:
+                req = pb.ModelInferRequest.FromString(item.request)
+            except DecodeError as exc:
+                raise InvalidArgument(
+                    f"forwarded request is not a ModelInferRequest: {exc}"
+                ) from None
+            response = await self._plane.infer(req, deadline_s)
+        except RunnerFleetError as exc:
+            return ipb.ForwardResult(code=to_grpc_code(exc).value[0], message=exc.message)
+        return ipb.ForwardResult(response=response.SerializeToString())
+
+    async def DescribeModels(self, request: Any, context: Any) -> ipb.DescribeModelsResponse:
+        models = [
+            ipb.HostedModel(
+                name=m.name,
+                version=m.version,
+                ready=True,
+                default_method=m.runner.default_method,
+                methods=sorted(m.runner.methods),
+                metadata=describe.model_metadata(m.runner, [m.version]),
+                config=describe.config_of(m, self._settings),
+            )
+            for m in self._host.hosted()
+        ]
+        return ipb.DescribeModelsResponse(
+            worker_id=self._life.worker_id,
+            device=self._life.device,
+            serving=self._life.serving,
+            models=models,
+        )
+
+    async def Drain(self, request: Any, context: Any) -> ipb.DrainResponse:
+        pending = self._host.pending()
+        await self._drain()
+        return ipb.DrainResponse(pending_requests=pending)

@@ -1,0 +1,174 @@
+"""The worker's Prometheus metrics (names fixed in docs/ARCHITECTURE.md) and their endpoint."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+from runner_worker.batcher import BatchReport
+
+__all__ = ["WorkerMetrics", "MethodMetrics", "CODES", "SHED_REASONS", "REJECT_REASONS"]
+
+CODES = (
+    "OK",
+    "INVALID_ARGUMENT",
+    "NOT_FOUND",
+    "RESOURCE_EXHAUSTED",
+    "DEADLINE_EXCEEDED",
+    "CANCELLED",
+    "UNAVAILABLE",
+    "INTERNAL",
+)
+SHED_REASONS = ("deadline", "latency_budget", "cancelled")
+REJECT_REASONS = ("queue_full", "invalid_input")
+SIZE_BUCKETS = tuple(float(2**i) for i in range(11))  # 1, 2, 4, ..., 1024
+LATENCY_BUCKETS_S = (
+    0.0005,
+    0.001,
+    0.002,
+    0.005,
+    0.01,
+    0.02,
+    0.05,
+    0.1,
+    0.2,
+    0.5,
+    1.0,
+    2.0,
+    5.0,
+    10.0,
+)
+
+
+class WorkerMetrics:
+    """All worker metrics in one registry (one per process; tests may make their own)."""
+
+    def __init__(self, worker_id: str, device: str, registry: CollectorRegistry | None = None):
+        self.registry = registry or CollectorRegistry()
+        self.worker_id = worker_id
+        self.device = device
+        r = self.registry
+        mm = ("model", "method")
+        self.requests = Counter(
+            "runnerfleet_worker_requests_total",
+            "Requests by status code.",
+            (*mm, "code"),
+            registry=r,
+        )
+        self.request_duration = Histogram(
+            "runnerfleet_worker_request_duration_seconds",
+            "End-to-end time in the worker.",
+            mm,
+            buckets=LATENCY_BUCKETS_S,
+            registry=r,
+        )
+        self.queue_wait = Histogram(
+            "runnerfleet_worker_queue_wait_seconds",
+            "Time waiting in the batcher queue.",
+            mm,
+            buckets=LATENCY_BUCKETS_S,
+            registry=r,
+        )
+        self.inference_duration = Histogram(
+            "runnerfleet_worker_inference_duration_seconds",
+            "Model execution time per batch.",
+            mm,
+            buckets=LATENCY_BUCKETS_S,
+            registry=r,
+        )
+        self.batch_rows = Histogram(
+            "runnerfleet_worker_batch_size_rows",
+            "Rows per executed batch.",
+            mm,
+            buckets=SIZE_BUCKETS,
+            registry=r,
+        )
+        self.batch_requests = Histogram(
+            "runnerfleet_worker_batch_size_requests",
+            "Requests per executed batch.",
+            mm,
+            buckets=SIZE_BUCKETS,
+            registry=r,
+        )
+        self.queue_depth = Gauge(
+            "runnerfleet_worker_queue_depth", "Requests waiting in the queue.", mm, registry=r
+        )
+        self.shed = Counter(
+            "runnerfleet_worker_shed_total",
+            "Requests dropped before running.",
+            (*mm, "reason"),
+            registry=r,
+        )
+        self.rejected = Counter(
+            "runnerfleet_worker_rejected_total",
+            "Requests refused on arrival.",
+            (*mm, "reason"),
+            registry=r,
+        )
+        self.model_load = Gauge(
+            "runnerfleet_worker_model_load_seconds",
+            "Time to load and warm a model.",
+            ("model",),
+            registry=r,
+        )
+        self.up = Gauge(
+            "runnerfleet_worker_up",
+            "1 while serving, 0 while loading or draining.",
+            ("worker", "device"),
+            registry=r,
+        )
+        self.set_up(False)
+
+    def set_up(self, serving: bool) -> None:
+        """Report the worker as serving (1) or not (0)."""
+        self.up.labels(self.worker_id, self.device).set(1 if serving else 0)
+
+    def method(self, model: str, method: str) -> MethodMetrics:
+        """The label children of one model method, touched so dashboards have no gaps."""
+        return MethodMetrics(self, model, method)
+
+    def serve(self, host: str, port: int) -> int:
+        """Serve ``/metrics`` over HTTP on a daemon thread; return the bound port."""
+        server, _thread = start_http_server(port, addr=host, registry=self.registry)
+        return int(server.server_port)
+
+
+class MethodMetrics:
+    """Metric children for one (model, method); also a BatchObserver for its batcher."""
+
+    def __init__(self, metrics: WorkerMetrics, model: str, method: str) -> None:
+        labels = (model, method)
+        self._requests = {c: metrics.requests.labels(*labels, c) for c in CODES}
+        self._metrics = metrics
+        self._labels = labels
+        self.request_duration = metrics.request_duration.labels(*labels)
+        self.queue_wait = metrics.queue_wait.labels(*labels)
+        self.inference_duration = metrics.inference_duration.labels(*labels)
+        self.batch_rows = metrics.batch_rows.labels(*labels)
+        self.batch_requests = metrics.batch_requests.labels(*labels)
+        self.queue_depth = metrics.queue_depth.labels(*labels)
+        self._shed = {r: metrics.shed.labels(*labels, r) for r in SHED_REASONS}
+        self._rejected = {r: metrics.rejected.labels(*labels, r) for r in REJECT_REASONS}
+
+    def on_request(self, code: str, duration_s: float) -> None:
+        """Count a finished request and observe its end-to-end duration."""
+        counter = self._requests.get(code)
+        if counter is None:
+            counter = self._requests[code] = self._metrics.requests.labels(*self._labels, code)
+        counter.inc()
+        self.request_duration.observe(duration_s)
+
+    def on_queue_depth(self, depth: int) -> None:
+        self.queue_depth.set(depth)
+
+    def on_shed(self, reason: str) -> None:
+        self._shed[reason].inc()
+
+    def on_rejected(self, reason: str) -> None:
+        self._rejected[reason].inc()
+
+    def on_batch(self, report: BatchReport) -> None:
+        for wait_s in report.queue_wait_s:
+            self.queue_wait.observe(wait_s)
+        self.inference_duration.observe(report.infer_s)
+        self.batch_rows.observe(report.rows)
+        self.batch_requests.observe(report.requests)

@@ -1,0 +1,131 @@
+"""The worker's one frozen settings object, from CLI flags and ``RUNNERFLEET_*`` env vars.
+
+This is the only module of the worker that reads ``os.environ``. Precedence: a flag given on
+the command line, then ``RUNNERFLEET_<FIELD>`` (e.g. ``RUNNERFLEET_MAX_MESSAGE_BYTES``), then
+the default below.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from protos.errors import InvalidArgument
+
+__all__ = ["WorkerSettings", "load_settings", "parse_cpus", "parse_models"]
+
+ENV_PREFIX = "RUNNERFLEET_"
+MIB = 1024 * 1024
+
+
+@dataclasses.dataclass(frozen=True)
+class WorkerSettings:
+    """Everything a worker process needs to know, fixed at start."""
+
+    models: tuple[str, ...] = ()
+    device: str = "cpu"
+    cpus: tuple[int, ...] | None = None
+    threads: int | None = None
+    host: str = "0.0.0.0"
+    port: int = 8101
+    metrics_port: int = 8102
+    port_file: str | None = None
+    max_batch_size: int = 64
+    max_latency_ms: float = 1000.0
+    max_queue_size: int = 1024
+    max_inflight_batches: int = 1
+    max_message_bytes: int = 256 * MIB
+    worker_id: str = ""
+    drain_timeout_s: float = 30.0
+    warmup: bool = True
+
+    def __post_init__(self) -> None:
+        if self.device != "cpu" and not _is_cuda_device(self.device):
+            raise InvalidArgument(f"--device must be 'cpu' or 'cuda:N', got {self.device!r}")
+        for name in ("max_batch_size", "max_queue_size", "max_inflight_batches"):
+            if getattr(self, name) < 1:
+                raise InvalidArgument(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.max_latency_ms <= 0:
+            raise InvalidArgument(f"max_latency_ms must be > 0, got {self.max_latency_ms}")
+        if self.max_message_bytes < 1024:
+            raise InvalidArgument(f"max_message_bytes too small: {self.max_message_bytes}")
+        if self.threads is not None and self.threads < 1:
+            raise InvalidArgument(f"--threads must be >= 1, got {self.threads}")
+
+    @property
+    def max_latency_s(self) -> float:
+        """The end-to-end latency budget in seconds."""
+        return self.max_latency_ms / 1000.0
+
+    @property
+    def cuda_index(self) -> int | None:
+        """N of ``cuda:N`` (an index among the visible devices), or None on CPU."""
+        return int(self.device.split(":", 1)[1]) if _is_cuda_device(self.device) else None
+
+
+def _is_cuda_device(device: str) -> bool:
+    head, _, index = device.partition(":")
+    return head == "cuda" and index.isdigit()
+
+
+def parse_models(value: str | tuple[str, ...] | list[str] | None) -> tuple[str, ...]:
+    """``"a:v1,b"`` -> ``("a:v1", "b")``."""
+    if value is None:
+        return ()
+    parts = value.split(",") if isinstance(value, str) else list(value)
+    return tuple(p.strip() for p in parts if p.strip())
+
+
+def parse_cpus(value: str | None) -> tuple[int, ...] | None:
+    """``"0-3,6"`` -> ``(0, 1, 2, 3, 6)``; None or empty -> None."""
+    if not value:
+        return None
+    cpus: set[int] = set()
+    try:
+        for part in value.split(","):
+            lo, _, hi = part.strip().partition("-")
+            cpus.update(range(int(lo), int(hi or lo) + 1))
+    except ValueError:
+        raise InvalidArgument(f"--cpus must look like '0-3' or '0,2', got {value!r}") from None
+    return tuple(sorted(cpus))
+
+
+_PARSERS: dict[str, Any] = {
+    "models": parse_models,
+    "cpus": parse_cpus,
+    "threads": int,
+    "port": int,
+    "metrics_port": int,
+    "max_batch_size": int,
+    "max_latency_ms": float,
+    "max_queue_size": int,
+    "max_inflight_batches": int,
+    "max_message_bytes": int,
+    "drain_timeout_s": float,
+    "warmup": lambda v: str(v).lower() not in ("0", "false", "no", ""),
+}
+
+
+def load_settings(
+    flags: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None
+) -> WorkerSettings:
+    """Settings from flags (None = not given), then ``RUNNERFLEET_*`` env, then defaults."""
+    flags = flags or {}
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    for field in dataclasses.fields(WorkerSettings):
+        raw = flags.get(field.name)
+        if raw is None:
+            raw = environ.get(ENV_PREFIX + field.name.upper())
+        if raw is None:
+            continue
+        parser = _PARSERS.get(field.name)
+        if isinstance(raw, str) and parser is not None:
+            values[field.name] = parser(raw)
+        elif field.name == "models":
+            values[field.name] = parse_models(raw)
+        else:
+            values[field.name] = raw
+    return WorkerSettings(**values)

@@ -1,0 +1,49 @@
+"""`runnerfleet worker`: serve models from the store on one device, with adaptive batching."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import click
+
+__all__ = ["worker"]
+
+
+@click.command("worker")
+@click.option("--models", help="Model tags to serve: TAG[,TAG...] (env RUNNERFLEET_MODELS).")
+@click.option("--device", help="cpu or cuda:N (N among the visible GPUs). Default cpu.")
+@click.option("--cpus", help="CPU affinity, e.g. 0-3 or 0,2.")
+@click.option("--threads", type=int, help="Torch and BLAS/OpenMP threads.")
+@click.option("--host", help="Address to bind (default 0.0.0.0).")
+@click.option("--port", type=int, help="gRPC port (0 = any free port; default 8101).")
+@click.option("--metrics-port", type=int, help="Prometheus /metrics port (0 = any; default 8102).")
+@click.option("--port-file", help="Write {grpc_port, metrics_port, pid} as JSON here once bound.")
+@click.option("--max-batch-size", type=int, help="Most rows per batch (1 disables batching).")
+@click.option("--max-latency-ms", type=float, help="End-to-end latency budget per request.")
+@click.option("--max-queue-size", type=int, help="Requests waiting per method before refusing.")
+@click.option("--max-inflight-batches", type=int, help="Batches running at once per method.")
+@click.option("--max-message-bytes", type=int, help="gRPC message limit both ways (256 MiB).")
+@click.option("--worker-id", help="Stable worker name (default host:port).")
+@click.option("--drain-timeout-s", type=float, help="Longest drain on SIGTERM (default 30).")
+@click.option("--log-level", default="INFO", show_default=True, help="Python logging level.")
+def worker(log_level: str, **flags: object) -> None:
+    """Load models from the store, warm them up, serve them over gRPC until SIGTERM."""
+    logging.basicConfig(
+        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    from protos.errors import RunnerFleetError
+    from runner_worker.device import pin_process
+    from runner_worker.settings import load_settings
+
+    try:
+        settings = load_settings(flags)
+        if not settings.models:
+            raise click.UsageError("--models (or RUNNERFLEET_MODELS) is required")
+        pin_process(settings)  # before numpy/torch load: they read these variables at import
+    except RunnerFleetError as exc:
+        raise click.UsageError(exc.message) from None
+
+    from runner_worker.app import run
+
+    sys.exit(run(settings))

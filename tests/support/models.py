@@ -1,0 +1,31 @@
+"""Tiny torch test models; they live here so worker processes can unpickle them."""
+
+from __future__ import annotations
+
+import time
+
+import torch
+from torch import nn
+
+__all__ = ["Picky", "Slow"]
+
+
+class Picky(nn.Module):
+    """Doubles its input; raises when any value is negative (to test bisection)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if bool((x < 0).any()):
+            raise ValueError("picky refuses negative inputs")
+        return x * 2
+
+
+class Slow(nn.Module):
+    """Adds one after sleeping ``delay_s`` per call (to keep requests queued)."""
+
+    def __init__(self, delay_s: float = 0.1) -> None:
+        super().__init__()
+        self.delay_s = delay_s
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        time.sleep(self.delay_s)
+        return x + 1
