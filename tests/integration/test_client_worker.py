@@ -103,8 +103,10 @@ def test_errors_are_protos_error_classes(client):
 
 
 def test_deadline(iris_worker):
-    with Client(iris_worker[0], timeout_s=1e-6) as c, pytest.raises(DeadlineExceeded):
-        c.infer("iris_clf", IRIS_X)
+    with Client(iris_worker[0], timeout_s=30) as c:
+        assert c.is_server_ready()  # connect first: an unconnected channel may say UNAVAILABLE
+        with pytest.raises(DeadlineExceeded):
+            c.infer("iris_clf", IRIS_X, timeout_s=1e-6)
 
 
 def test_async_client_concurrent_calls(iris_worker):
