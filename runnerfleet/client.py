@@ -22,7 +22,7 @@ import numpy as np
 from protos import codec
 from protos import grpc_service_pb2 as pb
 from protos import grpc_service_pb2_grpc as pb_grpc
-from protos.errors import NotFound, Unavailable
+from protos.errors import DeadlineExceeded, NotFound, Unavailable
 from protos.status import RETRYABLE_CODES, error_from_rpc_error
 
 __all__ = ["Client", "AsyncClient", "MAX_MESSAGE_BYTES"]
@@ -98,7 +98,13 @@ class _Base:
 
     @staticmethod
     def _remaining_s(deadline: float | None) -> float | None:
-        return None if deadline is None else max(deadline - time.monotonic(), 0.0)
+        """Seconds left before ``deadline``; raises once it passed (grpc reads 0 as no deadline)."""
+        if deadline is None:
+            return None
+        remaining_s = deadline - time.monotonic()
+        if remaining_s <= 0:
+            raise DeadlineExceeded("deadline exceeded before the call could be sent")
+        return remaining_s
 
     @staticmethod
     def _infer_request(
