@@ -25,6 +25,8 @@ from protos import grpc_service_pb2_grpc as pb_grpc
 from protos.errors import DeadlineExceeded, NotFound, Unavailable
 from protos.status import RETRYABLE_CODES, error_from_rpc_error
 
+_MIN_TIMEOUT_S = 1e-3  # below this a deadline is treated as already passed
+
 __all__ = ["Client", "AsyncClient", "MAX_MESSAGE_BYTES"]
 
 MAX_MESSAGE_BYTES = 2**31 - 1  # as tritonclient: the largest message gRPC allows
@@ -98,11 +100,15 @@ class _Base:
 
     @staticmethod
     def _remaining_s(deadline: float | None) -> float | None:
-        """Seconds left before ``deadline``; raises once it passed (grpc reads 0 as no deadline)."""
+        """Seconds left before ``deadline``; raises when under _MIN_TIMEOUT_S is left.
+
+        grpc Python runs a call with timeout 0, or a sub-microsecond one, with no deadline at
+        all, and no remote call completes in under a millisecond anyway.
+        """
         if deadline is None:
             return None
         remaining_s = deadline - time.monotonic()
-        if remaining_s <= 0:
+        if remaining_s < _MIN_TIMEOUT_S:
             raise DeadlineExceeded("deadline exceeded before the call could be sent")
         return remaining_s
 
