@@ -190,6 +190,14 @@ class Batcher:
         self.start()
         arrays = list(arrays)
         parts = self._parts(arrays)
+        if len(parts) > self.policy.max_queue_size:
+            self._observer.on_rejected("invalid_input")
+            raise InvalidArgument(
+                f"{self.name}: a request of {sum(rows for _, rows, _ in parts)} rows splits into "
+                f"{len(parts)} batches of at most {self.policy.max_batch_size} rows, more than "
+                f"the queue holds (max_queue_size={self.policy.max_queue_size}); send smaller "
+                "requests or raise --max-queue-size"
+            )
         if len(self._queue) + len(parts) > self.policy.max_queue_size:
             self._purge_cancelled()
         if len(self._queue) + len(parts) > self.policy.max_queue_size:

@@ -137,6 +137,21 @@ def test_oversize_request_is_split_and_rejoined() -> None:
     run(main())
 
 
+def test_request_larger_than_the_whole_queue_is_refused_as_invalid() -> None:
+    async def main():
+        model = FakeModel()
+        rec = Recorder()
+        b = Batcher(model, BatchPolicy(max_batch_size=4, max_queue_size=2), observer=rec)
+        with pytest.raises(InvalidArgument, match="splits into 3 batches"):
+            await b.submit([rows(10)])
+        assert rec.rejected == ["invalid_input"] and model.batches == []
+        out = await b.submit([rows(8)])  # two batches still fit: served
+        np.testing.assert_array_equal(out[0], rows(8) * 2)
+        await b.close()
+
+    run(main())
+
+
 def test_full_queue_refuses_at_once() -> None:
     async def main():
         model = FakeModel(gated=True)
