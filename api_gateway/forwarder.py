@@ -72,7 +72,11 @@ class Forwarder:
             except ResourceExhausted:
                 self._on_reject("overload")
                 raise
-            except (NotFound, Unavailable):
+            except NotFound:  # no worker hosts it: the client's mistake, not a rejection
+                if last is not None:
+                    break
+                raise
+            except Unavailable:  # hosted, but no replica is SERVING (or all were tried)
                 if last is not None:
                     break
                 self._on_reject("no_worker")
