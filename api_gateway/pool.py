@@ -35,6 +35,7 @@ _TRANSPORT_CODES = frozenset(
     {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.UNKNOWN, grpc.StatusCode.CANCELLED}
 )
 _RECONNECT_BACKOFF_S = (0.1, 0.2, 0.5, 1.0)
+_MODEL_INFER_PATH = "/inference.GRPCInferenceService/ModelInfer"
 
 
 def channel_options(max_message_bytes: int) -> list[tuple[str, int]]:
@@ -65,6 +66,8 @@ class Worker:
         self.health = health_pb2_grpc.HealthStub(self.channel)
         self.internal = internal_pb2_grpc.WorkerInternalStub(self.channel)
         self.inference = grpc_service_pb2_grpc.GRPCInferenceServiceStub(self.channel)
+        # ModelInfer with bytes in and out (no serializers): a lone item skips the batch wrapper
+        self._infer_bytes = self.channel.unary_unary(_MODEL_INFER_PATH)
         self.serving = False
         self.described = False
         self.device = ""
@@ -100,20 +103,34 @@ class Worker:
     async def _forward_batch(
         self, items: list[tuple[bytes, float]], timeout_s: float | None
     ) -> list[ForwardOutcome]:
+        if len(items) == 1:
+            return [await self._forward_one(*items[0])]
         request = internal_pb2.ForwardBatchRequest(
             items=[internal_pb2.ForwardItem(request=r, timeout_s=t) for r, t in items]
         )
         try:
             response = await self.internal.ForwardBatch(request, timeout=timeout_s)
         except grpc.aio.AioRpcError as exc:
-            code = exc.code()
-            outcome = ForwardOutcome(
-                code.value[0],
-                message=f"worker {self.address}: {exc.details()}",
-                transport=code in _TRANSPORT_CODES,
-            )
-            return [outcome] * len(items)
+            return [_failed_call(self.address, exc)] * len(items)
         return [ForwardOutcome(r.code, r.response, r.message) for r in response.results]
+
+    async def _forward_one(self, request: bytes, timeout_s: float) -> ForwardOutcome:
+        """One request as a plain ModelInfer call: no wrapping, so no copies of big tensors."""
+        try:
+            response = await self._infer_bytes(request, timeout=timeout_s or None)
+        except grpc.aio.AioRpcError as exc:
+            return _failed_call(self.address, exc)
+        return ForwardOutcome(0, response)
+
+
+def _failed_call(address: str, exc: grpc.aio.AioRpcError) -> ForwardOutcome:
+    """The outcome of a call to `address` that failed as a whole."""
+    code = exc.code()
+    return ForwardOutcome(
+        code.value[0],
+        message=f"worker {address}: {exc.details()}",
+        transport=code in _TRANSPORT_CODES,
+    )
 
 
 class WorkerPool:
