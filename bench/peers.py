@@ -1,0 +1,285 @@
+"""Peer servers (MLServer, Triton via PyTriton) in their own venvs under a cache folder.
+
+`ensure_venv(name)` creates `.cache/bench-peers/<name>/venv` and pip-installs the peer's pinned
+requirements once: a marker file records what was installed, so a second run installs nothing
+(idempotent, cached). Installs and starts are bounded in time; any failure is raised with the
+reason, which the harness records before it goes on without that peer. The project's own venv
+is never touched.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+
+from bench import procs
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+CACHE = pathlib.Path(os.environ.get("RUNNERFLEET_BENCH_CACHE", ROOT / ".cache" / "bench-peers"))
+TRITON_TOKEN = "runnerfleet-bench-token"
+TRITON_TOKEN_HEADER = "triton-grpc-protocol-triton-access-token"
+INSTALL_TIMEOUT_S = 1200
+
+
+def _sklearn_version() -> str:
+    from importlib.metadata import version
+
+    return version("scikit-learn")
+
+
+def requirements(name: str) -> list[list[str]]:
+    """pip install steps per peer (torch first, alone, so pip takes the local CPU wheel)."""
+    sk = f"scikit-learn=={_sklearn_version()}"  # the same pickle format as the project's store
+    if name == "mlserver":
+        return [["mlserver==1.7.*", "mlserver-sklearn==1.7.*", "uvloop<0.22", sk]]
+    if name == "pytriton":
+        return [["torch==2.13.0"], ["nvidia-pytriton==0.7.*", sk, "torch==2.13.0"]]
+    raise ValueError(name)
+
+
+def venv_python(name: str) -> pathlib.Path:
+    return CACHE / name / "venv" / "bin" / "python"
+
+
+def ensure_venv(name: str, log: pathlib.Path) -> pathlib.Path:
+    """Create and fill the peer's venv unless its marker says it already holds these pins."""
+    venv = CACHE / name / "venv"
+    marker = CACHE / name / "installed.json"
+    want = {"requirements": requirements(name), "python": sys.version.split()[0]}
+    if marker.exists() and venv_python(name).exists():
+        try:
+            if json.loads(marker.read_text()) == want:
+                return venv_python(name)
+        except ValueError:
+            pass
+    log.parent.mkdir(parents=True, exist_ok=True)
+    base = pathlib.Path(sys.base_prefix) / "bin" / "python3"
+    deadline = time.monotonic() + INSTALL_TIMEOUT_S
+    with open(log, "ab") as f:
+        steps = [[str(base), "-m", "venv", str(venv)]]
+        steps.append(
+            [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--upgrade", "pip"]
+        )
+        for req in want["requirements"]:
+            steps.append([str(venv / "bin" / "python"), "-m", "pip", "install", *req])
+        for cmd in steps:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"installing {name} took over {INSTALL_TIMEOUT_S}s")
+            f.write(("\n$ " + " ".join(cmd) + "\n").encode())
+            f.flush()
+            r = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, timeout=left, check=False)
+            if r.returncode != 0:
+                raise RuntimeError(f"`{' '.join(cmd[2:])}` failed ({r.returncode}); see {log}")
+    marker.write_text(json.dumps(want))
+    return venv_python(name)
+
+
+def peer_versions(py: pathlib.Path, dists: list[str]) -> dict[str, str]:
+    code = (
+        "import json,sys\nfrom importlib.metadata import version\nout={}\n"
+        "for d in sys.argv[1:]:\n"
+        "    try: out[d]=version(d)\n"
+        "    except Exception as e: out[d]='?'\n"
+        "print(json.dumps(out))"
+    )
+    r = subprocess.run([str(py), "-c", code, *dists], capture_output=True, text=True, timeout=60)
+    try:
+        return json.loads(r.stdout)
+    except ValueError:
+        return {}
+
+
+@dataclass
+class Served:
+    """A running server the load generator can hit."""
+
+    name: str
+    target: str
+    procs: list = field(default_factory=list)
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    stats_targets: list[str] = field(default_factory=list)  # ModelStatistics sources
+    metrics_url: str = ""  # or a Prometheus histogram
+    batch_metric: str = ""
+    info: dict = field(default_factory=dict)
+    pids: dict[str, int] = field(default_factory=dict)  # role -> PID, for --profile
+    pgids: list[int] = field(default_factory=list)  # process groups whose CPU is reported
+
+    def __post_init__(self) -> None:
+        if not self.pgids:
+            self.pgids = [p.pid for p in self.procs]  # procs.start makes each a group leader
+
+    def stop(self, timeout: float = 20.0) -> None:
+        for p in reversed(self.procs):
+            procs.stop(p, timeout=timeout)
+
+
+def start_mlserver(
+    plan: dict,
+    run_dir: pathlib.Path,
+    models: list[str],
+    *,
+    max_batch_size: int,
+    max_batch_time_s: float,
+    timeout: float = 120.0,
+) -> Served:
+    py = ensure_venv("mlserver", run_dir / "logs" / "mlserver-install.log")
+    repo = run_dir / "mlserver-repo"
+    repo.mkdir(parents=True, exist_ok=True)
+    grpc_port, http_port, metrics_port = procs.free_port(), procs.free_port(), procs.free_port()
+    (repo / "settings.json").write_text(
+        json.dumps(
+            {
+                "debug": False,
+                "host": "127.0.0.1",
+                "http_port": http_port,
+                "grpc_port": grpc_port,
+                "metrics_port": metrics_port,
+                "grpc_max_message_length": 256 * 2**20,
+                "metrics_dir": str(run_dir / "mlserver-metrics"),
+                "environments_dir": str(run_dir / "mlserver-envs"),
+            },
+            indent=1,
+        )
+    )
+    served = []
+    for name in models:
+        spec = plan["models"][name]
+        if spec.get("peer_kind") != "sklearn":
+            continue  # MLServer 1.7 ships no torch runtime: only the scikit-learn model
+        mdir = repo / name
+        mdir.mkdir(exist_ok=True)
+        (mdir / "model-settings.json").write_text(
+            json.dumps(
+                {
+                    "name": name,
+                    "implementation": "peer_mlserver_runtime.CountingSKLearnModel",
+                    "max_batch_size": max_batch_size,
+                    "max_batch_time": max_batch_time_s,
+                    "parameters": {
+                        "uri": spec["peer_artifact"],
+                        "extra": {"predict_fn": spec["method"]},
+                    },
+                },
+                indent=1,
+            )
+        )
+        served.append(name)
+    if not served:
+        raise RuntimeError("no model MLServer can serve in this run")
+    env = {
+        "PYTHONPATH": str(ROOT / "bench"),
+        "MLSERVER_METRICS_DIR": str(run_dir / "mlserver-metrics"),
+    }
+    mlserver_bin = py.parent / "mlserver"
+    proc = procs.start(
+        "mlserver",
+        [str(mlserver_bin), "start", str(repo)],
+        run_dir / "logs" / "mlserver.log",
+        env=env,
+        cwd=str(repo),
+    )
+    s = Served(
+        name="mlserver",
+        target=f"127.0.0.1:{grpc_port}",
+        procs=[proc],
+        metrics_url=f"http://127.0.0.1:{metrics_port}/metrics",
+        batch_metric="bench_batch_rows",
+    )
+    try:
+        for name in served:
+            procs.wait_grpc_ready(s.target, timeout, proc, health=False, model=name)
+    except Exception:
+        s.stop()
+        raise
+    s.info = {
+        "versions": peer_versions(py, ["mlserver", "mlserver-sklearn", "scikit-learn", "uvloop"]),
+        "models": served,
+        "settings": {
+            "max_batch_size": max_batch_size,
+            "max_batch_time_s": max_batch_time_s,
+            "parallel_workers": "default (1)",
+        },
+    }
+    return s
+
+
+def start_pytriton(
+    plan: dict,
+    run_dir: pathlib.Path,
+    models: list[str],
+    *,
+    max_batch_size: int,
+    queue_delay_us: int,
+    timeout: float = 180.0,
+) -> Served:
+    py = ensure_venv("pytriton", run_dir / "logs" / "pytriton-install.log")
+    libdir = subprocess.run(
+        [str(py), "-c", "import sysconfig;print(sysconfig.get_config_var('LIBDIR'))"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout.strip()
+    grpc_port, http_port, metrics_port = procs.free_port(), procs.free_port(), procs.free_port()
+    ready = run_dir / "pytriton.ready"
+    ready.unlink(missing_ok=True)
+    env = {
+        "LD_LIBRARY_PATH": ":".join(x for x in [libdir, os.environ.get("LD_LIBRARY_PATH", "")] if x)
+    }
+    argv = [
+        str(py),
+        str(ROOT / "bench" / "peer_pytriton.py"),
+        "--plan",
+        str(run_dir / "plan.json"),
+        "--models",
+        ",".join(models),
+        "--grpc-port",
+        str(grpc_port),
+        "--http-port",
+        str(http_port),
+        "--metrics-port",
+        str(metrics_port),
+        "--token",
+        TRITON_TOKEN,
+        "--max-batch-size",
+        str(max_batch_size),
+        "--queue-delay-us",
+        str(queue_delay_us),
+        "--workspace",
+        str(run_dir / "pytriton-ws"),
+        "--ready-file",
+        str(ready),
+    ]
+    proc = procs.start("pytriton", argv, run_dir / "logs" / "pytriton.log", env=env)
+    hdr = [(TRITON_TOKEN_HEADER, TRITON_TOKEN)]
+    s = Served(
+        name="triton",
+        target=f"127.0.0.1:{grpc_port}",
+        procs=[proc],
+        headers=hdr,
+        stats_targets=[f"127.0.0.1:{grpc_port}"],
+    )
+    try:
+        procs.wait_for("PyTriton ready file", ready.exists, timeout, proc)
+        for name in models:
+            procs.wait_grpc_ready(s.target, 60, proc, health=False, model=name, headers=hdr)
+    except Exception:
+        s.stop()
+        raise
+    s.info = {
+        "versions": peer_versions(py, ["nvidia-pytriton", "torch", "scikit-learn", "numpy"]),
+        "models": models,
+        "settings": {
+            "max_batch_size": max_batch_size,
+            "max_queue_delay_microseconds": queue_delay_us,
+            "instances": 1,
+            "backend": "python (PyTriton proxy)",
+        },
+    }
+    return s
