@@ -126,8 +126,8 @@ def _to_tensor(value: Any, device: Any) -> Any:
         raise InvalidArgument(f"a torch model cannot take a {arr.dtype} array")
     if not arr.dtype.isnative or any(s < 0 for s in arr.strides):
         arr = np.ascontiguousarray(arr, dtype=arr.dtype.newbyteorder("="))
-    if not arr.flags.writeable:
-        return torch.tensor(arr, device=device)  # copies: torch refuses read-only views
+    if not arr.flags.writeable:  # torch refuses read-only views: one memcpy, then the device
+        return torch.from_numpy(arr.copy()).to(device)
     return torch.as_tensor(arr, device=device)
 
 
