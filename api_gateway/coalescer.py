@@ -4,8 +4,16 @@ When a call returns, everything that queued meanwhile goes to the worker in the 
 call (up to `max_items`, and `max_batch_bytes` since the worker's message limit holds for the
 sum). At one client this is one call per request with no added wait; under load the worker's
 per-call cost (a gRPC round trip, a task, a parse) is paid once per batch instead of once per
-request, which is what lets the gateway keep up with calling the worker directly. No timers,
-no polling: the end of one call starts the next.
+request, which is what lets the gateway keep up with calling the worker directly. No polling:
+the end of one call starts the next.
+
+Regrouping: closed-loop callers answered by one call come straight back, but a call starts as
+soon as the first of them arrives, so without care the in-flight requests split into groups
+that alternate forever (a 1-item call, then a 15-item one: half-size batches at the worker).
+After a call that answered n > 1 items, the next call therefore waits, event-driven, until n
+items queue, for at most `max_regroup_hold_s` and half the last call's duration. A lone
+caller (n = 1) never waits, so concurrency 1 pays nothing; under open-loop load the hold
+costs at most that bound.
 
 Failure modes: a whole call that fails (worker dead, connection reset) fails each of its
 items with a `transport` outcome, which the forwarder may retry on another replica; one item
@@ -20,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, NamedTuple
@@ -27,6 +36,7 @@ from typing import Any, NamedTuple
 __all__ = ["ForwardOutcome", "BatchCall", "Coalescer", "CODE_OK"]
 
 CODE_OK = 0
+_HOLD_FRACTION_OF_CALL = 0.5  # a regroup hold never exceeds this share of the last call
 _CODE_CANCELLED = 1
 _CODE_DEADLINE_EXCEEDED = 4
 _CODE_INTERNAL = 13
@@ -65,6 +75,7 @@ class Coalescer:
         max_batch_bytes: int = 64 * 1024 * 1024,
         on_batch: BatchObserver | None = None,
         deadline_slack_s: float = 0.5,
+        max_regroup_hold_s: float = 0.006,
     ) -> None:
         self._call = call
         self._max_items = max_items
@@ -72,6 +83,11 @@ class Coalescer:
         self._max_bytes = max_batch_bytes
         self._on_batch = on_batch
         self._slack_s = deadline_slack_s
+        self._max_hold_s = max_regroup_hold_s
+        self._regroup_target = 0  # queue length a held call waits for (0: not holding)
+        self._regrouped = asyncio.Event()
+        self._last_answered = 0  # items the last finished call answered
+        self._last_hold_until_s = 0.0  # until when those callers are expected back
         self._queue: collections.deque[_Item] = collections.deque()
         self._tasks: set[asyncio.Task[None]] = set()
         self._calls = 0  # calls started and not finished (tasks leave `_tasks` a turn later)
@@ -88,13 +104,24 @@ class Coalescer:
             return future
         self._queue.append(_Item(request, deadline, future))
         self.inflight += 1
+        if self._regroup_target and len(self._queue) >= self._regroup_target:
+            self._regrouped.set()
         if self._calls < self._max_calls:
-            self._start()
+            self._start(*self._regroup_after_last_call())
         return future
 
-    def _start(self) -> None:
+    def _regroup_after_last_call(self) -> tuple[int, float]:
+        """(target, hold_s) when callers the last call answered are still expected back."""
+        hold_s = self._last_hold_until_s - time.monotonic()
+        if self._last_answered <= 1 or hold_s <= 0:
+            return 0, 0.0  # a lone caller (or a quiet spell) never waits
+        return min(self._last_answered, self._max_items), hold_s
+
+    def _start(self, regroup_target: int = 0, hold_s: float = 0.0) -> None:
         self._calls += 1
-        task = asyncio.get_running_loop().create_task(self._run(), name="forward-batch")
+        task = asyncio.get_running_loop().create_task(
+            self._run(regroup_target, hold_s), name="forward-batch"
+        )
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -120,7 +147,29 @@ class Coalescer:
                 size_bytes += len(item.request)
         return batch
 
-    async def _run(self) -> None:
+    async def _hold_for_regroup(self, target: int, hold_s: float) -> None:
+        """Wait (bounded, event-driven) until `target` items queue, or `hold_s` passes.
+
+        Closed-loop callers answered by the last call come straight back; without this
+        short hold they always miss the next call, and the in-flight requests stay split
+        in two groups that alternate forever (half-size batches at the worker).
+        """
+        if len(self._queue) >= target or hold_s <= 0:
+            return
+        self._regroup_target = target
+        self._regrouped.clear()
+        try:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._regrouped.wait(), hold_s)
+        finally:
+            self._regroup_target = 0
+
+    async def _run(self, regroup_target: int = 0, hold_s: float = 0.0) -> None:
+        try:
+            await self._hold_for_regroup(regroup_target, hold_s)
+        except asyncio.CancelledError:
+            self._calls -= 1
+            raise
         batch = self._take_batch()
         if not batch:
             self._calls -= 1
@@ -163,8 +212,13 @@ class Coalescer:
                     item.future.set_result(outcome)
             if self._on_batch is not None:
                 self._on_batch(len(batch), time.monotonic() - started_s)
+            # the callers just answered are likely to return: let them join the next call
+            ended_s = time.monotonic()
+            hold_s = min(self._max_hold_s, (ended_s - started_s) * _HOLD_FRACTION_OF_CALL)
+            self._last_answered = len(self._queue) + len(batch)
+            self._last_hold_until_s = ended_s + hold_s
             if self._queue and not self._closed and self._calls < self._max_calls:
-                self._start()
+                self._start(min(self._last_answered, self._max_items), hold_s)
 
     def close(self) -> None:
         """Fail queued items (retryable elsewhere) and cancel calls in flight."""

@@ -42,7 +42,7 @@ class FakeCall:
 @sync
 async def test_concurrent_requests_coalesce_while_a_call_is_in_flight() -> None:
     call = FakeCall()
-    coalescer = Coalescer(call, max_items=100)
+    coalescer = Coalescer(call, max_items=100, max_regroup_hold_s=0.0)
     futures = [coalescer.submit(b"%d" % i, None) for i in range(10)]
     assert coalescer.inflight == 10
     results = await asyncio.gather(*futures)
@@ -54,6 +54,31 @@ async def test_concurrent_requests_coalesce_while_a_call_is_in_flight() -> None:
     rest = [coalescer.submit(b"b%d" % i, None) for i in range(5)]
     await asyncio.gather(first, *rest)
     assert [len(b) for b in call.batches[1:]] == [1, 5]
+
+
+@sync
+async def test_callers_answered_together_are_regrouped_into_the_next_call() -> None:
+    call = FakeCall(delay_s=0.02)
+    coalescer = Coalescer(call, max_items=100, max_regroup_hold_s=0.5)
+    await asyncio.gather(*(coalescer.submit(b"%d" % i, None) for i in range(8)))
+    # the 8 answered callers come back one by one: held (bounded) until all 8 are queued
+    returning = []
+    for i in range(8):
+        returning.append(coalescer.submit(b"r%d" % i, None))
+        await asyncio.sleep(0.001)
+    await asyncio.gather(*returning)
+    assert [len(b) for b in call.batches] == [8, 8]
+
+
+@sync
+async def test_a_lone_caller_is_never_held() -> None:
+    call = FakeCall(delay_s=0.02)
+    coalescer = Coalescer(call, max_items=100, max_regroup_hold_s=0.5)
+    for i in range(3):
+        started_s = time.monotonic()
+        await coalescer.submit(b"%d" % i, None)
+        assert time.monotonic() - started_s < 0.2  # the call's 20 ms, never the 0.5 s hold
+    assert [len(b) for b in call.batches] == [1, 1, 1]
 
 
 @sync
