@@ -30,7 +30,7 @@ import asyncio
 import collections
 import contextlib
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, NamedTuple
 
 __all__ = ["ForwardOutcome", "BatchCall", "Coalescer", "CODE_OK"]
@@ -55,6 +55,8 @@ class ForwardOutcome(NamedTuple):
 # (list of (request bytes, timeout_s or 0 = none), call timeout_s or None) -> one outcome per item
 BatchCall = Callable[[list[tuple[bytes, float]], float | None], Awaitable[list[ForwardOutcome]]]
 BatchObserver = Callable[[int, float], None]
+# (request bytes, timeout_s or 0 = none) -> its outcome, as one plain call
+SoloCall = Callable[[bytes, float], Awaitable[ForwardOutcome]]
 
 
 class _Item(NamedTuple):
@@ -76,6 +78,8 @@ class Coalescer:
         on_batch: BatchObserver | None = None,
         deadline_slack_s: float = 0.5,
         max_regroup_hold_s: float = 0.006,
+        solo_call: SoloCall | None = None,
+        solo_min_bytes: int = 1024 * 1024,
     ) -> None:
         self._call = call
         self._max_items = max_items
@@ -84,6 +88,8 @@ class Coalescer:
         self._on_batch = on_batch
         self._slack_s = deadline_slack_s
         self._max_hold_s = max_regroup_hold_s
+        self._solo_call = solo_call
+        self._solo_min_bytes = solo_min_bytes
         self._regroup_target = 0  # queue length a held call waits for (0: not holding)
         self._regrouped = asyncio.Event()
         self._last_answered = 0  # items the last finished call answered
@@ -102,8 +108,11 @@ class Coalescer:
                 ForwardOutcome(_CODE_UNAVAILABLE, message="worker left the pool", transport=True)
             )
             return future
-        self._queue.append(_Item(request, deadline, future))
         self.inflight += 1
+        if self._solo_call is not None and len(request) >= self._solo_min_bytes:
+            self._track(self._run_solo(_Item(request, deadline, future)), "forward-solo")
+            return future
+        self._queue.append(_Item(request, deadline, future))
         if self._regroup_target and len(self._queue) >= self._regroup_target:
             self._regrouped.set()
         if self._calls < self._max_calls:
@@ -119,9 +128,10 @@ class Coalescer:
 
     def _start(self, regroup_target: int = 0, hold_s: float = 0.0) -> None:
         self._calls += 1
-        task = asyncio.get_running_loop().create_task(
-            self._run(regroup_target, hold_s), name="forward-batch"
-        )
+        self._track(self._run(regroup_target, hold_s), "forward-batch")
+
+    def _track(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+        task = asyncio.get_running_loop().create_task(coro, name=name)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -219,6 +229,38 @@ class Coalescer:
             self._last_hold_until_s = ended_s + hold_s
             if self._queue and not self._closed and self._calls < self._max_calls:
                 self._start(min(self._last_answered, self._max_items), hold_s)
+
+    async def _run_solo(self, item: _Item) -> None:
+        """A big request as its own call, beside the queue: coalescing would only copy it."""
+        started_s = time.monotonic()
+        outcome = ForwardOutcome(_CODE_INTERNAL, message="forward failed")
+        try:
+            if item.deadline is not None and item.deadline <= started_s:
+                outcome = ForwardOutcome(
+                    _CODE_DEADLINE_EXCEEDED, message="deadline passed in the gateway"
+                )
+                return
+            assert self._solo_call is not None
+            call = asyncio.ensure_future(
+                self._solo_call(item.request, _timeout_s(item.deadline, started_s))
+            )
+            _cancel_when_abandoned([item], call)
+            outcome = await call
+        except asyncio.CancelledError:
+            outcome = ForwardOutcome(
+                _CODE_UNAVAILABLE, message="forward cancelled: worker left the pool", transport=True
+            )
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise
+        except Exception as exc:  # noqa: BLE001 - the caller must get an answer
+            outcome = ForwardOutcome(_CODE_INTERNAL, message=f"forward failed: {exc!r}")
+        finally:
+            self.inflight -= 1
+            if not item.future.done():
+                item.future.set_result(outcome)
+            if self._on_batch is not None:
+                self._on_batch(1, time.monotonic() - started_s)
 
     def close(self) -> None:
         """Fail queued items (retryable elsewhere) and cancel calls in flight."""

@@ -79,6 +79,7 @@ class Worker:
             max_calls=settings.max_forward_calls_per_worker,
             max_batch_bytes=max(settings.max_message_bytes // 4, 1),
             on_batch=lambda n, s: on_batch(address, n, s),
+            solo_call=self._forward_one,
         )
         self.watch_task: asyncio.Task[None] | None = None
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 
 import grpc
@@ -281,5 +282,29 @@ def test_workers_dns_discovers_workers(cluster, expected):
             assert np.array_equal(c.infer("iris_clf", IRIS_X), expected[0])
         text = scrape(gateway.metrics_port)
         assert metric_value(text, "runnerfleet_gateway_worker_up", worker=worker.address) == 1
+    finally:
+        procs.stop(gateway)
+
+
+def test_big_tensors_forward_beside_small_ones_unchanged(cluster, expected):
+    """2 MiB tensors (sent as their own calls) and iris requests at once: every answer exact."""
+    gateway = start_gateway([w.address for w in cluster["workers"]])
+    try:
+        procs.wait_serving(gateway.address)
+        rng = np.random.default_rng(7)
+        big = [rng.random((1, 1 << 19), dtype=np.float32) for _ in range(6)]
+
+        async def run():
+            async with AsyncClient(gateway.address, timeout_s=60) as c:
+                return await asyncio.gather(
+                    *(c.infer("echo", x) for x in big),
+                    *(c.infer("iris_clf", IRIS_X) for _ in range(12)),
+                )
+
+        results = asyncio.run(run())
+        for x, y in zip(big, results[: len(big)], strict=True):
+            assert np.array_equal(x, y)
+        for y in results[len(big) :]:
+            assert np.array_equal(y, expected[0])
     finally:
         procs.stop(gateway)

@@ -82,6 +82,27 @@ async def test_a_lone_caller_is_never_held() -> None:
 
 
 @sync
+async def test_big_requests_go_as_their_own_calls_beside_the_queue() -> None:
+    call = FakeCall(delay_s=0.02)
+    solo: list[bytes] = []
+
+    async def solo_call(request: bytes, timeout_s: float) -> ForwardOutcome:
+        solo.append(request)
+        await asyncio.sleep(0.02)
+        return ForwardOutcome(0, b"solo:" + request[:1])
+
+    coalescer = Coalescer(call, max_items=100, solo_call=solo_call, solo_min_bytes=1000)
+    big = [coalescer.submit(b"B" * 1000, None) for _ in range(3)]
+    small = [coalescer.submit(b"s%d" % i, None) for i in range(4)]
+    assert coalescer.inflight == 7
+    results = await asyncio.gather(*big, *small)
+    assert [r.payload for r in results[:3]] == [b"solo:B"] * 3
+    assert [r.payload for r in results[3:]] == [b"ok:s%d" % i for i in range(4)]
+    assert len(solo) == 3 and [len(b) for b in call.batches] == [4]
+    assert coalescer.inflight == 0
+
+
+@sync
 async def test_max_items_splits_batches() -> None:
     call = FakeCall()
     coalescer = Coalescer(call, max_items=4)
