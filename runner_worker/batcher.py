@@ -63,8 +63,11 @@ from runner_worker.adaptive import SILENCE_GAPS, ArrivalRate, BatchCostModel, ho
 
 __all__ = ["BatchPolicy", "BatchReport", "BatchObserver", "Batcher", "RunBatch"]
 
-# per arrival: how fast the estimate of concurrent requests forgets a past peak
+# how fast the estimate of concurrent requests forgets a past peak: per arrival, and at
+# least by half every _PEAK_HALF_LIFE_S, so a drop from 64 clients to 1 stops the
+# closed-loop hold within about a second rather than after ~750 arrivals
 _PEAK_DECAY = 0.995
+_PEAK_HALF_LIFE_S = 0.1
 _TURNAROUND_ALPHA = 0.2
 
 RunBatch = Callable[[list[np.ndarray]], Awaitable[list[np.ndarray]]]
@@ -153,6 +156,7 @@ class Batcher:
         self._inflight = 0
         self._inflight_requests = 0
         self.concurrency_estimate = 0.0
+        self._estimated_s = 0.0  # time.monotonic() of the last update of the estimate
         self.turnaround_s: float | None = None  # batch done -> next arrival (EWMA)
         self._completed_s: float | None = None
         self._running: set[asyncio.Task[None]] = set()
@@ -215,7 +219,9 @@ class Batcher:
             self._queue.append(item)
         busy = len(self._queue) > len(items) or self._inflight > 0
         in_system = len(self._queue) + self._inflight_requests
-        self.concurrency_estimate = max(float(in_system), self.concurrency_estimate * _PEAK_DECAY)
+        decay = min(_PEAK_DECAY, 0.5 ** ((now_s - self._estimated_s) / _PEAK_HALF_LIFE_S))
+        self.concurrency_estimate = max(float(in_system), self.concurrency_estimate * decay)
+        self._estimated_s = now_s
         self.arrivals.observe(now_s, sum(i.rows for i in items), busy)
         if self._completed_s is not None:  # first arrival since a batch finished
             gap_s = now_s - self._completed_s

@@ -377,6 +377,23 @@ def test_hold_is_zero_for_a_lone_client_and_shrinks_with_queued_rows() -> None:
     assert hold_time_s(1, BatchCostModel(), busy) == 0.0  # unknown cost: never hold
 
 
+def test_a_past_peak_of_clients_is_forgotten_within_a_second() -> None:
+    async def main():
+        model = FakeModel(gated=True)
+        b = Batcher(model, BatchPolicy(max_batch_size=64))
+        burst = [asyncio.ensure_future(b.submit([rows(1)])) for _ in range(64)]
+        await model.started.wait()
+        model.gate.set()
+        await asyncio.gather(*burst)
+        assert b.concurrency_estimate >= 32  # the peak is remembered while it lasts
+        await asyncio.sleep(1.0)  # then one client alone, after a quiet second
+        await b.submit([rows(1)])
+        assert b.concurrency_estimate < 2  # so the closed-loop hold no longer waits for 64
+        await b.close()
+
+    run(main())
+
+
 def test_a_lone_client_is_never_held() -> None:
     async def main():
         model = FakeModel()
