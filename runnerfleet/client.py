@@ -61,18 +61,20 @@ def _outputs(response: Any) -> np.ndarray | tuple[np.ndarray, ...]:
 
 
 class _Base:
-    """Settings and request building shared by Client and AsyncClient."""
+    """Settings, channel and request building shared by Client and AsyncClient."""
+
+    _grpc: Any = grpc  # the channel factories: grpc (blocking) or grpc.aio (asyncio)
 
     def __init__(
         self,
         address: str,
         *,
-        timeout_s: float | None,
-        retries: int,
-        tls: bool,
-        root_certificates: bytes | str | Path | None,
-        token: str | None,
-        max_message_bytes: int,
+        timeout_s: float | None = None,
+        retries: int = 2,
+        tls: bool = False,
+        root_certificates: bytes | str | Path | None = None,
+        token: str | None = None,
+        max_message_bytes: int = MAX_MESSAGE_BYTES,
     ) -> None:
         if retries < 0:
             raise ValueError(f"retries must be >= 0, got {retries}")
@@ -84,6 +86,13 @@ class _Base:
         self._metadata: tuple[tuple[str, str], ...] = (
             (("authorization", f"Bearer {token}"),) if token else ()
         )
+        if self._credentials is None:
+            self._channel = self._grpc.insecure_channel(address, options=self._options)
+        else:
+            self._channel = self._grpc.secure_channel(
+                address, self._credentials, options=self._options
+            )
+        self._stub = pb_grpc.GRPCInferenceServiceStub(self._channel)
 
     def _deadline(self, timeout_s: float | None) -> float | None:
         timeout_s = self.timeout_s if timeout_s is None else timeout_s
@@ -133,32 +142,6 @@ class _Base:
 
 class Client(_Base):
     """Blocking client; one HTTP/2 channel, safe to share between threads."""
-
-    def __init__(
-        self,
-        address: str,
-        *,
-        timeout_s: float | None = None,
-        retries: int = 2,
-        tls: bool = False,
-        root_certificates: bytes | str | Path | None = None,
-        token: str | None = None,
-        max_message_bytes: int = MAX_MESSAGE_BYTES,
-    ) -> None:
-        super().__init__(
-            address,
-            timeout_s=timeout_s,
-            retries=retries,
-            tls=tls,
-            root_certificates=root_certificates,
-            token=token,
-            max_message_bytes=max_message_bytes,
-        )
-        if self._credentials is None:
-            self._channel = grpc.insecure_channel(address, options=self._options)
-        else:
-            self._channel = grpc.secure_channel(address, self._credentials, options=self._options)
-        self._stub = pb_grpc.GRPCInferenceServiceStub(self._channel)
 
     def _call(self, rpc: Callable[..., Any], request: Any, timeout_s: float | None = None) -> Any:
         deadline = self._deadline(timeout_s)
@@ -236,33 +219,7 @@ class Client(_Base):
 class AsyncClient(_Base):
     """asyncio client (grpc.aio) with the same surface as Client; create it inside a loop."""
 
-    def __init__(
-        self,
-        address: str,
-        *,
-        timeout_s: float | None = None,
-        retries: int = 2,
-        tls: bool = False,
-        root_certificates: bytes | str | Path | None = None,
-        token: str | None = None,
-        max_message_bytes: int = MAX_MESSAGE_BYTES,
-    ) -> None:
-        super().__init__(
-            address,
-            timeout_s=timeout_s,
-            retries=retries,
-            tls=tls,
-            root_certificates=root_certificates,
-            token=token,
-            max_message_bytes=max_message_bytes,
-        )
-        if self._credentials is None:
-            self._channel = grpc.aio.insecure_channel(address, options=self._options)
-        else:
-            self._channel = grpc.aio.secure_channel(
-                address, self._credentials, options=self._options
-            )
-        self._stub = pb_grpc.GRPCInferenceServiceStub(self._channel)
+    _grpc = grpc.aio
 
     async def _call(
         self, rpc: Callable[..., Any], request: Any, timeout_s: float | None = None
