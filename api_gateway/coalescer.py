@@ -190,34 +190,11 @@ class Coalescer:
             items = [(item.request, _timeout_s(item.deadline, started_s)) for item in batch]
             deadlines = [item.deadline for item in batch]
             call_timeout_s = None if None in deadlines else max(t for _, t in items) + self._slack_s
-            call = asyncio.ensure_future(self._call(items, call_timeout_s))
-            _cancel_when_abandoned(batch, call)
-            outcomes = await call
-            if len(outcomes) != len(batch):
-                outcomes = [
-                    ForwardOutcome(
-                        _CODE_INTERNAL, message="worker answered a different number of results"
-                    )
-                ] * len(batch)
-        except asyncio.CancelledError:
-            outcomes = [
-                ForwardOutcome(
-                    _CODE_UNAVAILABLE,
-                    message="forward cancelled: worker left the pool",
-                    transport=True,
-                )
-            ] * len(batch)
-            task = asyncio.current_task()
-            if task is not None and task.cancelling():
-                raise  # close(): this task itself was cancelled
-        except Exception as exc:  # noqa: BLE001 - every caller must get an answer
-            outcomes = [ForwardOutcome(_CODE_INTERNAL, message=f"forward failed: {exc!r}")] * len(
-                batch
-            )
+            outcomes = await _answer_all(batch, self._call(items, call_timeout_s))
         finally:
             self._calls -= 1
             self.inflight -= len(batch)
-            for item, outcome in zip(batch, outcomes or (), strict=False):
+            for item, outcome in zip(batch, outcomes or [_CANCELLED] * len(batch), strict=True):
                 if not item.future.done():
                     item.future.set_result(outcome)
             if self._on_batch is not None:
@@ -232,35 +209,27 @@ class Coalescer:
 
     async def _run_solo(self, item: _Item) -> None:
         """A big request as its own call, beside the queue: coalescing would only copy it."""
+        assert self._solo_call is not None
         started_s = time.monotonic()
-        outcome = ForwardOutcome(_CODE_INTERNAL, message="forward failed")
+        outcome: ForwardOutcome | None = None
         try:
             if item.deadline is not None and item.deadline <= started_s:
                 outcome = ForwardOutcome(
                     _CODE_DEADLINE_EXCEEDED, message="deadline passed in the gateway"
                 )
-                return
-            assert self._solo_call is not None
-            call = asyncio.ensure_future(
-                self._solo_call(item.request, _timeout_s(item.deadline, started_s))
-            )
-            _cancel_when_abandoned([item], call)
-            outcome = await call
-        except asyncio.CancelledError:
-            outcome = ForwardOutcome(
-                _CODE_UNAVAILABLE, message="forward cancelled: worker left the pool", transport=True
-            )
-            task = asyncio.current_task()
-            if task is not None and task.cancelling():
-                raise
-        except Exception as exc:  # noqa: BLE001 - the caller must get an answer
-            outcome = ForwardOutcome(_CODE_INTERNAL, message=f"forward failed: {exc!r}")
+            else:
+                timeout_s = _timeout_s(item.deadline, started_s)
+                (outcome,) = await _answer_all([item], self._solo_one(item.request, timeout_s))
         finally:
             self.inflight -= 1
             if not item.future.done():
-                item.future.set_result(outcome)
+                item.future.set_result(outcome or _CANCELLED)
             if self._on_batch is not None:
                 self._on_batch(1, time.monotonic() - started_s)
+
+    async def _solo_one(self, request: bytes, timeout_s: float) -> list[ForwardOutcome]:
+        assert self._solo_call is not None
+        return [await self._solo_call(request, timeout_s)]
 
     def close(self) -> None:
         """Fail queued items (retryable elsewhere) and cancel calls in flight."""
@@ -276,6 +245,36 @@ class Coalescer:
                 )
         for task in list(self._tasks):
             task.cancel()
+
+
+# the outcome of a call cut short because its worker left the pool (retryable elsewhere)
+_CANCELLED = ForwardOutcome(
+    _CODE_UNAVAILABLE, message="forward cancelled: worker left the pool", transport=True
+)
+
+
+async def _answer_all(
+    batch: list[_Item], call: Awaitable[list[ForwardOutcome]]
+) -> list[ForwardOutcome]:
+    """One outcome per item from `call`, whatever happens; cancelled with its last caller.
+
+    Re-raises CancelledError only when the running task itself is being cancelled (close()).
+    """
+    future = asyncio.ensure_future(call)
+    _cancel_when_abandoned(batch, future)
+    try:
+        outcomes = await future
+        if len(outcomes) != len(batch):
+            message = "worker answered a different number of results"
+            return [ForwardOutcome(_CODE_INTERNAL, message=message)] * len(batch)
+        return outcomes
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise
+        return [_CANCELLED] * len(batch)
+    except Exception as exc:  # noqa: BLE001 - every caller must get an answer
+        return [ForwardOutcome(_CODE_INTERNAL, message=f"forward failed: {exc!r}")] * len(batch)
 
 
 def _cancel_when_abandoned(batch: list[_Item], call: asyncio.Future[Any]) -> None:

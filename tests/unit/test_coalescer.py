@@ -139,13 +139,19 @@ async def test_call_failure_fails_every_item_without_hanging() -> None:
 
 @sync
 async def test_close_fails_queued_items_as_retryable() -> None:
-    coalescer = Coalescer(FakeCall(delay_s=10))
+    async def slow_solo(request: bytes, timeout_s: float) -> ForwardOutcome:
+        await asyncio.sleep(10)
+        return ForwardOutcome(0, b"never")
+
+    coalescer = Coalescer(FakeCall(delay_s=10), solo_call=slow_solo, solo_min_bytes=100)
     first = coalescer.submit(b"a", None)
+    big = coalescer.submit(b"B" * 100, None)
     await asyncio.sleep(0)
     second = coalescer.submit(b"b", None)
     coalescer.close()
-    for outcome in await asyncio.gather(first, second):
+    for outcome in await asyncio.gather(first, big, second):
         assert outcome.code == 14 and outcome.transport
+    assert coalescer.inflight == 0
 
 
 @dataclasses.dataclass
