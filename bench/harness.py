@@ -144,6 +144,27 @@ def log(msg: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
+def _loadgen_argv(served: peers.Served, model: str, spec: dict, concurrency: str) -> list[str]:
+    """The load generator's command line up to the concurrency list (callers add the rest)."""
+    return [
+        PY,
+        "-m",
+        "bench.loadgen",
+        "--target",
+        served.target,
+        "--model",
+        model,
+        "--input-name",
+        spec["input_name"],
+        "--datatype",
+        spec["datatype"],
+        "--shape",
+        ",".join(str(d) for d in spec["request_shape"]),
+        "--concurrency",
+        concurrency,
+    ]
+
+
 def _run_py(args: list[str], *, env: dict, timeout: float, log_path: pathlib.Path) -> None:
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as f:
@@ -215,21 +236,7 @@ class Harness:
         vout = self.run_dir / f"verify-{system}-{model}.npy"
         conc = self.conc_for(model)
         args = [
-            PY,
-            "-m",
-            "bench.loadgen",
-            "--target",
-            served.target,
-            "--model",
-            model,
-            "--input-name",
-            spec["input_name"],
-            "--datatype",
-            spec["datatype"],
-            "--shape",
-            ",".join(str(d) for d in spec["request_shape"]),
-            "--concurrency",
-            ",".join(str(c) for c in conc),
+            *_loadgen_argv(served, model, spec, ",".join(str(c) for c in conc)),
             "--duration",
             str(self.p.duration),
             "--warmup",
@@ -362,21 +369,7 @@ class Harness:
         spec = self.plan["models"][model]
         out = self.run_dir / f"loadgen-profile-{system}-{model}.json"
         args = [
-            PY,
-            "-m",
-            "bench.loadgen",
-            "--target",
-            served.target,
-            "--model",
-            model,
-            "--input-name",
-            spec["input_name"],
-            "--datatype",
-            spec["datatype"],
-            "--shape",
-            ",".join(str(d) for d in spec["request_shape"]),
-            "--concurrency",
-            str(conc),
+            *_loadgen_argv(served, model, spec, str(conc)),
             "--duration",
             str(secs + 0.5),
             "--warmup",
