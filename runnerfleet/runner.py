@@ -1,4 +1,4 @@
-"""``runnerfleet.runner``: the old path of the Runner types (they live in ``runnerfleet.sdk.runner``)."""
+"""``runnerfleet.runner``: the old path of the Runner types (now in ``runnerfleet.sdk.runner``)."""
 
 from runnerfleet.sdk.runner import LocalBackend, Runner, RunnerBackend, RunnerMethod
 
