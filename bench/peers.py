@@ -10,9 +10,9 @@ is never touched.
 from __future__ import annotations
 
 import json
-import socket
 import os
 import pathlib
+import socket
 import subprocess
 import sys
 import time
