@@ -189,7 +189,8 @@ class Model:
         if not os.path.exists(path):
             return {}
         with open(path, "rb") as f:
-            return pickle.load(f)  # noqa: S301 - the store is trusted (DESIGN.md section 2)
+            objects: dict[str, Any] = pickle.load(f)  # noqa: S301 - trusted store (DESIGN.md 2)
+        return objects
 
     def load_model(self, device: str = "cpu") -> Any:
         """The framework object itself (estimator, nn.Module), placed on ``device``."""
