@@ -39,6 +39,7 @@ class GatewaySettings:
     startup_discovery_timeout_s: float = 5.0
     stop_grace_s: float = 10.0
     statistics_timeout_s: float = 5.0  # ModelStatistics fan-out to each worker
+    describe_timeout_s: float = 5.0  # DescribeModels call to one worker (pool discovery)
     repository_timeout_s: float = 300.0  # RepositoryModelLoad/Unload without a client deadline
     tls_cert: str | None = None
     tls_key: str | None = None

@@ -57,6 +57,7 @@ def test_gateway_timeouts_are_settings_with_units() -> None:
     s = GatewaySettings.load({"workers": ["a:1", " b:2 "]}, env)
     assert s.statistics_timeout_s == 1.5
     assert s.repository_timeout_s == 60.0
+    assert s.describe_timeout_s == 5.0
     assert s.workers == ("a:1", "b:2")
 
 
