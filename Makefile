@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 PROTO_SRC := $(wildcard protos/*.proto)
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help install proto proto-check lint test test-deps test-deploy test-compat demo cluster cluster-compose bench bench-quick gpu-check clean
+.PHONY: help install proto proto-check lint test test-fast test-deps test-deploy test-compat demo cluster cluster-compose bench bench-quick gpu-check clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -30,10 +30,14 @@ proto-check: install ## fail when the generated modules drift from the .proto so
 	for f in $$tmp/protos/*.py $$tmp/protos/*.pyi; do cmp -s $$f protos/$$(basename $$f) || { echo "protos/$$(basename $$f) drifted: run make proto"; rm -rf $$tmp; exit 1; }; done; \
 	rm -rf $$tmp; echo "protos up to date"
 
-lint: install ## ruff and mypy
+lint: install ## ruff, mypy and the import layers (lint-imports, contracts in pyproject.toml)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy protos/codec.py protos/errors.py protos/status.py store runner_worker api_gateway runnerfleet
+	$(BIN)/mypy protos/codec.py protos/errors.py protos/status.py protos/settings_loader.py store runner_worker api_gateway runnerfleet
+	$(BIN)/lint-imports
+
+test-fast: install ## unit tests only (pure, no processes; under a minute)
+	$(BIN)/python -m pytest -q -x tests/unit
 
 test-deps: install ## system packages the tests need (Debian): prometheus, docker-compose, libb64-0d, util-linux
 	bash .ci/system-deps.sh

@@ -29,6 +29,7 @@ from protos.errors import (
     InvalidArgument,
     RunnerFleetError,
 )
+from runnerfleet.sdk.service import Service
 
 __all__ = ["RemoteBackend", "ServiceApiHost", "load_service"]
 
@@ -39,8 +40,6 @@ _PLATFORM = "runnerfleet_service"
 
 def load_service(spec: str) -> Any:
     """Import `module:attr` and return the runnerfleet.Service it names."""
-    from runnerfleet.service import Service
-
     module_name, sep, attr = spec.partition(":")
     if not sep or not module_name or not attr:
         raise InvalidArgument(f"--service {spec!r}: expected module:attr, e.g. my_service:svc")

@@ -1,17 +1,19 @@
-"""The gateway's one frozen settings object: CLI flags, then `RUNNERFLEET_*` env, then defaults."""
+"""The gateway's one frozen settings object: CLI flags, then `RUNNERFLEET_*` env, then defaults.
+
+Loaded by `protos.settings_loader` (one boolean rule, one env prefix, one read of os.environ).
+"""
 
 from __future__ import annotations
 
 import dataclasses
-import os
 from collections.abc import Mapping
 from typing import Any
 
 from protos.errors import InvalidArgument
+from protos.settings_loader import ENV_PREFIX, load_values, process_environ
 
 __all__ = ["GatewaySettings", "ENV_PREFIX", "parse_address"]
 
-ENV_PREFIX = "RUNNERFLEET_"
 _MIB = 1024 * 1024
 
 
@@ -36,6 +38,9 @@ class GatewaySettings:
     max_message_bytes: int = 256 * _MIB
     startup_discovery_timeout_s: float = 5.0
     stop_grace_s: float = 10.0
+    statistics_timeout_s: float = 5.0  # ModelStatistics fan-out to each worker
+    describe_timeout_s: float = 5.0  # DescribeModels call to one worker (pool discovery)
+    repository_timeout_s: float = 300.0  # RepositoryModelLoad/Unload without a client deadline
     tls_cert: str | None = None
     tls_key: str | None = None
     tls_client_ca: str | None = None
@@ -64,37 +69,16 @@ class GatewaySettings:
         cls, flags: Mapping[str, Any], environ: Mapping[str, str] | None = None
     ) -> GatewaySettings:
         """Build settings: a flag that is not None, else `RUNNERFLEET_<FIELD>`, else the default."""
-        env = os.environ if environ is None else environ
-        values: dict[str, Any] = {}
-        for field in dataclasses.fields(cls):
-            raw = flags.get(field.name)
-            if raw is None:
-                raw = env.get(ENV_PREFIX + field.name.upper())
-                if raw is None or raw == "":
-                    continue
-            values[field.name] = _convert(field.name, raw)
-        if "auth_token" not in values and values.get("auth_token_file") is None:
-            token_file = env.get(ENV_PREFIX + "AUTH_TOKEN_FILE")
-            if token_file:
-                values["auth_token_file"] = token_file
-        return cls(**values)
+        env = process_environ() if environ is None else environ
+        return cls(**load_values(cls, flags, env, _PARSERS))
 
 
-_DEFAULTS = GatewaySettings.__dataclass_fields__
+def _parse_workers(raw: Any) -> tuple[str, ...]:
+    items = raw.split(",") if isinstance(raw, str) else list(raw)
+    return tuple(item.strip() for item in items if item.strip())
 
 
-def _convert(name: str, raw: Any) -> Any:
-    default = _DEFAULTS[name].default
-    if name == "workers":
-        items = raw.split(",") if isinstance(raw, str) else list(raw)
-        return tuple(item.strip() for item in items if item.strip())
-    if isinstance(default, bool):
-        return raw if isinstance(raw, bool) else str(raw).lower() in ("1", "true", "yes")
-    if isinstance(default, int):
-        return int(raw)
-    if isinstance(default, float):
-        return float(raw)
-    return str(raw)
+_PARSERS = {"workers": _parse_workers}
 
 
 def parse_address(address: str) -> tuple[str, int]:

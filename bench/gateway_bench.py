@@ -1,7 +1,7 @@
 """Gateway overhead: client -> gateway -> worker beside client -> worker, in one run.
 
 Starts one worker (iris_clf and heavy_mlp from a throwaway store) and one gateway in front of it
-(api_gateway.local_cluster), then, for each model and concurrency, runs the shared load
+(runnerfleet.local_cluster), then, for each model and concurrency, runs the shared load
 generator (`bench/loadgen.py`, asyncio tritonclient in its own process) against the worker and
 against the gateway, alternating, and prints requests/s, p50 and p99 with the gateway/direct
 ratios (medians of `--repeats` alternating runs). Targets on 2 cores: +0.5 ms p50 at
@@ -20,7 +20,7 @@ import subprocess
 import sys
 import tempfile
 
-from api_gateway.local_cluster import LocalCluster
+from runnerfleet.local_cluster import LocalCluster
 
 __all__ = ["main"]
 

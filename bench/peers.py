@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+import socket
 import subprocess
 import sys
 import time
@@ -119,6 +120,22 @@ class Served:
             procs.stop(p, timeout=timeout)
 
 
+def _peer_ports(count: int) -> list[int]:
+    """Ports for a peer server that takes fixed ports and cannot report a bound one.
+
+    Still bind-close-reuse (a racy pick): MLServer and PyTriton (tritonserver) have no port
+    file. Only the peers use it; RunnerFleet processes always report their own ports.
+    """
+    sockets = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [int(sock.getsockname()[1]) for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
 def start_mlserver(
     plan: dict,
     run_dir: pathlib.Path,
@@ -131,7 +148,7 @@ def start_mlserver(
     py = ensure_venv("mlserver", run_dir / "logs" / "mlserver-install.log")
     repo = run_dir / "mlserver-repo"
     repo.mkdir(parents=True, exist_ok=True)
-    grpc_port, http_port, metrics_port = procs.free_port(), procs.free_port(), procs.free_port()
+    grpc_port, http_port, metrics_port = _peer_ports(3)
     (repo / "settings.json").write_text(
         json.dumps(
             {
@@ -226,7 +243,7 @@ def start_pytriton(
         timeout=60,
         check=True,
     ).stdout.strip()
-    grpc_port, http_port, metrics_port = procs.free_port(), procs.free_port(), procs.free_port()
+    grpc_port, http_port, metrics_port = _peer_ports(3)
     ready = run_dir / "pytriton.ready"
     ready.unlink(missing_ok=True)
     env = {

@@ -2,18 +2,19 @@
 
 Every process started here is remembered; `stop_all()` (also run at exit and on SIGTERM by the
 harness) stops those still running: SIGTERM to the process group the harness created, a bounded
-wait, then SIGKILL. Nothing else is ever signalled.
+wait, then SIGKILL. Nothing else is ever signalled. RunnerFleet processes report their ports in
+a port file and their readiness on gRPC health, read with `runnerfleet.supervisor` (the one
+supervisor; `bench.gateway_bench` and `bench.worker_bench` start processes through it). What
+stays here is what the peers (MLServer, PyTriton) need: logs in files, process groups.
 """
 
 from __future__ import annotations
 
 import atexit
 import contextlib
-import json
 import os
 import pathlib
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -21,7 +22,6 @@ from dataclasses import dataclass, field
 
 __all__ = [
     "Proc",
-    "free_port",
     "start",
     "stop",
     "stop_all",
@@ -53,12 +53,6 @@ class Proc:
         except OSError:
             return ""
         return data[-n:].decode("utf-8", "replace")
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def start(
@@ -139,12 +133,15 @@ def wait_for(
 
 
 def wait_port_file(path: pathlib.Path, timeout: float, proc: Proc | None = None) -> dict:
+    """The ports a RunnerFleet process reported in its --port-file, once it is there."""
+    from runnerfleet.supervisor import read_port_file
+
     box: dict = {}
 
     def check() -> bool:
         if not path.exists():
             return False
-        box.update(json.loads(path.read_text()))
+        box.update(read_port_file(path))
         return True
 
     wait_for(f"port file {path}", check, timeout, proc)
@@ -166,12 +163,9 @@ def wait_grpc_ready(
     def check() -> bool:
         with grpc.insecure_channel(target) as ch:
             if health:
-                from grpc_health.v1 import health_pb2, health_pb2_grpc
+                from runnerfleet.supervisor import health_status
 
-                resp = health_pb2_grpc.HealthStub(ch).Check(
-                    health_pb2.HealthCheckRequest(service=""), timeout=2
-                )
-                if resp.status != health_pb2.HealthCheckResponse.SERVING:
+                if health_status(target, timeout_s=2) != "SERVING":
                     return False
             if model:
                 from protos import grpc_service_pb2 as pb

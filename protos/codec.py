@@ -210,7 +210,8 @@ def _decode_raw(
     if datatype == "BOOL":
         as_u8 = np.frombuffer(raw, dtype=np.uint8)
         if count and as_u8.max() > 1:  # non-canonical true bytes: normalise (one copy)
-            return (as_u8 != 0).reshape(shape)
+            normalised: np.ndarray = as_u8 != 0
+            return normalised.reshape(shape)
         return as_u8.view(np.bool_).reshape(shape)
     arr = np.frombuffer(raw, dtype=dtype)
     if _BIG_ENDIAN_HOST:  # pragma: no cover - every supported host is little-endian
@@ -257,7 +258,7 @@ def _decode_typed(
 
 
 def _has_typed(tensor: Any) -> bool:
-    return tensor.HasField("contents") and tensor.contents.ByteSize() > 0
+    return bool(tensor.HasField("contents") and tensor.contents.ByteSize() > 0)
 
 
 def _decode_tensor(tensor: Any, raw: bytes | None, kind: str) -> np.ndarray:

@@ -32,11 +32,11 @@ from runner_worker.lifecycle import Lifecycle, State
 from runner_worker.metrics import WorkerMetrics
 from runner_worker.servicer import InferenceServicer
 from runner_worker.settings import WorkerSettings
+from store.fs_store import FileStore
 
 __all__ = ["serve", "run", "write_port_file"]
 
 _log = logging.getLogger("runner_worker")
-STOP_GRACE_S = 5.0
 
 
 def write_port_file(path: str, grpc_port: int, metrics_port: int) -> None:
@@ -67,7 +67,7 @@ async def serve(settings: WorkerSettings) -> int:
     metrics = WorkerMetrics(worker_id, settings.device)
     life = Lifecycle(worker_id, settings.device, metrics)
     await life.enter(State.LOADING)
-    host = ModelHost(settings, metrics)
+    host = ModelHost(settings, metrics, store_get=FileStore(settings.store_root).get)
     plane = InferencePlane(host, metrics)
     drained: asyncio.Task[bool] | None = None
 
@@ -132,7 +132,7 @@ async def serve(settings: WorkerSettings) -> int:
         status = 1
     finally:
         await life.enter(State.STOPPED)
-        await server.stop(STOP_GRACE_S)
+        await server.stop(settings.stop_grace_s)
         await host.close()
     _log.info("worker %s stopped", worker_id)
     return status

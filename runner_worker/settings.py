@@ -1,22 +1,23 @@
 """The worker's one frozen settings object, from CLI flags and ``RUNNERFLEET_*`` env vars.
 
-This is the only module of the worker that reads ``os.environ``. Precedence: a flag given on
-the command line, then ``RUNNERFLEET_<FIELD>`` (e.g. ``RUNNERFLEET_MAX_MESSAGE_BYTES``), then
-the default below.
+Loaded by ``protos.settings_loader`` (one boolean rule, one env prefix, one read of
+``os.environ`` per process). Precedence: a flag given on the command line, then
+``RUNNERFLEET_<FIELD>`` (e.g. ``RUNNERFLEET_MAX_MESSAGE_BYTES``; the store root is
+``RUNNERFLEET_HOME``), then the default below.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import os
 from collections.abc import Mapping
 from typing import Any
 
 from protos.errors import InvalidArgument
+from protos.settings_loader import ENV_PREFIX, load_values, process_environ
+from protos.settings_loader import store_root as default_store_root
 
-__all__ = ["WorkerSettings", "load_settings", "parse_cpus", "parse_models"]
+__all__ = ["WorkerSettings", "load_settings", "parse_cpus", "parse_models", "ENV_PREFIX"]
 
-ENV_PREFIX = "RUNNERFLEET_"
 MIB = 1024 * 1024
 
 
@@ -39,7 +40,9 @@ class WorkerSettings:
     max_message_bytes: int = 256 * MIB
     worker_id: str = ""
     drain_timeout_s: float = 30.0
+    stop_grace_s: float = 5.0  # gRPC server stop grace after the drain
     warmup: bool = True
+    store_root: str = dataclasses.field(default_factory=lambda: default_store_root({}))
 
     def __post_init__(self) -> None:
         if self.device != "cpu" and not _is_cuda_device(self.device):
@@ -92,40 +95,12 @@ def parse_cpus(value: str | None) -> tuple[int, ...] | None:
     return tuple(sorted(cpus))
 
 
-_PARSERS: dict[str, Any] = {
-    "models": parse_models,
-    "cpus": parse_cpus,
-    "threads": int,
-    "port": int,
-    "metrics_port": int,
-    "max_batch_size": int,
-    "max_latency_ms": float,
-    "max_queue_size": int,
-    "max_inflight_batches": int,
-    "max_message_bytes": int,
-    "drain_timeout_s": float,
-    "warmup": lambda v: str(v).lower() not in ("0", "false", "no", ""),
-}
+_PARSERS: dict[str, Any] = {"models": parse_models, "cpus": parse_cpus, "threads": int}
 
 
 def load_settings(
     flags: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None
 ) -> WorkerSettings:
     """Settings from flags (None = not given), then ``RUNNERFLEET_*`` env, then defaults."""
-    flags = flags or {}
-    environ = os.environ if environ is None else environ
-    values: dict[str, Any] = {}
-    for field in dataclasses.fields(WorkerSettings):
-        raw = flags.get(field.name)
-        if raw is None:
-            raw = environ.get(ENV_PREFIX + field.name.upper())
-        if raw is None:
-            continue
-        parser = _PARSERS.get(field.name)
-        if isinstance(raw, str) and parser is not None:
-            values[field.name] = parser(raw)
-        elif field.name == "models":
-            values[field.name] = parse_models(raw)
-        else:
-            values[field.name] = raw
-    return WorkerSettings(**values)
+    env = process_environ() if environ is None else environ
+    return WorkerSettings(**load_values(WorkerSettings, flags or {}, env, _PARSERS))

@@ -6,7 +6,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from protos.errors import InvalidArgument
-from store import Model, Tag, default_store
+from runnerfleet.sdk.model import Model, wrap
+from store import Model as StoreModel
+from store import Tag, default_store
 from store import save_model as _save_model
 
 __all__ = ["FrameworkApi"]
@@ -29,15 +31,17 @@ class FrameworkApi:
         custom_objects: Mapping[str, Any] | None = None,
         sample_input: Any = None,
     ) -> Model:
-        return _save_model(
-            self.module,
-            name,
-            model,
-            signatures=signatures,
-            labels=labels,
-            metadata=metadata,
-            custom_objects=custom_objects,
-            sample_input=sample_input,
+        return wrap(
+            _save_model(
+                self.module,
+                name,
+                model,
+                signatures=signatures,
+                labels=labels,
+                metadata=metadata,
+                custom_objects=custom_objects,
+                sample_input=sample_input,
+            )
         )
 
     def get(self, tag: str | Tag) -> Model:
@@ -47,8 +51,8 @@ class FrameworkApi:
                 f"model {model.tag} was saved with runnerfleet.{model.info.module}, "
                 f"not runnerfleet.{self.module}"
             )
-        return model
+        return wrap(model)
 
-    def load_model(self, tag: str | Tag | Model, device: str = "cpu") -> Any:
-        model = tag if isinstance(tag, Model) else self.get(tag)
+    def load_model(self, tag: str | Tag | StoreModel, device: str = "cpu") -> Any:
+        model = tag if isinstance(tag, StoreModel) else self.get(tag)
         return model.load_model(device)

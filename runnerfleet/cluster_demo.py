@@ -1,7 +1,7 @@
 """The cluster demo: save the demo models, serve them with a local cluster, query, report, stop.
 
 Saves iris_clf (scikit-learn) and digits_mlp (torch, trained on scikit-learn's digits) into the
-store at $RUNNERFLEET_HOME, starts a gateway and two workers (api_gateway.local_cluster, the code
+store at $RUNNERFLEET_HOME, starts a gateway and two workers (runnerfleet.local_cluster, the code
 behind `runnerfleet cluster up`), sends the whole datasets through the gateway with
 runnerfleet.client and again with tritonclient (in a subprocess: tritonclient and our protos
 cannot share a process), prints predictions, accuracies and a metrics summary, then stops
@@ -11,7 +11,6 @@ everything. `python -m runnerfleet.cluster_demo`.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import urllib.request
@@ -81,12 +80,13 @@ def main() -> int:
     """Run the demo; exit code 0 when every answer came back and accuracies are sane."""
     import tempfile
 
-    from api_gateway.local_cluster import LocalCluster
     from runnerfleet import demo_models
     from runnerfleet.client import Client
+    from runnerfleet.local_cluster import LocalCluster
+    from store import default_root
 
     iris_tag, digits_tag = demo_models.save_iris(), demo_models.save_digits_torch()
-    home = os.environ.get("RUNNERFLEET_HOME", "~/runnerfleet")
+    home = default_root()
     print(f"saved {iris_tag} and {digits_tag} in {home}")
     iris_x, iris_y = demo_models.iris_data()
     digits_x, digits_y = demo_models.digits_data()

@@ -1,4 +1,7 @@
-"""``runnerfleet.models``: get, list, delete, export and import stored models."""
+"""``runnerfleet.models``: get, list, delete, export and import stored models.
+
+Models come back as ``runnerfleet.sdk.model.Model`` (a ``store.Model`` with ``to_runner()``).
+"""
 
 from __future__ import annotations
 
@@ -6,7 +9,8 @@ import logging
 from collections.abc import Callable, Mapping
 
 import store
-from store import Model, Tag
+from runnerfleet.sdk.model import Model, wrap
+from store import Tag
 
 __all__ = ["get", "list", "delete", "export_model", "import_model"]
 
@@ -16,14 +20,14 @@ _builtin_list = list
 
 def get(tag: str | Tag) -> Model:
     """The model ``tag`` names (``name``/``name:latest`` = newest; unique version prefixes)."""
-    return store.get(tag)
+    return wrap(store.get(tag))
 
 
 def list(  # noqa: A001 - mirrors bentoml.models.list
     name: str | None = None, labels: Mapping[str, str] | None = None
 ) -> _builtin_list[Model]:
     """Stored models, filtered by ``name`` and by ``labels`` (all must match)."""
-    return store.list(name, labels)
+    return [wrap(m) for m in store.list(name, labels)]
 
 
 def delete(tag: str | Tag) -> None:
@@ -42,4 +46,4 @@ def import_model(
     """Import a ``.rfmodel`` archive; an identical version already stored is left as is."""
     result = store.import_model(path, force=force, progress=progress)
     _log.info(result.message)
-    return result.model
+    return wrap(result.model)

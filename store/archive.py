@@ -98,7 +98,7 @@ def _add_checked(
     info.uname = info.gname = ""
     with open(src, "rb") as f:
         reader = _HashingReader(f, progress)
-        tar.addfile(info, reader)  # type: ignore[arg-type]
+        tar.addfile(info, reader)
     if reader.digest.hexdigest() != sha256:
         raise Internal(f"stored file {rel} of {model.tag} does not match its manifest sha256")
 

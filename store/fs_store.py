@@ -15,13 +15,13 @@ from collections.abc import Callable, Iterator, Mapping
 import filelock
 
 from protos.errors import NotFound, Unavailable
+from protos.settings_loader import store_root
 from store.model import INFO_FILE, Model, ModelInfo
 from store.staging import cleanup_dead, staging_dir
 from store.tag import Tag, resolve_version, validate_part
 
 __all__ = ["FileStore", "default_root", "default_store", "CHECKPOINT_HOOK", "checkpoint"]
 
-ENV_HOME = "RUNNERFLEET_HOME"
 _LATEST_FILE = "latest"
 
 # Tests set this in a child process to pause or die at named points of a save/delete.
@@ -35,8 +35,8 @@ def checkpoint(point: str) -> None:
 
 
 def default_root() -> str:
-    """``$RUNNERFLEET_HOME``, else ``~/runnerfleet`` (the one place the store reads the env)."""
-    return os.environ.get(ENV_HOME) or os.path.join(os.path.expanduser("~"), "runnerfleet")
+    """``$RUNNERFLEET_HOME``, else ``~/runnerfleet`` (resolved by ``protos.settings_loader``)."""
+    return store_root()
 
 
 def default_store() -> FileStore:

@@ -9,13 +9,10 @@ import pickle
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from protos.errors import InvalidArgument, NotFound
 from store.tag import Tag
-
-if TYPE_CHECKING:
-    from runnerfleet.runner import Runner
 
 __all__ = [
     "TensorSpec",
@@ -167,7 +164,11 @@ class Runnable:
 
 @dataclass(frozen=True, repr=False)
 class Model:
-    """One stored model version: ``tag``, ``path`` (its directory) and ``info``."""
+    """One stored model version: ``tag``, ``path`` (its directory) and ``info``.
+
+    Runner-free on purpose: ``runnerfleet.sdk.model.Model`` (what ``runnerfleet.models.get``
+    returns) adds ``to_runner()`` on the floor above.
+    """
 
     tag: Tag
     path: str
@@ -188,7 +189,8 @@ class Model:
         if not os.path.exists(path):
             return {}
         with open(path, "rb") as f:
-            return pickle.load(f)  # noqa: S301 - the store is trusted (DESIGN.md section 2)
+            objects: dict[str, Any] = pickle.load(f)  # noqa: S301 - trusted store (DESIGN.md 2)
+        return objects
 
     def load_model(self, device: str = "cpu") -> Any:
         """The framework object itself (estimator, nn.Module), placed on ``device``."""
@@ -204,12 +206,6 @@ class Model:
         obj = adapter.load(self, device)
         methods = {name: adapter.make_method(obj, name, device) for name in self.info.signatures}
         return Runnable(methods=methods, device=device)
-
-    def to_runner(self, name: str | None = None) -> Runner:
-        """A Runner for this model (call ``init_local()`` or let a server bind it)."""
-        from runnerfleet.runner import Runner
-
-        return Runner(self, name=name)
 
     def __repr__(self) -> str:
         return f'Model(tag="{self.tag}", path="{self.path}")'

@@ -77,7 +77,7 @@ def up(
     quiet: bool,
 ) -> None:
     """Start the gateway and N workers, wait until all are SERVING, stop all on Ctrl-C/SIGTERM."""
-    from api_gateway.local_cluster import LocalCluster
+    from runnerfleet.local_cluster import LocalCluster
 
     if n_workers < 1:
         raise click.UsageError("--workers must be at least 1")

@@ -104,7 +104,7 @@ def load(model: Model, device: str = "cpu") -> Any:
     target = _device(device)
     script_path = model.path_of(_SCRIPT_FILE)
     if os.path.exists(script_path):
-        module = torch.jit.load(script_path, map_location=target)
+        module = torch.jit.load(script_path, map_location=target)  # type: ignore[no-untyped-call]
     else:
         # Trusted store only: a pickled module executes code on load (DESIGN.md section 2).
         module = torch.load(model.path_of(_EAGER_FILE), map_location=target, weights_only=False)

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 import requests
 import yaml
-from deploy_support import DEPLOY, LocalCompose, die_with_parent, free_port, need_tool
+from deploy_support import DEPLOY, LocalCompose, die_with_parent, need_tool
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(480)]
 
@@ -31,6 +31,7 @@ DASHBOARDS = sorted((DEPLOY / "grafana" / "dashboards").glob("*.json"))
 # ($__rate_interval = max($__interval + scrape, 4 * scrape), with a little slack)
 GRAFANA_BUILTINS = {"$__rate_interval": "5s", "$__interval": "1s", "$__range": "60s",
                     "${__rate_interval}": "5s", "${__interval}": "1s"}  # fmt: skip
+LISTENING = re.compile(r'msg="Listening on" address=(127\.0\.0\.1:[0-9]+)')
 COMPARISON = re.compile(
     r"^(?P<signal>.*?)\s*(?:==|!=|>=|<=|>|<)\s*-?[0-9.]+(?:e-?[0-9]+)?\s*$", re.S
 )
@@ -85,24 +86,32 @@ def adapt_config(cluster: LocalCompose, prom_address: str) -> dict[str, Any]:
 def prom(compose_cluster: LocalCompose, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prom]:
     binary = need_tool("prometheus")
     tmp = tmp_path_factory.mktemp("prometheus")
-    port = free_port()
-    address = f"127.0.0.1:{port}"
     cfg_file = tmp / "prometheus.yml"
-    cfg_file.write_text(yaml.safe_dump(adapt_config(compose_cluster, address)))
-    log = open(tmp / "prometheus.log", "wb")  # noqa: SIM115 - closed below
+    # Port 0: Prometheus logs the address it bound ("Listening on"); its self-scrape target is
+    # then written into the config and reloaded, so no port is guessed before it starts.
+    cfg_file.write_text(yaml.safe_dump(adapt_config(compose_cluster, "127.0.0.1:0")))
+    log_path = tmp / "prometheus.log"
+    log = open(log_path, "wb")  # noqa: SIM115 - closed below
     proc = subprocess.Popen(
         [binary, f"--config.file={cfg_file}", f"--storage.tsdb.path={tmp / 'data'}",
-         f"--web.listen-address={address}", "--log.level=warn", "--web.enable-lifecycle"],
+         "--web.listen-address=127.0.0.1:0", "--log.level=info", "--web.enable-lifecycle"],
         stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=tmp,
         start_new_session=True, preexec_fn=die_with_parent,
     )  # fmt: skip
     try:
-        base = f"http://{address}"
         deadline = time.monotonic() + 60
+        while not (bound := LISTENING.search(log_path.read_text(errors="replace"))):
+            assert proc.poll() is None, log_path.read_text()[-3000:]
+            assert time.monotonic() < deadline, "Prometheus did not report its address"
+            time.sleep(0.2)
+        address = bound.group(1)
+        cfg_file.write_text(yaml.safe_dump(adapt_config(compose_cluster, address)))
+        base = f"http://{address}"
         while True:
             assert proc.poll() is None, (tmp / "prometheus.log").read_text()[-3000:]
             with contextlib.suppress(requests.RequestException):
                 if requests.get(base + "/-/ready", timeout=2).status_code == 200:
+                    requests.post(base + "/-/reload", timeout=10).raise_for_status()
                     break
             assert time.monotonic() < deadline, "Prometheus not ready"
             time.sleep(0.3)

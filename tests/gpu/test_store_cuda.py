@@ -36,7 +36,7 @@ def test_saved_on_cpu_runs_on_cuda(store_home):
     from runnerfleet import demo_models
 
     tag = demo_models.save_heavy_mlp()
-    runner = store.get(tag).to_runner()
+    runner = runnerfleet.models.get(tag).to_runner()
     runner.init_local("cuda")
     x = np.random.default_rng(0).random((16, 64), dtype=np.float32)
     cpu = store.get(tag).load_runnable("cpu").methods["__call__"](x)

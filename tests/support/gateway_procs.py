@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Sequence
 
+from runnerfleet.supervisor import cli_command, flag_argv
 from tests.support.procs import ProcessHandle, start_process, wait_serving
 
 __all__ = ["start_gateway"]
@@ -26,17 +26,13 @@ def start_gateway(
     A flag whose value is True is passed bare; `port` may be fixed to restart on the same port.
     With `wait`, returns once gRPC health is SERVING (the pool has done its first discovery).
     """
-    argv = [
-        sys.executable, "-c", "from runnerfleet.cli import main; main()", "gateway",
-        "--host", "127.0.0.1", "--port", str(port), "--metrics-port", "0",
+    argv = cli_command(
+        "gateway", "--host", "127.0.0.1", "--port", str(port), "--metrics-port", "0",
         "--port-file", "{port_file}",
-    ]  # fmt: skip
+    )  # fmt: skip
     if workers:
         argv += ["--workers", ",".join(workers)]
-    for key, value in flags.items():
-        argv.append(f"--{key.replace('_', '-')}")
-        if value is not True:
-            argv.append(str(value))
+    argv += flag_argv(flags)
     proc_env = dict(os.environ if env is None else env)
     if store_home is not None:
         proc_env["RUNNERFLEET_HOME"] = str(store_home)

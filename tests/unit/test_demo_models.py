@@ -11,7 +11,7 @@ from runnerfleet import demo_models
 
 def test_iris_and_digits_and_echo(store_home):
     iris_tag = demo_models.save_iris()
-    iris = store.get(iris_tag)
+    iris = runnerfleet.models.get(iris_tag)
     assert set(iris.info.signatures) == {"predict", "predict_proba"}
     for sig in iris.info.signatures.values():
         assert sig.batchable and sig.input_spec[0].shape == (-1, 4)
@@ -21,7 +21,7 @@ def test_iris_and_digits_and_echo(store_home):
     runner.init_local()
     assert (runner.predict.run(x) == y).mean() > 0.9
 
-    digits = store.get(demo_models.save_digits_torch())
+    digits = runnerfleet.models.get(demo_models.save_digits_torch())
     sig = digits.info.signatures["__call__"]
     assert sig.batchable and sig.batch_dim == (0, 0)
     assert sig.input_spec == [store.TensorSpec("input__0", "float32", (-1, 64))]

@@ -212,7 +212,7 @@ def test_pytorch_loads_with_map_location_and_torchscript(store_home):
     with pytest.warns(DeprecationWarning):
         scripted = torch.jit.script(lin)
     ms = runnerfleet.pytorch.save_model("lin_ts", scripted, sample_input=x)
-    out = store.get(ms.tag).to_runner()
+    out = runnerfleet.models.get(ms.tag).to_runner()
     out.init_local()
     np.testing.assert_allclose(out.run(x), expected, rtol=1e-6)
     assert ms.info.signatures["__call__"].output_spec[0].shape == (3, 2)

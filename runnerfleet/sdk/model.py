@@ -1,0 +1,38 @@
+"""The SDK's Model: a stored model version that can also make a Runner (``to_runner``).
+
+``store.Model`` stays runner-free (the store is the floor below); the public getters
+(``runnerfleet.models.get``, ``runnerfleet.sklearn.get`` ...) wrap what the store returns in
+this subclass, so ``runnerfleet.models.get(tag).to_runner()`` works without an import circle.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from runnerfleet.sdk.runner import Runner
+from store.model import Model as StoreModel
+
+__all__ = ["Model", "wrap"]
+
+
+@dataclass(frozen=True, repr=False, eq=False)
+class Model(StoreModel):
+    """A ``store.Model`` plus ``to_runner()``; equal to the store model of the same version."""
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, StoreModel):
+            return NotImplemented
+        return (self.tag, self.path, self.info) == (other.tag, other.path, other.info)
+
+    __hash__ = StoreModel.__hash__
+
+    def to_runner(self, name: str | None = None) -> Runner:
+        """A Runner for this model (call ``init_local()`` or let a server bind it)."""
+        return Runner(self, name=name)
+
+
+def wrap(model: StoreModel) -> Model:
+    """``model`` as an SDK Model (the same object if it already is one)."""
+    if isinstance(model, Model):
+        return model
+    return Model(model.tag, model.path, model.info)
