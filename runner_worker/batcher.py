@@ -78,14 +78,17 @@ class Batcher:
         *,
         name: str = "batcher",
         observer: BatchObserver | None = None,
+        cost: BatchCostModel | None = None,
         hold: HoldPolicy | None = None,
         admission: Admission | None = None,
     ) -> None:
+        """``hold``/``admission`` replace the default policies; give them ``cost`` too so
+        they read the cost model this batcher learns (one is made when None)."""
         self._run_batch = run_batch
         self.policy = policy
         self.name = name
         self._observer: BatchObserver = observer or NullObserver()
-        self.cost = BatchCostModel()
+        self.cost = cost if cost is not None else BatchCostModel()
         p = policy
         if hold is None and p.batchable and p.adaptive:
             hold = AdaptiveHold(
