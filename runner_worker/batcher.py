@@ -48,7 +48,6 @@ throughput of batching disabled.
 from __future__ import annotations
 
 import asyncio
-import collections
 import time
 from collections.abc import Awaitable, Callable, Sequence
 
@@ -57,10 +56,11 @@ import numpy as np
 from protos.errors import InvalidArgument, Unavailable
 from runner_worker import batch_ops
 from runner_worker.adaptive import BatchCostModel
-from runner_worker.admission import Admission, Arrival, BudgetAdmission, Refusal
+from runner_worker.admission import Admission, Arrival, BudgetAdmission
+from runner_worker.batch_queue import BatchQueue
 from runner_worker.batch_run import Item, run_bisecting
 from runner_worker.batch_types import BatchObserver, BatchPolicy, BatchReport, NullObserver
-from runner_worker.hold_policy import AdaptiveHold, HoldPolicy, NoHold, QueueView
+from runner_worker.hold_policy import AdaptiveHold, HoldPolicy, NoHold
 
 __all__ = ["BatchPolicy", "BatchReport", "BatchObserver", "Batcher", "RunBatch"]
 
@@ -102,13 +102,13 @@ class Batcher:
             max_queue_size=p.max_queue_size,
             max_latency_s=p.max_latency_s,
         )
-        self._queue: collections.deque[Item] = collections.deque()
+        max_rows = p.max_batch_size if p.batchable else 1
+        self._queue = BatchQueue(max_rows, self.admission, self._observer)
         self._wakeup = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
         self._inflight = 0
         self._inflight_requests = 0
-        self._running_rows = 0
         self._running: set[asyncio.Task[None]] = set()
         self._task: asyncio.Task[None] | None = None
         self._closed_reason: str | None = None
@@ -124,21 +124,6 @@ class Batcher:
     def pending(self) -> int:
         """Requests queued or running."""
         return len(self._queue) + self._inflight_requests
-
-    @property
-    def queued(self) -> int:
-        """Backlog: requests (or chunks) waiting."""
-        return len(self._queue)
-
-    @property
-    def queued_rows(self) -> int:
-        """Backlog: rows waiting."""
-        return sum(i.rows for i in self._queue)
-
-    @property
-    def running_rows(self) -> int:
-        """Backlog: rows in running batches."""
-        return self._running_rows
 
     def start(self) -> None:
         """Start the batcher task (idempotent; needs a running loop)."""
@@ -158,9 +143,9 @@ class Batcher:
         parts = self._parts(list(arrays))
         now_s = time.monotonic()
         arrival = Arrival(sum(rows for _, rows, _ in parts), len(parts), deadline_s)
-        refusal = self.admission.admit(arrival, self, now_s)
-        if refusal is not None and self._purge_cancelled():  # dead entries may be the cause
-            refusal = self.admission.admit(arrival, self, now_s)
+        refusal = self.admission.admit(arrival, self._queue, now_s)
+        if refusal is not None and self._queue.purge_cancelled():  # dead entries may be the cause
+            refusal = self.admission.admit(arrival, self._queue, now_s)
         if refusal is not None:
             self._observer.on_rejected(refusal.reason)
             raise refusal.error
@@ -226,15 +211,6 @@ class Batcher:
             for s in range(0, rows, limit)
         ]
 
-    def _purge_cancelled(self) -> bool:
-        """Forget queued requests whose caller cancelled; True if there were any."""
-        kept = [i for i in self._queue if not i.future.done()]
-        for _ in range(len(self._queue) - len(kept)):
-            self._observer.on_shed("cancelled")
-        purged = len(kept) < len(self._queue)
-        self._queue = collections.deque(kept)
-        return purged
-
     # ------------------------------------------------------------------ the task
     async def _loop(self) -> None:
         loop = asyncio.get_running_loop()
@@ -248,7 +224,7 @@ class Batcher:
                 await self._wakeup.wait()
                 continue
             now_s = time.monotonic()
-            self._drop_dead(now_s)
+            self._queue.drop_dead(now_s)
             if not self._queue:
                 self._mark_idle()
                 continue
@@ -269,7 +245,7 @@ class Batcher:
                 continue
             self._inflight += 1
             self._inflight_requests += len(batch)
-            self._running_rows += sum(i.rows for i in batch)
+            self._queue.running_rows += sum(i.rows for i in batch)
             task = loop.create_task(self._execute(batch), name=f"{self.name}-batch")
             self._running.add(task)
             task.add_done_callback(self._running.discard)
@@ -278,66 +254,11 @@ class Batcher:
         """Ask the hold policy (never while draining: queued work should finish now)."""
         if not self._admitting:
             return hold_from_s
-        head = self._queue[0]
-        rows = 0
-        for item in self._queue:
-            if item.key == head.key:
-                rows += item.rows
-                if rows >= self.policy.max_batch_size:
-                    break
-        view = QueueView(len(self._queue), rows, head.enqueued_s)
-        return self.hold.hold_until_s(hold_from_s, now_s, view)
-
-    def _drop_dead(self, now_s: float) -> None:
-        """Drop cancelled requests, and those the admission policy drops, from the head."""
-        while self._queue:
-            item = self._queue[0]
-            if item.future.done():
-                self._queue.popleft()
-                self._observer.on_shed("cancelled")
-                continue
-            refusal = self.admission.drop(item, self, now_s)
-            if refusal is None:
-                return
-            self._queue.popleft()
-            self._refuse(item, refusal)
-
-    def _refuse(self, item: Item, refusal: Refusal) -> None:
-        self._observer.on_shed(refusal.reason)
-        item.future.set_exception(refusal.error)
+        return self.hold.hold_until_s(hold_from_s, now_s, self._queue.view())
 
     def _take_batch(self, now_s: float) -> list[Item]:
-        """Pop the head and the later requests that stack with it, FIFO, within max rows."""
-        batch: list[Item] = []
-        skipped: list[Item] = []
-        rows = 0
-        limit = self.policy.max_batch_size if self.policy.batchable else 1
-        while self._queue and rows < limit:
-            item = self._queue.popleft()
-            if item.future.done():
-                self._observer.on_shed("cancelled")
-                continue
-            refusal = self.admission.drop(item, self, now_s)
-            if refusal is not None:
-                self._refuse(item, refusal)
-                continue
-            if batch and item.key != batch[0].key:
-                skipped.append(item)
-                continue
-            if batch and rows + item.rows > limit:
-                self._queue.appendleft(item)
-                break
-            batch.append(item)
-            rows += item.rows
-        self._queue.extendleft(reversed(skipped))
-        kept = []
-        for item in batch:
-            refusal = self.admission.shed(item, rows, now_s)
-            if refusal is None:
-                kept.append(item)
-            else:
-                self._refuse(item, refusal)
-        return kept
+        """The next batch (a method of its own so a test can make batch forming fail)."""
+        return self._queue.take_batch(now_s)
 
     def _mark_idle(self) -> None:
         if not self._queue and self._inflight == 0:
@@ -355,7 +276,7 @@ class Batcher:
         finally:
             self._inflight -= 1
             self._inflight_requests -= len(batch)
-            self._running_rows -= sum(i.rows for i in batch)
+            self._queue.running_rows -= sum(i.rows for i in batch)
             self.hold.on_batch_done(time.monotonic())
             self._mark_idle()
             self._wakeup.set()
@@ -369,9 +290,6 @@ class Batcher:
         self._fail_queued(reason)
 
     def _fail_queued(self, reason: str) -> None:
-        while self._queue:
-            item = self._queue.popleft()
-            if not item.future.done():
-                item.future.set_exception(Unavailable(f"{self.name}: {reason}"))
+        self._queue.fail_all(lambda: Unavailable(f"{self.name}: {reason}"))
         self._observer.on_queue_depth(0)
         self._mark_idle()
