@@ -478,3 +478,29 @@ def test_a_bisected_batch_is_reported_once_as_formed() -> None:
         await b.close()
 
     run(main())
+
+
+def test_a_regrouped_forward_batch_is_not_held_again() -> None:
+    """The one-hold design: a gateway's regrouped call (all callers at once) runs at once."""
+
+    async def main():
+        batches: list[int] = []
+
+        async def model(arrays):
+            batches.append(arrays[0].shape[0])
+            await asyncio.sleep(0.005)  # a fixed cost, so a closed-loop hold would pay
+            return [arrays[0] * 2]
+
+        policy = BatchPolicy(max_batch_size=64)
+        cost = BatchCostModel()
+        spy = SpyHold(cost, max_batch_size=64, max_latency_s=policy.max_latency_s)
+        b = Batcher(model, policy, cost=cost, hold=spy)
+        for _ in range(20):  # 8 closed-loop callers, forwarded together each round
+            await asyncio.gather(*(b.submit([rows(1, start=i)]) for i in range(8)))
+        assert cost.fixed_s > 0 and spy.turnaround_s is not None
+        assert spy.turnaround_s < cost.fixed_s  # the closed-loop hold would apply...
+        assert spy.held and all(h <= 0.0 for h in spy.held)  # ...but everyone is here
+        assert batches == [8] * 20
+        await b.close()
+
+    run(main())
