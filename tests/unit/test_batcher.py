@@ -20,6 +20,7 @@ from protos.errors import (
 from runner_worker.adaptive import ArrivalRate, BatchCostModel, hold_time_s
 from runner_worker.batcher import Batcher, BatchPolicy, BatchReport
 from runner_worker.hold_policy import AdaptiveHold, QueueView
+from runner_worker.statistics import ModelStats
 
 
 class FakeModel:
@@ -475,6 +476,10 @@ def test_a_bisected_batch_is_reported_once_as_formed() -> None:
         assert failed.executions == len(model.batches) - 1
         assert (failed.answered_rows, failed.answered_requests) == (6, 3)
         assert len(failed.queue_wait_s) == 4  # each request's wait observed once
+        stats = ModelStats("m", "v1")
+        for report in rec.reports:
+            stats.on_batch(report)
+        assert (stats.inference_count, stats.execution_count) == (1 + 6, 2)  # answered rows
         await b.close()
 
     run(main())
