@@ -90,18 +90,22 @@ class Batcher:
         self._observer: BatchObserver = observer or NullObserver()
         self.cost = cost if cost is not None else BatchCostModel()
         p = policy
-        if hold is None and p.batchable and p.adaptive:
-            hold = AdaptiveHold(
-                self.cost, max_batch_size=p.max_batch_size, max_latency_s=p.max_latency_s
+        if hold is None:
+            hold = NoHold()
+            if p.batchable and p.adaptive:
+                hold = AdaptiveHold(
+                    self.cost, max_batch_size=p.max_batch_size, max_latency_s=p.max_latency_s
+                )
+        if admission is None:
+            admission = BudgetAdmission(
+                self.cost,
+                name=name,
+                max_batch_size=p.max_batch_size,
+                max_queue_size=p.max_queue_size,
+                max_latency_s=p.max_latency_s,
             )
-        self.hold: HoldPolicy = hold or NoHold()
-        self.admission: Admission = admission or BudgetAdmission(
-            self.cost,
-            name=name,
-            max_batch_size=p.max_batch_size,
-            max_queue_size=p.max_queue_size,
-            max_latency_s=p.max_latency_s,
-        )
+        self.hold: HoldPolicy = hold
+        self.admission: Admission = admission
         max_rows = p.max_batch_size if p.batchable else 1
         self._queue = BatchQueue(max_rows, self.admission, self._observer)
         self._wakeup = asyncio.Event()
