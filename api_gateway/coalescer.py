@@ -7,13 +7,19 @@ per-call cost (a gRPC round trip, a task, a parse) is paid once per batch instea
 request, which is what lets the gateway keep up with calling the worker directly. No polling:
 the end of one call starts the next.
 
-Regrouping: closed-loop callers answered by one call come straight back, but a call starts as
-soon as the first of them arrives, so without care the in-flight requests split into groups
-that alternate forever (a 1-item call, then a 15-item one: half-size batches at the worker).
-After a call that answered n > 1 items, the next call therefore waits, event-driven, until n
-items queue, for at most `max_regroup_hold_s` and half the last call's duration. A lone
-caller (n = 1) never waits, so concurrency 1 pays nothing; under open-loop load the hold
-costs at most that bound.
+Regrouping, the gateway's part of the cluster's one hold design (written down in
+`runner_worker/batcher.py` and docs/ARCHITECTURE.md, "Batching: one hold"): only the worker's
+batcher decides how long to wait for more work; the gateway never waits for newcomers.
+Closed-loop callers answered by one call come straight back, but a call starts as soon as the
+first of them arrives, so without care the in-flight requests split into groups that
+alternate forever (a 1-item call, then a 15-item one: half-size batches at the worker).
+After a call that answered n > 1 items (n counts those that queued while it ran too), the
+next call therefore waits, event-driven, only for those n: it starts the moment n items queue,
+and at the latest after `max_regroup_hold_s` or half the last call's duration (which already
+contains the worker's hold and run). A lone caller (n = 1) never waits, so concurrency 1 pays
+nothing; under open-loop load the regroup costs at most that bound. The regrouped call
+reaches the worker as one ForwardBatch, so the worker's hold sees everyone queued at once and
+does not hold again.
 
 Failure modes: a whole call that fails (worker dead, connection reset) fails each of its
 items with a `transport` outcome, which the forwarder may retry on another replica; one item
@@ -158,11 +164,12 @@ class Coalescer:
         return batch
 
     async def _hold_for_regroup(self, target: int, hold_s: float) -> None:
-        """Wait (bounded, event-driven) until `target` items queue, or `hold_s` passes.
+        """Wait (event-driven, bounded) until `target` items queue, or `hold_s` passes.
 
         Closed-loop callers answered by the last call come straight back; without this
-        short hold they always miss the next call, and the in-flight requests stay split
-        in two groups that alternate forever (half-size batches at the worker).
+        short regroup they always miss the next call, and the in-flight requests stay split
+        in two groups that alternate forever (half-size batches at the worker). It waits
+        for those callers only; waiting for more work is the worker's hold (module doc).
         """
         if len(self._queue) >= target or hold_s <= 0:
             return

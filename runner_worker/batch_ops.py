@@ -58,7 +58,7 @@ def count_rows(arrays: Sequence[np.ndarray], dim: int) -> int:
         raise InvalidArgument(
             f"inputs disagree on the number of rows along batch dimension {dim}: {shapes}"
         )
-    return rows.pop()
+    return int(rows.pop())
 
 
 def stack_key(arrays: Sequence[np.ndarray], dim: int) -> tuple[Any, ...]:

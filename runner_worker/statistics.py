@@ -54,17 +54,19 @@ class ModelStats:
     batch_stats: dict[int, BatchSizeStats] = dataclasses.field(default_factory=dict)
 
     def on_batch(self, report: BatchReport) -> None:
-        """Account one model execution."""
-        if not report.ok:
+        """Account one formed batch: the rows and requests it answered (none: not counted)."""
+        rows = report.rows if report.ok else report.answered_rows
+        requests = report.requests if report.ok else report.answered_requests
+        if rows <= 0:
             return
         self.last_inference_ms = int(time.time() * 1000)
-        self.inference_count += report.rows
+        self.inference_count += rows
         self.execution_count += 1
         for wait_s in report.queue_wait_s:
             self.queue.add(wait_s)
-        self.compute_input.add(report.input_s, report.requests)
-        self.compute_infer.add(report.infer_s, report.requests)
-        self.compute_output.add(report.output_s, report.requests)
+        self.compute_input.add(report.input_s, requests)
+        self.compute_infer.add(report.infer_s, requests)
+        self.compute_output.add(report.output_s, requests)
         size = self.batch_stats.setdefault(report.rows, BatchSizeStats())
         size.compute_input.add(report.input_s)
         size.compute_infer.add(report.infer_s)

@@ -90,3 +90,16 @@ def test_as_outputs_normalises_return_values() -> None:
     assert len(batch_ops.as_outputs((np.zeros(2), np.ones(2)))) == 2
     assert batch_ops.as_outputs(np.zeros(3))[0].shape == (3,)
     assert batch_ops.as_outputs([1, 2])[1].shape == ()
+
+
+@given(st.lists(st.integers(0, 30), min_size=1, max_size=12), st.integers(0, 2))
+@settings(max_examples=100, deadline=None)
+def test_split_then_join_round_trips_arbitrary_row_counts(row_counts: list[int], dim: int) -> None:
+    shape = [2, 3, 2]
+    shape[dim] = sum(row_counts)
+    out = np.arange(int(np.prod(shape)), dtype=np.float64).reshape(shape)
+    parts = batch_ops.split([out, out * -1], row_counts, dim)
+    assert [p[0].shape[dim] for p in parts] == row_counts
+    joined = batch_ops.join(parts, dim)
+    np.testing.assert_array_equal(joined[0], out)
+    np.testing.assert_array_equal(joined[1], out * -1)

@@ -17,9 +17,10 @@ from protos.errors import (
     ResourceExhausted,
     Unavailable,
 )
-from runner_worker import batch_ops
 from runner_worker.adaptive import ArrivalRate, BatchCostModel, hold_time_s
 from runner_worker.batcher import Batcher, BatchPolicy, BatchReport
+from runner_worker.hold_policy import AdaptiveHold, QueueView
+from runner_worker.statistics import ModelStats
 
 
 class FakeModel:
@@ -385,31 +386,38 @@ def test_a_past_peak_of_clients_is_forgotten_within_a_second() -> None:
         await model.started.wait()
         model.gate.set()
         await asyncio.gather(*burst)
-        assert b.concurrency_estimate >= 32  # the peak is remembered while it lasts
+        assert b.hold.concurrency_estimate >= 32  # the peak is remembered while it lasts
         await asyncio.sleep(1.0)  # then one client alone, after a quiet second
         await b.submit([rows(1)])
-        assert b.concurrency_estimate < 2  # so the closed-loop hold no longer waits for 64
+        assert b.hold.concurrency_estimate < 2  # so the closed-loop hold no longer waits for 64
         await b.close()
 
     run(main())
 
 
+class SpyHold(AdaptiveHold):
+    """The real adaptive hold, recording every answer it gives (public interface only)."""
+
+    def __init__(self, cost: BatchCostModel, **knobs) -> None:
+        super().__init__(cost, **knobs)
+        self.held: list[float] = []
+
+    def hold_until_s(self, hold_from_s: float, now_s: float, queue: QueueView) -> float:
+        until = super().hold_until_s(hold_from_s, now_s, queue)
+        self.held.append(until - hold_from_s)
+        return until
+
+
 def test_a_lone_client_is_never_held() -> None:
     async def main():
         model = FakeModel()
-        b = Batcher(model, BatchPolicy(max_batch_size=64))
-        held = []
-        original = b._hold_until_s
-
-        def spy(hold_from_s):
-            until = original(hold_from_s)
-            held.append(until - hold_from_s)
-            return until
-
-        b._hold_until_s = spy
+        policy = BatchPolicy(max_batch_size=64)
+        cost = BatchCostModel()
+        spy = SpyHold(cost, max_batch_size=64, max_latency_s=policy.max_latency_s)
+        b = Batcher(model, policy, cost=cost, hold=spy)
         for i in range(50):
             await b.submit([rows(1, start=i)])
-        assert held and all(h <= 0.0 for h in held)
+        assert spy.held and all(h <= 0.0 for h in spy.held)
         assert model.batches == [1] * 50
         await b.close()
 
@@ -417,50 +425,87 @@ def test_a_lone_client_is_never_held() -> None:
 
 
 def test_no_hold_once_every_recent_client_is_queued() -> None:
+    cost = BatchCostModel()
+    hold = AdaptiveHold(cost, max_batch_size=64, max_latency_s=1.0)
+    for n in (1, 8, 32):  # a large fixed cost: holding would pay if anyone else came
+        cost.observe(n, 0.01 + 0.0001 * n)
+    for i in range(10):
+        hold.arrivals.observe(i * 1e-5, 1, busy=True)
+    hold.concurrency_estimate = 3.0
+    now = 1.0
+    assert hold.hold_until_s(now, now, QueueView(2, 2, now)) > now  # one more may come: wait
+    assert hold.hold_until_s(now, now, QueueView(3, 3, now)) == now  # all three here: run now
+
+
+def test_closed_loop_hold_waits_about_one_turnaround_for_answered_clients() -> None:
+    cost = BatchCostModel()
+    hold = AdaptiveHold(cost, max_batch_size=64, max_latency_s=1.0)
+    for n in (8, 16, 32):  # fixed cost 10 ms, 2 ms per row: expected gain alone never pays
+        cost.observe(n, 0.01 + 0.002 * n)
+    for i in range(10):
+        hold.arrivals.observe(i * 1e-3, 1, busy=True)
+    hold.concurrency_estimate = 16.0
+    now = 1.0  # later than every arrival: nobody came yet
+    queue = QueueView(8, 8, now)
+    assert hold.hold_until_s(now, now, queue) == now  # no turnaround known: run now
+    hold.turnaround_s = 0.001
+    until = hold.hold_until_s(now, now, queue)
+    assert now < until <= now + 0.002 + 1e-9  # two turnarounds, less than the fixed cost
+    hold.turnaround_s = 0.05  # clients come back slower than a batch's fixed cost
+    assert hold.hold_until_s(now, now, queue) == now
+
+
+def test_a_bisected_batch_is_reported_once_as_formed() -> None:
     async def main():
-        b = Batcher(FakeModel(), BatchPolicy(max_batch_size=64))
-        for n in (1, 8, 32):  # a large fixed cost: holding would pay if anyone else came
-            b.cost.observe(n, 0.01 + 0.0001 * n)
-        for i in range(10):
-            b.arrivals.observe(i * 1e-5, 1, busy=True)
-        loop = asyncio.get_running_loop()
-        for _ in range(2):
-            b._queue.append(_item(loop))
-        b.concurrency_estimate = 3.0
-        now = time.monotonic()
-        assert b._hold_until_s(now) > now  # one more client may come: worth waiting
-        b._queue.append(_item(loop))
-        assert b._hold_until_s(now) == now  # all three are here: run now
-        b._queue.clear()
+        model = FakeModel(fail_on=-1.0, gated=True)
+        rec = Recorder()
+        b = Batcher(model, BatchPolicy(max_batch_size=64), observer=rec)
+        blocker = asyncio.ensure_future(b.submit([rows(1)]))
+        await model.started.wait()
+        bad = np.full((1, 2), -1.0, np.float32)
+        xs = [rows(2, start=10), bad, rows(3, start=20), rows(1, start=30)]
+        tasks = [asyncio.ensure_future(b.submit([x])) for x in xs]
+        await asyncio.sleep(0)
+        model.gate.set()
+        await blocker
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+        assert isinstance(results[1], Internal)
+        assert len(model.batches) > 2  # the failed batch of 7 rows was bisected and rerun
+        assert [(r.rows, r.requests, r.ok) for r in rec.reports] == [(1, 1, True), (7, 4, False)]
+        failed = rec.reports[1]
+        assert failed.executions == len(model.batches) - 1
+        assert (failed.answered_rows, failed.answered_requests) == (6, 3)
+        assert len(failed.queue_wait_s) == 4  # each request's wait observed once
+        stats = ModelStats("m", "v1")
+        for report in rec.reports:
+            stats.on_batch(report)
+        assert (stats.inference_count, stats.execution_count) == (1 + 6, 2)  # answered rows
+        await b.close()
 
     run(main())
 
 
-def _item(loop):
-    from runner_worker.batcher import _Item
+def test_a_regrouped_forward_batch_is_not_held_again() -> None:
+    """The one-hold design: a gateway's regrouped call (all callers at once) runs at once."""
 
-    x = rows(1)
-    return _Item([x], 1, batch_ops.stack_key([x], 0), loop.create_future(), time.monotonic(), None)
-
-
-def test_closed_loop_hold_waits_about_one_turnaround_for_answered_clients() -> None:
     async def main():
-        b = Batcher(FakeModel(), BatchPolicy(max_batch_size=64))
-        for n in (8, 16, 32):  # fixed cost 10 ms, 2 ms per row: expected gain alone never pays
-            b.cost.observe(n, 0.01 + 0.002 * n)
-        for i in range(10):
-            b.arrivals.observe(i * 1e-3, 1, busy=True)
-        loop = asyncio.get_running_loop()
-        for _ in range(8):
-            b._queue.append(_item(loop))
-        b.concurrency_estimate = 16.0
-        now = time.monotonic() + 1.0  # later than every arrival: nobody came yet
-        assert b._hold_until_s(now) == now  # no turnaround known: run now
-        b.turnaround_s = 0.001
-        until = b._hold_until_s(now)
-        assert now < until <= now + 0.002 + 1e-9  # two turnarounds, less than the fixed cost
-        b.turnaround_s = 0.05  # clients come back slower than a batch's fixed cost
-        assert b._hold_until_s(now) == now
-        b._queue.clear()
+        batches: list[int] = []
+
+        async def model(arrays):
+            batches.append(arrays[0].shape[0])
+            await asyncio.sleep(0.005)  # a fixed cost, so a closed-loop hold would pay
+            return [arrays[0] * 2]
+
+        policy = BatchPolicy(max_batch_size=64)
+        cost = BatchCostModel()
+        spy = SpyHold(cost, max_batch_size=64, max_latency_s=policy.max_latency_s)
+        b = Batcher(model, policy, cost=cost, hold=spy)
+        for _ in range(20):  # 8 closed-loop callers, forwarded together each round
+            await asyncio.gather(*(b.submit([rows(1, start=i)]) for i in range(8)))
+        assert cost.fixed_s > 0 and spy.turnaround_s is not None
+        assert spy.turnaround_s < cost.fixed_s  # the closed-loop hold would apply...
+        assert spy.held and all(h <= 0.0 for h in spy.held)  # ...but everyone is here
+        assert batches == [8] * 20
+        await b.close()
 
     run(main())
