@@ -26,6 +26,7 @@ __all__ = [
     "sign_manifest_bytes",
     "write_signature",
     "verify_signature",
+    "sign_version",
 ]
 
 SIG_FORMAT = "rfsig/1"
@@ -161,3 +162,26 @@ def verify_signature(
             f"signature by key {signer} does not match the manifest: tampered"
         ) from None
     return signer
+
+
+def sign_version(model: Any, private_path: str) -> str:
+    """Check ``model``'s files, then write its ``manifest.sig`` (atomically); return the key id.
+
+    Signing vouches for content, so the files are verified against the manifest first.
+    """
+    from store.integrity import verify_files
+
+    key = load_private_key(private_path)
+    verify_files(model.path, f"model {model.tag}")
+    with open(os.path.join(model.path, MANIFEST_FILE), "rb") as f:
+        sig = sign_manifest_bytes(f.read(), key)
+    # the temp file sits beside the version folder, never in it (a loader would see it)
+    temp = os.path.join(
+        os.path.dirname(model.path), f".sig-{os.getpid()}-{key_id(key.public_key())}.tmp"
+    )
+    with open(temp, "wb") as f:
+        f.write(sig)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(temp, os.path.join(model.path, SIGNATURE_FILE))
+    return key_id(key.public_key())
