@@ -40,6 +40,10 @@ class WorkerSettings:
     worker_id: str = ""
     drain_timeout_s: float = 30.0
     warmup: bool = True
+    # store trust (docs/SECURITY.md): hash files before unpickling; require signed manifests
+    verify_integrity: bool = True
+    require_signature: bool = False
+    trusted_keys: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.device != "cpu" and not _is_cuda_device(self.device):
@@ -53,6 +57,19 @@ class WorkerSettings:
             raise InvalidArgument(f"max_message_bytes too small: {self.max_message_bytes}")
         if self.threads is not None and self.threads < 1:
             raise InvalidArgument(f"--threads must be >= 1, got {self.threads}")
+        if self.require_signature and not self.trusted_keys:
+            raise InvalidArgument("require_signature needs trusted_keys (RUNNERFLEET_TRUSTED_KEYS)")
+
+    @property
+    def trust_policy(self) -> Any:
+        """The store's TrustPolicy for this worker's loads."""
+        from store.policy import TrustPolicy
+
+        return TrustPolicy(
+            verify_integrity=self.verify_integrity,
+            require_signature=self.require_signature,
+            trusted_keys=self.trusted_keys,
+        )
 
     @property
     def max_latency_s(self) -> float:
@@ -105,6 +122,9 @@ _PARSERS: dict[str, Any] = {
     "max_message_bytes": int,
     "drain_timeout_s": float,
     "warmup": lambda v: str(v).lower() not in ("0", "false", "no", ""),
+    "verify_integrity": lambda v: str(v).lower() not in ("0", "false", "no", "off", ""),
+    "require_signature": lambda v: str(v).lower() in ("1", "true", "yes", "on"),
+    "trusted_keys": lambda v: tuple(p.strip() for p in str(v).split(",") if p.strip()),
 }
 
 
