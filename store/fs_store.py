@@ -106,11 +106,13 @@ class FileStore:
         content_rel = f"{CONTENT_DIR}/{version}-{uuid.uuid4().hex[:12]}"
         content = os.path.join(name_dir, content_rel)
         os.makedirs(os.path.dirname(content), exist_ok=True)
+        checkpoint("before_rename")
+        # A kill from here to the link's rename leaves a content folder no link names; the
+        # next commit or delete of this name collects it once older than the grace period.
         os.rename(staged, content)
         target = os.path.join(name_dir, version)
         link = os.path.join(name_dir, f".link-{uuid.uuid4().hex}")
         os.symlink(content_rel, link)
-        checkpoint("before_rename")
         old = self._content_of(name_dir, version) if replace else None
         if old is not None and not os.path.islink(target):
             exchange_paths(link, target)  # a pre-link store: swap the folder out in one step
@@ -166,11 +168,14 @@ class FileStore:
             folders = os.listdir(content_root)
         except FileNotFoundError:
             return
-        live = {
-            os.path.basename(target)
-            for e in os.listdir(name_dir)
-            if (target := _readlink(os.path.join(name_dir, e))) is not None
-        }
+        live = set()
+        for entry in os.listdir(name_dir):
+            path = os.path.join(name_dir, entry)
+            if entry.startswith(".link-"):  # a commit killed before its rename
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(path)
+            elif (target := _readlink(path)) is not None:
+                live.add(os.path.basename(target))
         cutoff = time.time() - self.retired_grace_s
         for folder in folders:
             path = os.path.join(content_root, folder)
