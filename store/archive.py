@@ -175,16 +175,21 @@ class _Budget:
         self.left_bytes = cap_bytes
 
     def check_declared(self, size_bytes: int, rel: str) -> None:
+        """Refuse a member whose header declares more than is left (nothing charged)."""
         if size_bytes > self.left_bytes:
-            self.take(size_bytes, rel)
+            raise self._refusal(rel)
 
     def take(self, size_bytes: int, rel: str) -> None:
+        """Charge bytes about to be written; refuse once they would pass the cap."""
         if size_bytes > self.left_bytes:
-            raise InvalidArgument(
-                f"archive member {rel!r} would expand the import beyond its limit of "
-                f"{self.cap_bytes} bytes (max_extract_ratio / max_extract_bytes); refused"
-            )
+            raise self._refusal(rel)
         self.left_bytes -= size_bytes
+
+    def _refusal(self, rel: str) -> InvalidArgument:
+        return InvalidArgument(
+            f"archive member {rel!r} would expand the import beyond its limit of "
+            f"{self.cap_bytes} bytes (max_extract_ratio / max_extract_bytes); refused"
+        )
 
 
 def _check_member_type(member: tarfile.TarInfo) -> None:
