@@ -11,9 +11,9 @@ from __future__ import annotations
 import hashlib
 import os
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from protos.errors import FailedPrecondition
+from protos.errors import FailedPrecondition, InvalidArgument
 from store.manifest import read_manifest, sha256_file
 from store.model import MANIFEST_FILE, SIGNATURE_FILE
 from store.policy import TrustPolicy
@@ -44,9 +44,17 @@ def _present_files(directory: str) -> set[str]:
     return present - {MANIFEST_FILE, SIGNATURE_FILE}
 
 
+def _manifest(directory: str, what: str) -> dict[str, Any]:
+    """The version's manifest; a missing or malformed one is an IntegrityError too."""
+    try:
+        return read_manifest(directory)
+    except InvalidArgument as exc:
+        raise IntegrityError(f"{what}: {exc.message}") from None
+
+
 def verify_files(directory: str, what: str) -> None:
     """Hash every file of the version at ``directory``; IntegrityError naming the first bad one."""
-    manifest = read_manifest(directory)
+    manifest = _manifest(directory, what)
     expected = manifest["files"]
     present = _present_files(directory)
     missing = sorted(set(expected) - present)
@@ -67,6 +75,7 @@ def verify_files(directory: str, what: str) -> None:
 
 def check_signature(directory: str, policy: TrustPolicy, what: str) -> str:
     """The trusted key id that signed the version at ``directory`` (SignatureError if none)."""
+    _manifest(directory, what)
     with open(os.path.join(directory, MANIFEST_FILE), "rb") as f:
         manifest_bytes = f.read()
     try:

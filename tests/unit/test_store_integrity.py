@@ -91,6 +91,17 @@ def test_extra_or_missing_file_refused(saved):
         runnerfleet.sklearn.load_model(saved.tag)
 
 
+def test_missing_or_malformed_manifest_is_an_integrity_error(saved):
+    manifest = saved.path_of("manifest.json")
+    with open(manifest, "w") as f:
+        f.write("{not json")
+    with pytest.raises(IntegrityError, match="malformed manifest.json"):
+        runnerfleet.sklearn.load_model(saved.tag)
+    os.unlink(manifest)
+    with pytest.raises(IntegrityError, match="no manifest.json"):
+        runnerfleet.sklearn.load_model(saved.tag)
+
+
 def test_skippable_only_by_an_explicit_setting(saved, monkeypatch):
     swap_model_file(saved)
     skip = store.TrustPolicy(verify_integrity=False)
