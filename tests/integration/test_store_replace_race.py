@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import pathlib
 import pickle
+import subprocess
+import sys
 import tarfile
 
 import pytest
@@ -65,6 +68,20 @@ def _joblib_bytes(obj: object) -> bytes:
     return buf.getvalue()
 
 
+def _cli_get_verify(tag: str, home: pathlib.Path) -> tuple[int, str]:
+    """(exit code, stderr) of a real `runnerfleet models get TAG --verify` process."""
+    env = dict(os.environ, RUNNERFLEET_HOME=str(home))
+    argv = [sys.executable, "-c", "from runnerfleet.cli import main; main()"]
+    done = subprocess.run(
+        [*argv, "models", "get", tag, "--verify", "-o", "json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    return done.returncode, done.stderr[-500:]
+
+
 def test_concurrent_forced_replace_is_atomic_for_readers(store_home, tmp_path):
     tag, a, b = _archives(tmp_path)
     assert store.import_model(a).outcome == "created"
@@ -81,7 +98,10 @@ def test_concurrent_forced_replace_is_atomic_for_readers(store_home, tmp_path):
         replace_workers.start(ctx, store_home, "reader", tag, stop, every, str(results / f"r{i}"))
         for i, every in enumerate((0, 7))
     ]
+    cli_calls: list[tuple[int, str]] = []
     try:
+        while any(p.is_alive() for p in importers) and len(cli_calls) < 20:
+            cli_calls.append(_cli_get_verify(tag, store_home))
         for proc in importers:
             proc.join(timeout=150)
         stop.set()
@@ -103,6 +123,8 @@ def test_concurrent_forced_replace_is_atomic_for_readers(store_home, tmp_path):
         assert r["n_errors"] == 0, r["errors"]
         assert r["n_torn"] == 0, r["torn"]
         assert r["reads"] >= ROUNDS
+    assert cli_calls, "at least one CLI get --verify should have raced the imports"
+    assert [rc for rc, _ in cli_calls] == [0] * len(cli_calls), cli_calls
     seen = set(out["r0"]["manifests"]) | set(out["r1"]["manifests"])
     assert len(seen) == 2, "readers should have seen both versions"
     # after the race the tag is whole and the store holds exactly one version of it
