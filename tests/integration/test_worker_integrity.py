@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import re
 
+import grpc
 import joblib
 import numpy as np
 import pytest
 from sklearn.dummy import DummyClassifier
 
 import store
+from protos import grpc_service_pb2 as pb
+from protos import grpc_service_pb2_grpc as pb_grpc
 from protos.errors import NotFound
 from runnerfleet.client import Client
 from tests.support import procs
@@ -47,6 +50,15 @@ def test_worker_refuses_swapped_model_and_serves_the_other(two_irises, store_hom
             assert not client.is_model_ready("victim")
             with pytest.raises(NotFound):
                 client.infer("victim", IRIS_X)
+        # a load asked for at run time is refused the same way, with the reason and the code
+        with grpc.insecure_channel(worker.address) as channel:
+            stub = pb_grpc.GRPCInferenceServiceStub(channel)
+            with pytest.raises(grpc.RpcError) as info:
+                stub.RepositoryModelLoad(pb.RepositoryModelLoadRequest(model_name="victim"))
+            assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+            assert "model.joblib" in info.value.details()
+        with Client(worker.address, timeout_s=30) as client:  # still serving the other one
+            assert client.infer("iris_clf", IRIS_X).tolist() == [0, 2, 1]
         log = worker.log
         refused = [line for line in log.splitlines() if "refusing to serve victim" in line]
         assert refused and "model.joblib" in refused[0], log[-3000:]
