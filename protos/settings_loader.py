@@ -90,8 +90,10 @@ def load_values(
     values: dict[str, Any] = {}
     for field in dataclasses.fields(cls):
         raw = flags.get(field.name)
+        source = field.name
         if raw is None:
             raw = environ.get(env_name(field.name))
+            source = f"{field.name} ({env_name(field.name)}={raw!r})"
             if raw is None or raw == "":
                 continue
         parser = parsers.get(field.name) or _by_type(field.default)
@@ -100,7 +102,7 @@ def load_values(
             try:
                 values[field.name] = parser(raw)
             except ValueError as exc:
-                raise InvalidArgument(f"{field.name}: {exc}") from None
+                raise InvalidArgument(f"{source}: {exc}") from None
         else:
             values[field.name] = raw
     return values

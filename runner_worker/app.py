@@ -33,6 +33,7 @@ from runner_worker.metrics import WorkerMetrics
 from runner_worker.servicer import InferenceServicer
 from runner_worker.settings import WorkerSettings
 from store.fs_store import FileStore
+from store.integrity import IntegrityError, SignatureError
 
 __all__ = ["serve", "run", "write_port_file"]
 
@@ -141,7 +142,10 @@ async def serve(settings: WorkerSettings) -> int:
 async def _load_all(host: ModelHost, settings: WorkerSettings) -> None:
     configure_runtime(settings)
     for tag in settings.models:
-        await host.load(tag)
+        try:
+            await host.load(tag)
+        except (IntegrityError, SignatureError):
+            continue  # refused by the store's integrity/signature check (logged): not served
     configure_runtime(settings)
 
 

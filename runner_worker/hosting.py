@@ -14,6 +14,7 @@ from runner_worker.metrics import MethodMetrics, WorkerMetrics
 from runner_worker.runner import ModelRunner
 from runner_worker.settings import WorkerSettings
 from runner_worker.statistics import ModelStats
+from store.integrity import IntegrityError, SignatureError
 
 __all__ = ["HostedModel", "ModelHost"]
 
@@ -132,10 +133,21 @@ class ModelHost:
                 if existing is not None:
                     self._served[existing.name] = existing.version
                     return existing
+                try:  # hash every file (and check its signature) before anything is unpickled
+                    model = await asyncio.to_thread(model.checked, self._settings.trust_policy)
+                except (IntegrityError, SignatureError) as exc:
+                    _log.error("refusing to serve %s: %s", tag, exc.message)
+                    raise
                 hosted = await self._start(model)
                 self._models.setdefault(hosted.name, {})[hosted.version] = hosted
                 self._served[hosted.name] = hosted.version
-                _log.info("loaded %s:%s in %.2f s", hosted.name, hosted.version, hosted.load_s)
+                _log.info(
+                    "loaded %s:%s (manifest sha256 %s) in %.2f s",
+                    hosted.name,
+                    hosted.version,
+                    model.manifest_sha256,
+                    hosted.load_s,
+                )
                 return hosted
         finally:
             self._loading.discard(name)

@@ -15,6 +15,7 @@ from typing import Any
 from protos.errors import InvalidArgument
 from protos.settings_loader import ENV_PREFIX, load_values, process_environ
 from protos.settings_loader import store_root as default_store_root
+from store.policy import parse_key_paths
 
 __all__ = ["WorkerSettings", "load_settings", "parse_cpus", "parse_models", "ENV_PREFIX"]
 
@@ -43,6 +44,10 @@ class WorkerSettings:
     stop_grace_s: float = 5.0  # gRPC server stop grace after the drain
     warmup: bool = True
     store_root: str = dataclasses.field(default_factory=lambda: default_store_root({}))
+    # store trust (docs/SECURITY.md): hash files before unpickling; require signed manifests
+    verify_integrity: bool = True
+    require_signature: bool = False
+    trusted_keys: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.device != "cpu" and not _is_cuda_device(self.device):
@@ -56,6 +61,19 @@ class WorkerSettings:
             raise InvalidArgument(f"max_message_bytes too small: {self.max_message_bytes}")
         if self.threads is not None and self.threads < 1:
             raise InvalidArgument(f"--threads must be >= 1, got {self.threads}")
+        if self.require_signature and not self.trusted_keys:
+            raise InvalidArgument("require_signature needs trusted_keys (RUNNERFLEET_TRUSTED_KEYS)")
+
+    @property
+    def trust_policy(self) -> Any:
+        """The store's TrustPolicy for this worker's loads."""
+        from store.policy import TrustPolicy
+
+        return TrustPolicy(
+            verify_integrity=self.verify_integrity,
+            require_signature=self.require_signature,
+            trusted_keys=self.trusted_keys,
+        )
 
     @property
     def max_latency_s(self) -> float:
@@ -95,7 +113,12 @@ def parse_cpus(value: str | None) -> tuple[int, ...] | None:
     return tuple(sorted(cpus))
 
 
-_PARSERS: dict[str, Any] = {"models": parse_models, "cpus": parse_cpus, "threads": int}
+_PARSERS: dict[str, Any] = {
+    "models": parse_models,
+    "cpus": parse_cpus,
+    "threads": int,
+    "trusted_keys": parse_key_paths,
+}
 
 
 def load_settings(

@@ -35,15 +35,25 @@ def delete(tag: str | Tag) -> None:
     store.delete(tag)
 
 
-def export_model(tag: str | Tag, path: str, progress: Callable[[int], None] | None = None) -> str:
-    """Write ``tag`` to a single-file ``.rfmodel`` archive; return its path."""
-    return store.export_model(tag, path, progress=progress)
+def export_model(
+    tag: str | Tag,
+    path: str,
+    progress: Callable[[int], None] | None = None,
+    *,
+    sign_key: str | None = None,
+) -> str:
+    """Write ``tag`` to a single-file ``.rfmodel`` archive (signed with ``sign_key``)."""
+    return store.export_model(tag, path, progress=progress, sign_key=sign_key)
 
 
 def import_model(
-    path: str, *, force: bool = False, progress: Callable[[int], None] | None = None
+    path: str,
+    *,
+    force: bool = False,
+    progress: Callable[[int], None] | None = None,
+    policy: store.TrustPolicy | None = None,
 ) -> Model:
     """Import a ``.rfmodel`` archive; an identical version already stored is left as is."""
-    result = store.import_model(path, force=force, progress=progress)
+    result = store.import_model(path, force=force, progress=progress, policy=policy)
     _log.info(result.message)
     return wrap(result.model)

@@ -12,7 +12,9 @@ from store.archive import ImportResult
 from store.archive import export_model as _export
 from store.archive import import_model as _import
 from store.fs_store import FileStore, default_root, default_store
+from store.integrity import IntegrityError, SignatureError
 from store.model import Model, ModelInfo, ModelSignature, Runnable, TensorSpec
+from store.policy import TrustPolicy, policy_from_env
 from store.saving import save_model
 from store.tag import Tag
 
@@ -25,6 +27,10 @@ __all__ = [
     "Runnable",
     "FileStore",
     "ImportResult",
+    "TrustPolicy",
+    "IntegrityError",
+    "SignatureError",
+    "policy_from_env",
     "default_root",
     "default_store",
     "save_model",
@@ -53,13 +59,23 @@ def delete(tag: str | Tag) -> builtins.list[Tag]:
     return default_store().delete(tag)
 
 
-def export_model(tag: str | Tag, path: str, progress: Callable[[int], None] | None = None) -> str:
-    """Write ``tag`` to a ``.rfmodel`` archive at ``path``; return the file written."""
-    return _export(tag, path, progress=progress)
+def export_model(
+    tag: str | Tag,
+    path: str,
+    progress: Callable[[int], None] | None = None,
+    *,
+    sign_key: str | None = None,
+) -> str:
+    """Write ``tag`` to a ``.rfmodel`` archive at ``path`` (signed with ``sign_key``)."""
+    return _export(tag, path, progress=progress, sign_key=sign_key)
 
 
 def import_model(
-    path: str, *, force: bool = False, progress: Callable[[int], None] | None = None
+    path: str,
+    *,
+    force: bool = False,
+    progress: Callable[[int], None] | None = None,
+    policy: TrustPolicy | None = None,
 ) -> ImportResult:
     """Import a ``.rfmodel`` archive (verified); see ImportResult.outcome for what happened."""
-    return _import(path, force=force, progress=progress)
+    return _import(path, force=force, progress=progress, policy=policy)

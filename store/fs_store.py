@@ -1,15 +1,24 @@
-"""The model store on a filesystem: `models/<name>/<version>/` dirs, a `latest` pointer per name.
+"""The model store on a filesystem: `models/<name>/<version>` links, a `latest` pointer per name.
 
-A version becomes visible by one rename of a complete staging dir, so readers never see half a
-model. Renames and the `latest` pointer change under a per-name filelock, and `latest` is
-replaced atomically (write a temp file, then os.replace). Readers take no lock: a pointer that
-names a missing version (a delete racing the read, a killed writer) falls back to a scan.
+A version's files live in a content folder `models/<name>/.content/<version>-<id>/`, and
+`models/<name>/<version>` is a relative symlink to it. A save or import moves a complete
+staging dir into `.content/`, then makes the link with one rename, so readers never see half a
+model; a forced replace renames a new link over the old one, so a reader resolves either the
+old content or the new, whole, never neither. Readers resolve the link once (Model.path is the
+content folder) and keep reading the content they resolved: a replaced or deleted content
+folder stays on disk for ``retired_grace_s`` before it is collected. Renames and the `latest`
+pointer change under a per-name filelock; `latest` is replaced atomically (temp file, then
+os.replace). Readers take no lock: a pointer that names a missing version falls back to a scan.
+Stores written before links (version folders in place) are still read, and replaced in one
+step with renameat2(RENAME_EXCHANGE).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import time
+import uuid
 from collections.abc import Callable, Iterator, Mapping
 
 import filelock
@@ -17,12 +26,14 @@ import filelock
 from protos.errors import NotFound, Unavailable
 from protos.settings_loader import store_root
 from store.model import INFO_FILE, Model, ModelInfo
-from store.staging import cleanup_dead, staging_dir
+from store.policy import policy_from_env
+from store.staging import cleanup_dead, exchange_paths, staging_dir
 from store.tag import Tag, resolve_version, validate_part
 
 __all__ = ["FileStore", "default_root", "default_store", "CHECKPOINT_HOOK", "checkpoint"]
 
 _LATEST_FILE = "latest"
+CONTENT_DIR = ".content"
 
 # Tests set this in a child process to pause or die at named points of a save/delete.
 CHECKPOINT_HOOK: Callable[[str], None] | None = None
@@ -47,12 +58,17 @@ def default_store() -> FileStore:
 class FileStore:
     """Models in ``<root>/models``, staging in ``<root>/tmp``, locks in ``<root>/locks``."""
 
-    def __init__(self, root: str, lock_timeout_s: float = 120.0) -> None:
+    def __init__(
+        self, root: str, lock_timeout_s: float = 120.0, retired_grace_s: float | None = None
+    ) -> None:
         self.root = os.path.abspath(root)
         self.models_dir = os.path.join(self.root, "models")
         self.tmp_dir = os.path.join(self.root, "tmp")
         self.locks_dir = os.path.join(self.root, "locks")
         self.lock_timeout_s = lock_timeout_s
+        self.retired_grace_s = (
+            policy_from_env().retired_grace_s if retired_grace_s is None else retired_grace_s
+        )
 
     # ---- writers -------------------------------------------------------------------------
 
@@ -79,17 +95,37 @@ class FileStore:
         finally:
             lock.release()
 
-    def commit(self, staged: str, tag: Tag, *, replace: bool = False) -> None:
-        """Make a complete staged dir visible as ``tag``; caller holds ``name_lock``."""
+    def commit(self, staged: str, tag: Tag, *, replace: bool = False) -> str:
+        """Make a complete staged dir visible as ``tag``; return its content folder.
+
+        The caller holds ``name_lock``. With ``replace`` an existing version is swapped for the
+        new one in one rename (readers see old or new, whole); without it, it must not exist.
+        """
         name_dir = os.path.join(self.models_dir, tag.name)
-        os.makedirs(name_dir, exist_ok=True)
-        target = os.path.join(name_dir, str(tag.version))
+        version = str(tag.version)
+        content_rel = f"{CONTENT_DIR}/{version}-{uuid.uuid4().hex[:12]}"
+        content = os.path.join(name_dir, content_rel)
+        os.makedirs(os.path.dirname(content), exist_ok=True)
         checkpoint("before_rename")
-        if replace and os.path.isdir(target):
-            self._remove_dir(target)
-        os.rename(staged, target)
+        # A kill from here to the link's rename leaves a content folder no link names; the
+        # next commit or delete of this name collects it once older than the grace period.
+        os.rename(staged, content)
+        target = os.path.join(name_dir, version)
+        link = os.path.join(name_dir, f".link-{uuid.uuid4().hex}")
+        os.symlink(content_rel, link)
+        old = self._content_of(name_dir, version) if replace else None
+        if old is not None and not os.path.islink(target):
+            exchange_paths(link, target)  # a pre-link store: swap the folder out in one step
+            old = os.path.join(name_dir, f"{CONTENT_DIR}/{version}-{uuid.uuid4().hex[:12]}")
+            os.rename(link, old)
+        else:
+            os.rename(link, target)  # atomically replaces an old link, never a folder
         checkpoint("after_rename")
+        if old is not None:
+            _retire(old)
+        self._collect(tag.name)
         self._update_latest(tag.name)
+        return content
 
     def delete(self, tag: str | Tag) -> list[Tag]:
         """Delete one version (``name:version``/``name:latest``) or every version (``name``)."""
@@ -101,9 +137,18 @@ class FileStore:
                     raise NotFound(f"model {parsed.name!r} not found in store {self.root}")
             else:
                 doomed = [self._resolve_version(parsed)]
+            name_dir = os.path.join(self.models_dir, parsed.name)
             for version in doomed:
-                self._remove_dir(os.path.join(self.models_dir, parsed.name, version))
+                path = os.path.join(name_dir, version)
+                if os.path.islink(path):
+                    content = self._content_of(name_dir, version)
+                    os.unlink(path)
+                    if content is not None:
+                        _retire(content)
+                else:
+                    self._remove_dir(path)
                 checkpoint("after_delete_version")
+            self._collect(parsed.name)
             self._update_latest(parsed.name)
         return [Tag(parsed.name, v) for v in doomed]
 
@@ -111,6 +156,44 @@ class FileStore:
         """Make ``path`` vanish at once (rename into staging), then remove it."""
         with self.staging("trash") as trash:
             os.rename(path, os.path.join(trash, "dir"))
+
+    def _collect(self, name: str) -> None:
+        """Remove content folders no link names, retired more than the grace period ago.
+
+        Caller holds ``name_lock``, so no commit of this name is between its two renames.
+        """
+        name_dir = os.path.join(self.models_dir, name)
+        content_root = os.path.join(name_dir, CONTENT_DIR)
+        try:
+            folders = os.listdir(content_root)
+        except FileNotFoundError:
+            return
+        live = set()
+        for entry in os.listdir(name_dir):
+            path = os.path.join(name_dir, entry)
+            if entry.startswith(".link-"):  # a commit killed before its rename
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(path)
+            elif (target := _readlink(path)) is not None:
+                live.add(os.path.basename(target))
+        cutoff = time.time() - self.retired_grace_s
+        for folder in folders:
+            path = os.path.join(content_root, folder)
+            if folder in live:
+                continue
+            with contextlib.suppress(FileNotFoundError):
+                if os.stat(path).st_mtime <= cutoff:
+                    self._remove_dir(path)
+        with contextlib.suppress(OSError):
+            os.rmdir(content_root)  # only when empty
+
+    def _content_of(self, name_dir: str, version: str) -> str | None:
+        """The folder holding ``version``'s files (its link's target, or a pre-link folder)."""
+        path = os.path.join(name_dir, version)
+        target = _readlink(path)
+        if target is not None:
+            return os.path.normpath(os.path.join(name_dir, target))
+        return path if os.path.isdir(path) else None
 
     def _update_latest(self, name: str) -> None:
         """Point `latest` at the newest version, or remove the name when none is left."""
@@ -149,14 +232,24 @@ class FileStore:
         return [
             e
             for e in entries
-            if e != _LATEST_FILE and os.path.isfile(os.path.join(name_dir, e, INFO_FILE))
+            if e != _LATEST_FILE
+            and not e.startswith(".")
+            and os.path.isfile(os.path.join(name_dir, e, INFO_FILE))
         ]
 
-    def _info(self, name: str, version: str) -> ModelInfo | None:
+    def _resolved(self, name: str, version: str) -> tuple[str, ModelInfo] | None:
+        """(content folder, info) of ``name:version`` resolved once, or None if absent."""
+        content = self._content_of(os.path.join(self.models_dir, name), version)
+        if content is None:
+            return None
         try:
-            return ModelInfo.read(os.path.join(self.models_dir, name, version))
+            return content, ModelInfo.read(content)
         except NotFound:
             return None  # deleted while we looked
+
+    def _info(self, name: str, version: str) -> ModelInfo | None:
+        resolved = self._resolved(name, version)
+        return None if resolved is None else resolved[1]
 
     def _newest(self, name: str) -> str | None:
         infos = [i for v in self.versions(name) if (i := self._info(name, v)) is not None]
@@ -193,10 +286,9 @@ class FileStore:
         parsed = Tag.from_taglike(tag)
         for _ in range(5):  # a concurrent delete may remove what we resolved; resolve again
             version = self._resolve_version(parsed)
-            path = os.path.join(self.models_dir, parsed.name, version)
-            info = self._info(parsed.name, version)
-            if info is not None:
-                return Model(Tag(parsed.name, version), path, info)
+            resolved = self._resolved(parsed.name, version)
+            if resolved is not None:
+                return Model(Tag(parsed.name, version), resolved[0], resolved[1])
         raise NotFound(f"model {parsed} not found in store {self.root}")
 
     def exists(self, tag: Tag) -> bool:
@@ -210,12 +302,26 @@ class FileStore:
         found: list[Model] = []
         for model_name in names:
             for version in self.versions(model_name):
-                info = self._info(model_name, version)
-                if info is None:
+                resolved = self._resolved(model_name, version)
+                if resolved is None:
                     continue
+                path, info = resolved
                 if labels and any(info.labels.get(k) != v for k, v in labels.items()):
                     continue
-                path = os.path.join(self.models_dir, model_name, version)
                 found.append(Model(Tag(model_name, version), path, info))
         found.sort(key=lambda m: (m.tag.name, m.info.creation_time, m.tag.version or ""))
         return found
+
+
+def _readlink(path: str) -> str | None:
+    """The target of symlink ``path``, or None when it is absent or not a link."""
+    try:
+        return os.readlink(path)
+    except OSError:
+        return None
+
+
+def _retire(content: str) -> None:
+    """Stamp a content folder no link names any more: collected once the grace period passed."""
+    with contextlib.suppress(FileNotFoundError):
+        os.utime(content)

@@ -1,4 +1,5 @@
-"""The per-version manifest: sha256 and size of every file, written last, checked on import."""
+"""The per-version manifest: sha256 and size of every file, written last, checked on import
+and before every load (its own signature, ``manifest.sig``, is the one file it does not list)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from protos.errors import Internal, InvalidArgument
-from store.model import MANIFEST_FILE
+from store.model import MANIFEST_FILE, SIGNATURE_FILE
 
 __all__ = [
     "FORMAT",
@@ -56,7 +57,7 @@ def build_manifest(directory: str, tag: str) -> dict[str, Any]:
         for name in sorted(names):
             path = os.path.join(root, name)
             rel = os.path.relpath(path, directory).replace(os.sep, "/")
-            if rel == MANIFEST_FILE:
+            if rel in (MANIFEST_FILE, SIGNATURE_FILE):
                 continue
             if os.path.islink(path) or not os.path.isfile(path):
                 raise Internal(f"model directory holds a non-regular file: {rel}")

@@ -9,10 +9,13 @@ import pickle
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from protos.errors import InvalidArgument, NotFound
 from store.tag import Tag
+
+if TYPE_CHECKING:
+    from store.policy import TrustPolicy
 
 __all__ = [
     "TensorSpec",
@@ -23,11 +26,13 @@ __all__ = [
     "INFO_FILE",
     "MANIFEST_FILE",
     "CUSTOM_OBJECTS_FILE",
+    "SIGNATURE_FILE",
 ]
 
 INFO_FILE = "info.json"
 MANIFEST_FILE = "manifest.json"
 CUSTOM_OBJECTS_FILE = "custom_objects.pkl"
+SIGNATURE_FILE = "manifest.sig"
 
 
 @dataclass(frozen=True)
@@ -168,11 +173,15 @@ class Model:
 
     Runner-free on purpose: ``runnerfleet.sdk.model.Model`` (what ``runnerfleet.models.get``
     returns) adds ``to_runner()`` on the floor above.
+
+    ``verified`` is True once :func:`store.integrity.check_model` passed for this object, so a
+    caller that checked first (the worker) does not pay for hashing twice.
     """
 
     tag: Tag
     path: str
     info: ModelInfo
+    verified: bool = field(default=False, compare=False)
 
     @property
     def creation_time(self) -> dt.datetime:
@@ -182,28 +191,53 @@ class Model:
         """Absolute path of a file inside this version's directory."""
         return os.path.join(self.path, filename)
 
+    @property
+    def manifest_sha256(self) -> str:
+        """sha256 of this version's manifest: which content this is (logged by workers)."""
+        from store.integrity import manifest_sha256
+
+        return manifest_sha256(self.path)
+
+    def checked(self, policy: TrustPolicy | None = None) -> Model:
+        """This model after the integrity/signature checks of ``policy`` (default: from env).
+
+        Raises IntegrityError or SignatureError naming the file or key; nothing is unpickled.
+        """
+        if self.verified:
+            return self
+        from store.integrity import check_model
+        from store.policy import policy_from_env
+
+        return check_model(self, policy if policy is not None else policy_from_env())
+
     @cached_property
     def custom_objects(self) -> dict[str, Any]:
-        """The custom objects saved with the model (unpickled on first access; trusted store)."""
+        """The custom objects saved with the model (unpickled on first access, once checked)."""
         path = self.path_of(CUSTOM_OBJECTS_FILE)
         if not os.path.exists(path):
             return {}
+        self.checked()
         with open(path, "rb") as f:
             objects: dict[str, Any] = pickle.load(f)  # noqa: S301 - trusted store (DESIGN.md 2)
         return objects
 
-    def load_model(self, device: str = "cpu") -> Any:
-        """The framework object itself (estimator, nn.Module), placed on ``device``."""
+    def load_model(self, device: str = "cpu", *, policy: TrustPolicy | None = None) -> Any:
+        """The framework object itself (estimator, nn.Module), placed on ``device``.
+
+        Every file is checked against the manifest first (``policy``, default from env).
+        """
         from store.frameworks import get_adapter
 
-        return get_adapter(self.info.module).load(self, device)
+        model = self.checked(policy)
+        return get_adapter(self.info.module).load(model, device)
 
-    def load_runnable(self, device: str = "cpu") -> Runnable:
-        """Load the model on ``device`` and wrap each signature method as numpy -> numpy."""
+    def load_runnable(self, device: str = "cpu", *, policy: TrustPolicy | None = None) -> Runnable:
+        """Load the model on ``device`` (checked first) and wrap each method as numpy -> numpy."""
         from store.frameworks import get_adapter
 
+        model = self.checked(policy)
         adapter = get_adapter(self.info.module)
-        obj = adapter.load(self, device)
+        obj = adapter.load(model, device)
         methods = {name: adapter.make_method(obj, name, device) for name in self.info.signatures}
         return Runnable(methods=methods, device=device)
 

@@ -106,5 +106,5 @@ def save_model(
         fsync_tree(staged)
         checkpoint("manifest_written")
         with store.name_lock(name):
-            store.commit(staged, tag)
-    return Model(tag, os.path.join(store.models_dir, name, str(tag.version)), info)
+            content = store.commit(staged, tag)
+    return Model(tag, content, info)

@@ -17,7 +17,7 @@ import time
 import uuid
 from collections.abc import Iterator
 
-__all__ = ["staging_dir", "cleanup_dead", "try_lock", "fsync_tree"]
+__all__ = ["staging_dir", "cleanup_dead", "try_lock", "fsync_tree", "exchange_paths"]
 
 # A lock file with no dir is normally gone within milliseconds; only old orphans are removed,
 # so a lock just created by a live owner is never unlinked under it.
@@ -104,3 +104,31 @@ def fsync_tree(directory: str) -> None:
                 os.fsync(fd)
             finally:
                 os.close(fd)
+
+
+_RENAME_EXCHANGE = 2
+_AT_FDCWD = -100
+
+
+def exchange_paths(a: str, b: str) -> None:
+    """Swap two existing paths in one step: renameat2(RENAME_EXCHANGE) on Linux.
+
+    Used only to replace a version folder of a store written before version links; where the
+    call is missing (not Linux, old libc) it falls back to remove-then-rename (not atomic).
+    """
+    import ctypes
+    import errno
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    renameat2 = getattr(libc, "renameat2", None)
+    if renameat2 is not None:
+        rc = renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE)
+        if rc == 0:
+            return
+        err = ctypes.get_errno()
+        if err not in (errno.ENOSYS, errno.EINVAL):
+            raise OSError(err, os.strerror(err), b)
+    temp = f"{b}.old-{uuid.uuid4().hex}"
+    os.rename(b, temp)
+    os.rename(a, b)
+    os.rename(temp, a)

@@ -1,4 +1,4 @@
-"""`runnerfleet models ...`: list, get, export, import, delete and seed-demo.
+"""`runnerfleet models ...`: list, get, export, import, delete, keygen, sign and seed-demo.
 
 Every failure ends with a non-zero exit code and a one-line reason on stderr, no traceback.
 """
@@ -16,7 +16,7 @@ import click
 
 import store
 from protos.errors import NotFound, RunnerFleetError
-from store.archive import archive_size_bytes
+from store.archive import archive_size_bytes, with_signature_required
 
 __all__ = ["models"]
 
@@ -128,17 +128,62 @@ def list_cmd(name: str | None, label_pairs: tuple[str, ...], output: str) -> Non
         click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
 
 
+_require_signature_option = click.option(
+    "--require-signature",
+    is_flag=True,
+    help="Refuse unless the manifest is signed by a --trusted-key (or RUNNERFLEET_TRUSTED_KEYS).",
+)
+_trusted_key_option = click.option(
+    "--trusted-key",
+    "trusted_keys",
+    multiple=True,
+    type=click.Path(dir_okay=False),
+    help="PEM ed25519 public key whose signatures are accepted (repeatable).",
+)
+
+
+def _policy(require_signature: bool, trusted_keys: tuple[str, ...]) -> store.TrustPolicy:
+    """The env's policy, plus a required signature when the flags ask for one."""
+    policy = store.policy_from_env()
+    if require_signature or trusted_keys:
+        if not (policy.trusted_keys or trusted_keys):
+            raise click.UsageError("--require-signature needs at least one --trusted-key")
+        policy = with_signature_required(policy, trusted_keys)
+    return policy
+
+
 @models.command("get")
 @click.argument("tag")
 @_output_option
+@click.option(
+    "--verify",
+    is_flag=True,
+    help="Hash every file against the manifest (exit 1 naming the first bad file).",
+)
+@_require_signature_option
+@_trusted_key_option
 @_one_line_errors
-def get_cmd(tag: str, output: str) -> None:
+def get_cmd(
+    tag: str, output: str, verify: bool, require_signature: bool, trusted_keys: tuple[str, ...]
+) -> None:
     """Show one model's info (TAG: name, name:version, name:latest or a version prefix)."""
+    import dataclasses
+
     model = store.get(tag)
+    checks: dict[str, Any] = {}
+    if verify or require_signature or trusted_keys:
+        policy = _policy(require_signature, trusted_keys)
+        policy = dataclasses.replace(policy, verify_integrity=verify or policy.verify_integrity)
+        model.checked(policy)
+        checks = {"verified": "ok" if policy.verify_integrity else "skipped"}
+        if policy.require_signature:
+            checks["signature"] = "ok"
     info = {
         "tag": str(model.tag),
         "path": model.path,
         "size_bytes": _size(model),
+        "manifest_sha256": model.manifest_sha256,
+        **checks,
         **model.info.to_dict(),
     }
     if output == "json":
@@ -152,27 +197,75 @@ def get_cmd(tag: str, output: str) -> None:
 @models.command("export")
 @click.argument("tag")
 @click.argument("path", type=click.Path(dir_okay=True, writable=True))
+@click.option(
+    "--sign",
+    "sign_key",
+    type=click.Path(dir_okay=False),
+    help="PEM ed25519 private key: add a signature over the manifest.",
+)
 @_one_line_errors
-def export_cmd(tag: str, path: str) -> None:
+def export_cmd(tag: str, path: str, sign_key: str | None) -> None:
     """Write TAG to a single-file .rfmodel archive at PATH (a file or a directory)."""
     model = store.get(tag)
     with _progress(archive_size_bytes(model), f"export {model.tag}") as update:
-        written = store.export_model(model.tag, path, progress=update)
-    click.echo(f"exported {model.tag} to {written}")
+        written = store.export_model(model.tag, path, progress=update, sign_key=sign_key)
+    click.echo(f"exported {model.tag} to {written}" + (" (signed)" if sign_key else ""))
 
 
 @models.command("import")
 @click.argument("path", type=click.Path(dir_okay=False))
 @click.option("--force", is_flag=True, help="Replace an existing version with different content.")
+@_require_signature_option
+@_trusted_key_option
 @_one_line_errors
-def import_cmd(path: str, force: bool) -> None:
+def import_cmd(
+    path: str, force: bool, require_signature: bool, trusted_keys: tuple[str, ...]
+) -> None:
     """Import a .rfmodel archive (every file's sha256 is checked first)."""
     import os
 
+    policy = _policy(require_signature, trusted_keys)
     size_bytes = os.path.getsize(path) if os.path.isfile(path) else 0
     with _progress(size_bytes, f"import {os.path.basename(path)}") as update:
-        result = store.import_model(path, force=force, progress=update)
+        result = store.import_model(path, force=force, progress=update, policy=policy)
     click.echo(result.message)
+
+
+@models.command("keygen")
+@click.argument("private_path", type=click.Path(dir_okay=False))
+@click.option(
+    "--public",
+    "public_path",
+    type=click.Path(dir_okay=False),
+    help="Where the public key goes (default: PRIVATE_PATH.pub).",
+)
+@_one_line_errors
+def keygen_cmd(private_path: str, public_path: str | None) -> None:
+    """Create an ed25519 signing key (PEM, mode 0600) and its public key."""
+    from store.signing import generate_keypair
+
+    public_path = public_path or f"{private_path}.pub"
+    kid = generate_keypair(private_path, public_path)
+    click.echo(f"key {kid}: private {private_path}, public {public_path}")
+
+
+@models.command("sign")
+@click.argument("tag")
+@click.option(
+    "--key",
+    "key_path",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="PEM ed25519 private key.",
+)
+@_one_line_errors
+def sign_cmd(tag: str, key_path: str) -> None:
+    """Sign a stored version's manifest (after checking every file against it)."""
+    from store.signing import sign_version
+
+    model = store.get(tag)
+    kid = sign_version(model, key_path)
+    click.echo(f"signed {model.tag} with key {kid}")
 
 
 @models.command("delete")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 import platform
 
 import numpy as np
@@ -42,7 +43,8 @@ def test_save_with_labels_metadata_custom_objects(store_home, iris):
     )
     m = runnerfleet.models.get("iris_clf:latest")
     assert m.tag == saved.tag and m.tag.name == "iris_clf"
-    assert m.path == str(store_home / "models" / "iris_clf" / m.tag.version)
+    # the version is a link to its content folder; Model.path is the folder it resolved to
+    assert os.path.samefile(m.path, store_home / "models" / "iris_clf" / m.tag.version)
     assert m.custom_objects == {"tokenizer": {"vocab": ["a", "b"]}}
     assert m.info.labels == {"owner": "ml-team", "stage": "dev"}
     assert m.info.metadata == {
