@@ -18,7 +18,7 @@ import contextlib
 import logging
 import random
 import socket
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -26,11 +26,13 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from api_gateway.coalescer import Coalescer, ForwardOutcome
 from api_gateway.settings import GatewaySettings, parse_address
 from protos import grpc_service_pb2_grpc, internal_pb2, internal_pb2_grpc
+from protos.status import code_from_status_number, from_grpc_code
 
 __all__ = ["Worker", "WorkerPool", "channel_options"]
 
 log = logging.getLogger(__name__)
 
+# statuses of a failed call that mean "the call as a whole broke", not "the worker said no"
 _TRANSPORT_CODES = frozenset(
     {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.UNKNOWN, grpc.StatusCode.CANCELLED}
 )
@@ -88,6 +90,14 @@ class Worker:
         """Requests queued for or running on this worker."""
         return self.coalescer.inflight
 
+    def forward(self, request: bytes, deadline: float | None) -> Awaitable[ForwardOutcome]:
+        """Send one serialized ModelInferRequest (coalesced with others); never raises.
+
+        ``deadline`` is time.monotonic() seconds or None. The outcome carries an ErrorCode:
+        this class is the transport edge, the only place that sees the worker's gRPC codes.
+        """
+        return self.coalescer.submit(request, deadline)
+
     def hosts(self, name: str, version: str) -> bool:
         """Whether this worker hosts `name` (any version when `version` is empty)."""
         if not version:
@@ -113,7 +123,10 @@ class Worker:
             response = await self.internal.ForwardBatch(request, timeout=timeout_s)
         except grpc.aio.AioRpcError as exc:
             return [_failed_call(self.address, exc)] * len(items)
-        return [ForwardOutcome(r.code, r.response, r.message) for r in response.results]
+        return [
+            ForwardOutcome(code_from_status_number(r.code), r.response, r.message)
+            for r in response.results
+        ]
 
     async def _forward_one(self, request: bytes, timeout_s: float) -> ForwardOutcome:
         """One request as a plain ModelInfer call: no wrapping, so no copies of big tensors."""
@@ -121,14 +134,14 @@ class Worker:
             response = await self._infer_bytes(request, timeout=timeout_s or None)
         except grpc.aio.AioRpcError as exc:
             return _failed_call(self.address, exc)
-        return ForwardOutcome(0, response)
+        return ForwardOutcome(None, response)
 
 
 def _failed_call(address: str, exc: grpc.aio.AioRpcError) -> ForwardOutcome:
     """The outcome of a call to `address` that failed as a whole."""
     code = exc.code()
     return ForwardOutcome(
-        code.value[0],
+        from_grpc_code(code),
         message=f"worker {address}: {exc.details()}",
         transport=code in _TRANSPORT_CODES,
     )

@@ -13,7 +13,7 @@ from protos import grpc_service_pb2 as pb
 from protos import internal_pb2 as ipb
 from protos import internal_pb2_grpc as ipb_grpc
 from protos.errors import InvalidArgument, RunnerFleetError
-from protos.status import to_grpc_code
+from protos.status import status_number
 from runner_worker import describe
 from runner_worker.hosting import ModelHost
 from runner_worker.inference import InferencePlane
@@ -62,7 +62,7 @@ class InternalServicer(ipb_grpc.WorkerInternalServicer):
                 ) from None
             response = await self._plane.infer(req, deadline_s)
         except RunnerFleetError as exc:
-            return ipb.ForwardResult(code=to_grpc_code(exc).value[0], message=exc.message)
+            return ipb.ForwardResult(code=status_number(exc.code), message=exc.message)
         return ipb.ForwardResult(response=response.SerializeToString())
 
     async def DescribeModels(self, request: Any, context: Any) -> ipb.DescribeModelsResponse:
