@@ -17,7 +17,7 @@ from protos.status import status_number
 from runner_worker import describe
 from runner_worker.hosting import ModelHost
 from runner_worker.inference import InferencePlane
-from runner_worker.lifecycle import Lifecycle
+from runner_worker.lifecycle import Lifecycle, State
 from runner_worker.servicer import deadline_s
 from runner_worker.settings import WorkerSettings
 
@@ -66,11 +66,14 @@ class InternalServicer(ipb_grpc.WorkerInternalServicer):
         return ipb.ForwardResult(response=response.SerializeToString())
 
     async def DescribeModels(self, request: Any, context: Any) -> ipb.DescribeModelsResponse:
+        # a hosted model is loaded and warmed up; it is ready while the worker admits work
+        ready = self._life.state not in (State.DRAINING, State.STOPPED)
         models = [
             ipb.HostedModel(
                 name=m.name,
                 version=m.version,
-                ready=True,
+                ready=ready,
+                created_unix_s=m.created_unix_s,
                 default_method=m.runner.default_method,
                 methods=sorted(m.runner.methods),
                 metadata=describe.model_metadata(m.runner, [m.version]),
