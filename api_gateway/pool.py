@@ -18,15 +18,16 @@ import contextlib
 import logging
 import random
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from api_gateway.coalescer import Coalescer, ForwardOutcome
 from api_gateway.settings import GatewaySettings, parse_address
+from protos import grpc_service_pb2 as pb
 from protos import grpc_service_pb2_grpc, internal_pb2, internal_pb2_grpc
-from protos.status import code_from_status_number, from_grpc_code
+from protos.status import code_from_status_number, error_from_rpc_error, from_grpc_code
 
 __all__ = ["Worker", "WorkerPool", "channel_options"]
 
@@ -97,6 +98,40 @@ class Worker:
         this class is the transport edge, the only place that sees the worker's gRPC codes.
         """
         return self.coalescer.submit(request, deadline)
+
+    async def statistics(
+        self, name: str, version: str, timeout_s: float
+    ) -> pb.ModelStatisticsResponse:
+        """This worker's ModelStatistics for name/version (empty name = all); raises on failure."""
+        request = pb.ModelStatisticsRequest(name=name, version=version)
+        try:
+            return await self.inference.ModelStatistics(request, timeout=timeout_s)
+        except grpc.aio.AioRpcError as exc:
+            raise error_from_rpc_error(exc) from None
+
+    async def load_model(
+        self, name: str, parameters: Mapping[str, pb.ModelRepositoryParameter], timeout_s: float
+    ) -> None:
+        """RepositoryModelLoad on this worker; a failure raises its RunnerFleetError."""
+        request = pb.RepositoryModelLoadRequest(model_name=name)
+        for key, value in parameters.items():
+            request.parameters[key].CopyFrom(value)
+        try:
+            await self.inference.RepositoryModelLoad(request, timeout=timeout_s)
+        except grpc.aio.AioRpcError as exc:
+            raise error_from_rpc_error(exc) from None
+
+    async def unload_model(
+        self, name: str, parameters: Mapping[str, pb.ModelRepositoryParameter], timeout_s: float
+    ) -> None:
+        """RepositoryModelUnload on this worker; a failure raises its RunnerFleetError."""
+        request = pb.RepositoryModelUnloadRequest(model_name=name)
+        for key, value in parameters.items():
+            request.parameters[key].CopyFrom(value)
+        try:
+            await self.inference.RepositoryModelUnload(request, timeout=timeout_s)
+        except grpc.aio.AioRpcError as exc:
+            raise error_from_rpc_error(exc) from None
 
     def hosts(self, name: str, version: str) -> bool:
         """Whether this worker hosts `name` (any version when `version` is empty)."""
