@@ -158,7 +158,7 @@ class ModelHost:
     async def _start(self, model: Any) -> HostedModel:
         s = self._settings
         runner = ModelRunner(model, s.device)
-        load_s = await runner.load()
+        load_s = await runner.load(warmup=s.warmup)
         self._metrics.model_load.labels(runner.name).set(load_s)
         stats = ModelStats(runner.name, runner.version)
         batchers: dict[str, Batcher] = {}
