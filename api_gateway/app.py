@@ -20,6 +20,7 @@ from grpc_reflection.v1alpha import reflection
 from api_gateway.auth import BearerTokenInterceptor, load_token, server_credentials
 from api_gateway.forwarder import Forwarder
 from api_gateway.metrics import GatewayMetrics
+from api_gateway.plane import GatewayPlane
 from api_gateway.pool import WorkerPool
 from api_gateway.servicer import SERVICE_NAME, GatewayServicer, generic_handler
 from api_gateway.settings import GatewaySettings
@@ -53,7 +54,7 @@ class GatewayApp:
         self._background: set[asyncio.Task[None]] = set()
         self._known_models: set[str] = set()
         self.apis: Any = None
-        self.servicer: GatewayServicer | None = None
+        self.plane: GatewayPlane | None = None  # what every front door calls
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(coro, name="pool-refresh")
@@ -99,10 +100,16 @@ class GatewayApp:
                 ("grpc.so_reuseport", 0),
             ],
         )
-        self.servicer = servicer = GatewayServicer(
-            self.pool, self.forwarder, self.metrics, max_inflight=settings.max_inflight, apis=apis
+        self.plane = GatewayPlane(
+            self.pool,
+            self.forwarder,
+            self.metrics,
+            max_inflight=settings.max_inflight,
+            apis=apis,
+            statistics_timeout_s=settings.statistics_timeout_s,
+            repository_timeout_s=settings.repository_timeout_s,
         )
-        self.server.add_generic_rpc_handlers((generic_handler(servicer),))
+        self.server.add_generic_rpc_handlers((generic_handler(GatewayServicer(self.plane)),))
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection(
             (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), self.server
@@ -129,10 +136,10 @@ class GatewayApp:
     async def drain(self) -> bool:
         """Report NOT_SERVING, refuse new model requests (UNAVAILABLE), wait for those in flight."""
         await self.health.enter_graceful_shutdown()
-        if self.servicer is None:
+        if self.plane is None:
             return True
-        self.servicer.start_draining()
-        return await self.servicer.wait_idle(self.settings.stop_grace_s)
+        self.plane.start_draining()
+        return await self.plane.wait_idle(self.settings.stop_grace_s)
 
     async def stop(self) -> None:
         """Drain, then stop the server and close the pool and the metrics endpoint."""

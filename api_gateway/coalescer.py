@@ -39,23 +39,29 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, NamedTuple
 
-__all__ = ["ForwardOutcome", "BatchCall", "Coalescer", "CODE_OK"]
+from protos.errors import ErrorCode
 
-CODE_OK = 0
+__all__ = ["ForwardOutcome", "BatchCall", "Coalescer"]
+
 _HOLD_FRACTION_OF_CALL = 0.5  # a regroup hold never exceeds this share of the last call
-_CODE_CANCELLED = 1
-_CODE_DEADLINE_EXCEEDED = 4
-_CODE_INTERNAL = 13
-_CODE_UNAVAILABLE = 14
 
 
 class ForwardOutcome(NamedTuple):
-    """The worker's answer to one forwarded request: response bytes or a gRPC status code."""
+    """The worker's answer to one forwarded request: response bytes, or an ErrorCode and message.
 
-    code: int
+    ``code`` is None for a response. Transport-neutral: the pool's transport edge turns gRPC
+    statuses into ErrorCodes, so nothing above it sees a gRPC code.
+    """
+
+    code: ErrorCode | None
     payload: bytes = b""
     message: str = ""
     transport: bool = False  # the whole call failed (the worker may never have seen the item)
+
+    @property
+    def ok(self) -> bool:
+        """Whether the worker answered with a response."""
+        return self.code is None
 
 
 # (list of (request bytes, timeout_s or 0 = none), call timeout_s or None) -> one outcome per item
@@ -111,7 +117,9 @@ class Coalescer:
         future: asyncio.Future[ForwardOutcome] = asyncio.get_running_loop().create_future()
         if self._closed:
             future.set_result(
-                ForwardOutcome(_CODE_UNAVAILABLE, message="worker left the pool", transport=True)
+                ForwardOutcome(
+                    ErrorCode.UNAVAILABLE, message="worker left the pool", transport=True
+                )
             )
             return future
         self.inflight += 1
@@ -155,7 +163,7 @@ class Coalescer:
                 self.inflight -= 1
                 item.future.set_result(
                     ForwardOutcome(
-                        _CODE_DEADLINE_EXCEEDED, message="deadline passed in the gateway queue"
+                        ErrorCode.DEADLINE_EXCEEDED, message="deadline passed in the gateway queue"
                     )
                 )
             else:
@@ -222,7 +230,7 @@ class Coalescer:
         try:
             if item.deadline is not None and item.deadline <= started_s:
                 outcome = ForwardOutcome(
-                    _CODE_DEADLINE_EXCEEDED, message="deadline passed in the gateway"
+                    ErrorCode.DEADLINE_EXCEEDED, message="deadline passed in the gateway"
                 )
             else:
                 timeout_s = _timeout_s(item.deadline, started_s)
@@ -247,7 +255,7 @@ class Coalescer:
             if not item.future.done():
                 item.future.set_result(
                     ForwardOutcome(
-                        _CODE_UNAVAILABLE, message="worker left the pool", transport=True
+                        ErrorCode.UNAVAILABLE, message="worker left the pool", transport=True
                     )
                 )
         for task in list(self._tasks):
@@ -256,7 +264,7 @@ class Coalescer:
 
 # the outcome of a call cut short because its worker left the pool (retryable elsewhere)
 _CANCELLED = ForwardOutcome(
-    _CODE_UNAVAILABLE, message="forward cancelled: worker left the pool", transport=True
+    ErrorCode.UNAVAILABLE, message="forward cancelled: worker left the pool", transport=True
 )
 
 
@@ -273,7 +281,7 @@ async def _answer_all(
         outcomes = await future
         if len(outcomes) != len(batch):
             message = "worker answered a different number of results"
-            return [ForwardOutcome(_CODE_INTERNAL, message=message)] * len(batch)
+            return [ForwardOutcome(ErrorCode.INTERNAL, message=message)] * len(batch)
         return outcomes
     except asyncio.CancelledError:
         task = asyncio.current_task()
@@ -281,7 +289,7 @@ async def _answer_all(
             raise
         return [_CANCELLED] * len(batch)
     except Exception as exc:  # noqa: BLE001 - every caller must get an answer
-        return [ForwardOutcome(_CODE_INTERNAL, message=f"forward failed: {exc!r}")] * len(batch)
+        return [ForwardOutcome(ErrorCode.INTERNAL, message=f"forward failed: {exc!r}")] * len(batch)
 
 
 def _cancel_when_abandoned(batch: list[_Item], call: asyncio.Future[Any]) -> None:

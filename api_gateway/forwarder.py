@@ -1,10 +1,11 @@
-"""The forward hop: route a request's bytes to a worker, retry on another replica if it broke.
+"""The forward hop (retry policy): route a request's bytes to a worker, retry on another replica.
 
-Only UNAVAILABLE from the worker, or a call that failed in transport (connection refused or
-reset, worker killed mid-call), is retried, on a replica this request has not tried yet, while
-the client's deadline lasts, at most `max_attempts` times in all. Everything else the worker
-says (NOT_FOUND, INVALID_ARGUMENT, model errors, RESOURCE_EXHAUSTED) goes back as it is:
-retrying a bad request elsewhere only doubles the damage.
+What is retried is decided by ``protos.errors.is_retryable`` alone (UNAVAILABLE from the
+worker, or a call that failed in transport: connection refused or reset, worker killed
+mid-call); a retry goes to a replica this request has not tried yet, while the client's
+deadline lasts, at most `max_attempts` times in all. Everything else the worker says
+(NOT_FOUND, INVALID_ARGUMENT, model errors, RESOURCE_EXHAUSTED) goes back as it is.
+Transport-neutral: workers are reached through ``Worker.forward()``, outcomes carry ErrorCodes.
 """
 
 from __future__ import annotations
@@ -12,26 +13,22 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-import grpc
-
-from api_gateway.coalescer import CODE_OK, ForwardOutcome
+from api_gateway.coalescer import ForwardOutcome
 from api_gateway.header import RequestHeader
 from api_gateway.pool import Worker, WorkerPool
 from api_gateway.router import choose_worker
 from protos.errors import (
     DeadlineExceeded,
+    ErrorCode,
     NotFound,
     ResourceExhausted,
     RunnerFleetError,
     Unavailable,
     error_for_code,
+    is_retryable,
 )
-from protos.status import RETRYABLE_CODES, from_grpc_code
 
 __all__ = ["Forwarder"]
-
-_BY_VALUE = {code.value[0]: code for code in grpc.StatusCode}
-_RETRYABLE_VALUES = frozenset(code.value[0] for code in RETRYABLE_CODES)
 
 
 class Forwarder:
@@ -83,13 +80,13 @@ class Forwarder:
                 raise
             if tried:
                 self._on_retry(header.model_name)
-            outcome = await worker.coalescer.submit(request, deadline)
-            if outcome.code == CODE_OK:
+            outcome = await worker.forward(request, deadline)
+            if outcome.code is None:
                 return outcome.payload
-            if not (outcome.transport or outcome.code in _RETRYABLE_VALUES):
-                if outcome.code == grpc.StatusCode.NOT_FOUND.value[0]:
+            if not is_retryable(outcome.code, transport=outcome.transport):
+                if outcome.code is ErrorCode.NOT_FOUND:
                     self._on_not_found(worker)
-                raise _error(outcome)
+                raise _error(outcome.code, outcome)
             last = outcome
             tried.append(worker.address)
         assert last is not None
@@ -98,6 +95,5 @@ class Forwarder:
         )
 
 
-def _error(outcome: ForwardOutcome) -> RunnerFleetError:
-    code = _BY_VALUE.get(outcome.code, grpc.StatusCode.UNKNOWN)
-    return error_for_code(from_grpc_code(code), outcome.message or code.name)
+def _error(code: ErrorCode, outcome: ForwardOutcome) -> RunnerFleetError:
+    return error_for_code(code, outcome.message or code.value)

@@ -18,19 +18,22 @@ import contextlib
 import logging
 import random
 import socket
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Mapping
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from api_gateway.coalescer import Coalescer, ForwardOutcome
 from api_gateway.settings import GatewaySettings, parse_address
+from protos import grpc_service_pb2 as pb
 from protos import grpc_service_pb2_grpc, internal_pb2, internal_pb2_grpc
+from protos.status import code_from_status_number, error_from_rpc_error, from_grpc_code
 
 __all__ = ["Worker", "WorkerPool", "channel_options"]
 
 log = logging.getLogger(__name__)
 
+# statuses of a failed call that mean "the call as a whole broke", not "the worker said no"
 _TRANSPORT_CODES = frozenset(
     {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.UNKNOWN, grpc.StatusCode.CANCELLED}
 )
@@ -88,6 +91,48 @@ class Worker:
         """Requests queued for or running on this worker."""
         return self.coalescer.inflight
 
+    def forward(self, request: bytes, deadline: float | None) -> Awaitable[ForwardOutcome]:
+        """Send one serialized ModelInferRequest (coalesced with others); never raises.
+
+        ``deadline`` is time.monotonic() seconds or None. The outcome carries an ErrorCode:
+        this class is the transport edge, the only place that sees the worker's gRPC codes.
+        """
+        return self.coalescer.submit(request, deadline)
+
+    async def statistics(
+        self, name: str, version: str, timeout_s: float
+    ) -> pb.ModelStatisticsResponse:
+        """This worker's ModelStatistics for name/version (empty name = all); raises on failure."""
+        request = pb.ModelStatisticsRequest(name=name, version=version)
+        try:
+            return await self.inference.ModelStatistics(request, timeout=timeout_s)
+        except grpc.aio.AioRpcError as exc:
+            raise error_from_rpc_error(exc) from None
+
+    async def load_model(
+        self, name: str, parameters: Mapping[str, pb.ModelRepositoryParameter], timeout_s: float
+    ) -> None:
+        """RepositoryModelLoad on this worker; a failure raises its RunnerFleetError."""
+        request = pb.RepositoryModelLoadRequest(model_name=name)
+        for key, value in parameters.items():
+            request.parameters[key].CopyFrom(value)
+        try:
+            await self.inference.RepositoryModelLoad(request, timeout=timeout_s)
+        except grpc.aio.AioRpcError as exc:
+            raise error_from_rpc_error(exc) from None
+
+    async def unload_model(
+        self, name: str, parameters: Mapping[str, pb.ModelRepositoryParameter], timeout_s: float
+    ) -> None:
+        """RepositoryModelUnload on this worker; a failure raises its RunnerFleetError."""
+        request = pb.RepositoryModelUnloadRequest(model_name=name)
+        for key, value in parameters.items():
+            request.parameters[key].CopyFrom(value)
+        try:
+            await self.inference.RepositoryModelUnload(request, timeout=timeout_s)
+        except grpc.aio.AioRpcError as exc:
+            raise error_from_rpc_error(exc) from None
+
     def hosts(self, name: str, version: str) -> bool:
         """Whether this worker hosts `name` (any version when `version` is empty)."""
         if not version:
@@ -113,7 +158,10 @@ class Worker:
             response = await self.internal.ForwardBatch(request, timeout=timeout_s)
         except grpc.aio.AioRpcError as exc:
             return [_failed_call(self.address, exc)] * len(items)
-        return [ForwardOutcome(r.code, r.response, r.message) for r in response.results]
+        return [
+            ForwardOutcome(code_from_status_number(r.code), r.response, r.message)
+            for r in response.results
+        ]
 
     async def _forward_one(self, request: bytes, timeout_s: float) -> ForwardOutcome:
         """One request as a plain ModelInfer call: no wrapping, so no copies of big tensors."""
@@ -121,14 +169,14 @@ class Worker:
             response = await self._infer_bytes(request, timeout=timeout_s or None)
         except grpc.aio.AioRpcError as exc:
             return _failed_call(self.address, exc)
-        return ForwardOutcome(0, response)
+        return ForwardOutcome(None, response)
 
 
 def _failed_call(address: str, exc: grpc.aio.AioRpcError) -> ForwardOutcome:
     """The outcome of a call to `address` that failed as a whole."""
     code = exc.code()
     return ForwardOutcome(
-        code.value[0],
+        from_grpc_code(code),
         message=f"worker {address}: {exc.details()}",
         transport=code in _TRANSPORT_CODES,
     )
@@ -188,7 +236,7 @@ class WorkerPool:
         """Refresh one worker's hosted models (errors leave the previous answer in place)."""
         try:
             response = await worker.internal.DescribeModels(
-                internal_pb2.DescribeModelsRequest(), timeout=5.0
+                internal_pb2.DescribeModelsRequest(), timeout=self._settings.describe_timeout_s
             )
         except grpc.aio.AioRpcError as exc:
             log.warning("DescribeModels on %s failed: %s", worker.address, exc.code().name)

@@ -1,21 +1,23 @@
-"""The model repository across workers: where each model runs, and load/unload fanned out."""
+"""The model repository across workers: where each model runs, and load/unload fanned out.
+
+Transport-neutral: workers are reached through ``Worker.load_model``/``unload_model`` (the
+pool's transport edge), which raise RunnerFleetErrors.
+"""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
-from typing import Any
-
-import grpc
+from collections.abc import Callable, Mapping, Sequence
 
 from api_gateway.pool import Worker, WorkerPool
 from protos import grpc_service_pb2 as pb
-from protos.errors import InvalidArgument, NotFound, Unavailable
-from protos.status import error_from_rpc_error
+from protos.errors import InvalidArgument, NotFound, RunnerFleetError, Unavailable
 
 __all__ = ["Repository", "WORKER_PARAMETER"]
 
 WORKER_PARAMETER = "worker"  # repository parameter naming one worker (HOST:PORT)
+
+Parameters = Mapping[str, pb.ModelRepositoryParameter]
 
 
 class Repository:
@@ -46,23 +48,25 @@ class Repository:
             response.models.add(name=api, version="", state="READY", reason="gateway service API")
         return response
 
-    async def load(self, request: pb.RepositoryModelLoadRequest, timeout_s: float) -> None:
+    async def load(self, name: str, parameters: Parameters, timeout_s: float) -> None:
         """Load on the worker named by parameter `worker`, else on every SERVING worker."""
-        targets = self._targets(request, lambda w: w.serving)
-        await self._fan_out(targets, "RepositoryModelLoad", request, "load", timeout_s)
+        targets = self._targets(name, parameters, lambda w: w.serving)
+        await self._fan_out(targets, name, parameters, "load", timeout_s)
 
-    async def unload(self, request: pb.RepositoryModelUnloadRequest, timeout_s: float) -> None:
+    async def unload(self, name: str, parameters: Parameters, timeout_s: float) -> None:
         """Unload from the worker named by `worker`, else from every SERVING worker hosting it."""
-        targets = self._targets(request, lambda w: w.serving and w.hosts(request.model_name, ""))
+        targets = self._targets(name, parameters, lambda w: w.serving and w.hosts(name, ""))
         if not targets:
-            raise NotFound(f"model {request.model_name} is not loaded on any SERVING worker")
-        await self._fan_out(targets, "RepositoryModelUnload", request, "unload", timeout_s)
+            raise NotFound(f"model {name} is not loaded on any SERVING worker")
+        await self._fan_out(targets, name, parameters, "unload", timeout_s)
 
-    def _targets(self, request: Any, default: Callable[[Worker], bool]) -> list[Worker]:
-        if not request.model_name:
+    def _targets(
+        self, name: str, parameters: Parameters, default: Callable[[Worker], bool]
+    ) -> list[Worker]:
+        if not name:
             raise InvalidArgument("model_name is empty: name the model to load or unload")
-        if WORKER_PARAMETER in request.parameters:
-            address = request.parameters[WORKER_PARAMETER].string_param
+        if WORKER_PARAMETER in parameters:
+            address = parameters[WORKER_PARAMETER].string_param
             worker = self._pool.get(address)
             if worker is None:
                 raise NotFound(f"worker {address!r} is not in the gateway's pool")
@@ -70,23 +74,22 @@ class Repository:
         return [w for w in self._pool.workers if default(w)]
 
     async def _fan_out(
-        self, targets: list[Worker], rpc: str, request: Any, what: str, timeout_s: float
+        self, targets: list[Worker], name: str, parameters: Parameters, what: str, timeout_s: float
     ) -> None:
         if not targets:
-            raise Unavailable(f"no SERVING worker to {what} model {request.model_name} on")
-        forwarded = type(request)()
-        forwarded.CopyFrom(request)
-        if WORKER_PARAMETER in forwarded.parameters:
-            del forwarded.parameters[WORKER_PARAMETER]
+            raise Unavailable(f"no SERVING worker to {what} model {name} on")
+        forwarded = {k: v for k, v in parameters.items() if k != WORKER_PARAMETER}
         replies = await asyncio.gather(
-            *(getattr(w.inference, rpc)(forwarded, timeout=timeout_s) for w in targets),
+            *(
+                (w.load_model if what == "load" else w.unload_model)(name, forwarded, timeout_s)
+                for w in targets
+            ),
             return_exceptions=True,
         )
         await asyncio.gather(*(self._pool.describe(w) for w in targets))  # models changed
         for worker, reply in zip(targets, replies, strict=True):
-            if isinstance(reply, grpc.aio.AioRpcError):
-                error = error_from_rpc_error(reply)
-                error.message = f"{what} on worker {worker.address} failed: {error.message}"
-                raise error
+            if isinstance(reply, RunnerFleetError):
+                reply.message = f"{what} on worker {worker.address} failed: {reply.message}"
+                raise reply
             if isinstance(reply, BaseException):
                 raise reply

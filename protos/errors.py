@@ -24,6 +24,7 @@ __all__ = [
     "Unimplemented",
     "Internal",
     "error_for_code",
+    "is_retryable",
 ]
 
 
@@ -124,3 +125,19 @@ _BY_CODE: dict[ErrorCode, type[RunnerFleetError]] = {
 def error_for_code(code: ErrorCode, message: str) -> RunnerFleetError:
     """The error instance for ``code`` (used by clients turning a status back into an error)."""
     return _BY_CODE.get(code, Internal)(message)
+
+
+# Codes after which the same request may go to another replica (inference is idempotent).
+_RETRYABLE: frozenset[ErrorCode] = frozenset({ErrorCode.UNAVAILABLE})
+
+
+def is_retryable(code: ErrorCode, *, transport: bool = False) -> bool:
+    """Whether a failed request may be sent again, to another replica.
+
+    The one retry rule of the project: UNAVAILABLE (the replica cannot serve now), or any
+    failure of the call as a whole (``transport``: connection refused or reset, the worker
+    killed mid-call), where the worker may never have seen the request. Everything else
+    (NOT_FOUND, INVALID_ARGUMENT, model errors, RESOURCE_EXHAUSTED) is the answer: retrying a
+    bad request elsewhere only doubles the damage.
+    """
+    return transport or code in _RETRYABLE

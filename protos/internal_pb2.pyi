@@ -43,7 +43,7 @@ class DescribeModelsRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class HostedModel(_message.Message):
-    __slots__ = ("name", "version", "ready", "default_method", "methods", "metadata", "config")
+    __slots__ = ("name", "version", "ready", "default_method", "methods", "metadata", "config", "created_unix_s")
     NAME_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     READY_FIELD_NUMBER: _ClassVar[int]
@@ -51,6 +51,7 @@ class HostedModel(_message.Message):
     METHODS_FIELD_NUMBER: _ClassVar[int]
     METADATA_FIELD_NUMBER: _ClassVar[int]
     CONFIG_FIELD_NUMBER: _ClassVar[int]
+    CREATED_UNIX_S_FIELD_NUMBER: _ClassVar[int]
     name: str
     version: str
     ready: bool
@@ -58,7 +59,8 @@ class HostedModel(_message.Message):
     methods: _containers.RepeatedScalarFieldContainer[str]
     metadata: _grpc_service_pb2.ModelMetadataResponse
     config: _model_config_pb2.ModelConfig
-    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., ready: _Optional[bool] = ..., default_method: _Optional[str] = ..., methods: _Optional[_Iterable[str]] = ..., metadata: _Optional[_Union[_grpc_service_pb2.ModelMetadataResponse, _Mapping]] = ..., config: _Optional[_Union[_model_config_pb2.ModelConfig, _Mapping]] = ...) -> None: ...
+    created_unix_s: float
+    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., ready: _Optional[bool] = ..., default_method: _Optional[str] = ..., methods: _Optional[_Iterable[str]] = ..., metadata: _Optional[_Union[_grpc_service_pb2.ModelMetadataResponse, _Mapping]] = ..., config: _Optional[_Union[_model_config_pb2.ModelConfig, _Mapping]] = ..., created_unix_s: _Optional[float] = ...) -> None: ...
 
 class DescribeModelsResponse(_message.Message):
     __slots__ = ("worker_id", "device", "serving", "models")

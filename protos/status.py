@@ -1,20 +1,42 @@
-"""The only mapping between RunnerFleet's ErrorCode and grpc.StatusCode, both ways."""
+"""The only mapping between RunnerFleet's ErrorCode and gRPC status codes, both ways.
+
+Also the one abort decorator every servicer (gateway and worker) wraps its unary rpcs in, so a
+RunnerFleetError raised anywhere below becomes its status code and message in one place.
+"""
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, ParamSpec, TypeVar
+
 import grpc
 
-from protos.errors import ErrorCode, RunnerFleetError, error_for_code
+from protos.errors import ErrorCode, RunnerFleetError, error_for_code, is_retryable
 
-__all__ = ["to_grpc_code", "from_grpc_code", "error_from_rpc_error", "RETRYABLE_CODES"]
+__all__ = [
+    "to_grpc_code",
+    "from_grpc_code",
+    "error_from_rpc_error",
+    "status_number",
+    "code_from_status_number",
+    "aborts_on_error",
+    "RETRYABLE_CODES",
+]
 
 _TO_GRPC: dict[ErrorCode, grpc.StatusCode] = {
     code: getattr(grpc.StatusCode, code.value) for code in ErrorCode
 }
 _FROM_GRPC: dict[grpc.StatusCode, ErrorCode] = {v: k for k, v in _TO_GRPC.items()}
+_BY_NUMBER: dict[int, grpc.StatusCode] = {code.value[0]: code for code in grpc.StatusCode}
 
-# Codes after which the same request may be sent to another replica (inference is idempotent).
-RETRYABLE_CODES: frozenset[grpc.StatusCode] = frozenset({grpc.StatusCode.UNAVAILABLE})
+# The gRPC face of errors.is_retryable (for clients that see a grpc.StatusCode).
+RETRYABLE_CODES: frozenset[grpc.StatusCode] = frozenset(
+    _TO_GRPC[code] for code in ErrorCode if is_retryable(code)
+)
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 def to_grpc_code(error: BaseException) -> grpc.StatusCode:
@@ -29,8 +51,42 @@ def from_grpc_code(code: grpc.StatusCode) -> ErrorCode:
     return _FROM_GRPC.get(code, ErrorCode.INTERNAL)
 
 
+def status_number(code: ErrorCode | None) -> int:
+    """The numeric gRPC status for ``code`` (None = OK = 0), as the internal proto carries it."""
+    return 0 if code is None else int(_TO_GRPC[code].value[0])
+
+
+def code_from_status_number(number: int) -> ErrorCode | None:
+    """The ErrorCode for a numeric gRPC status (0 = OK = None; unknown numbers are INTERNAL)."""
+    if number == 0:
+        return None
+    status = _BY_NUMBER.get(number)
+    return ErrorCode.INTERNAL if status is None else from_grpc_code(status)
+
+
 def error_from_rpc_error(error: grpc.RpcError) -> RunnerFleetError:
     """Turn a failed call's status back into a RunnerFleetError, keeping its message."""
     code = error.code() if hasattr(error, "code") else grpc.StatusCode.UNKNOWN
     details = error.details() if hasattr(error, "details") else str(error)
     return error_for_code(from_grpc_code(code), details or code.name)
+
+
+def aborts_on_error(
+    method: Callable[P, Awaitable[R]],
+) -> Callable[P, Coroutine[Any, Any, R]]:
+    """Wrap a unary rpc handler: a RunnerFleetError it raises aborts the call with its code.
+
+    The handler's last positional argument is the ``grpc.aio.ServicerContext`` (as for both
+    bound servicer methods ``(request, context)`` and plain ``(self, request, context)``).
+    """
+
+    @functools.wraps(method)
+    async def call(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return await method(*args, **kwargs)
+        except RunnerFleetError as exc:
+            context: Any = args[-1]
+            await context.abort(to_grpc_code(exc), exc.message)
+            raise  # unreachable: abort raises
+
+    return call

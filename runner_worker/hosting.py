@@ -15,6 +15,7 @@ from runner_worker.runner import ModelRunner
 from runner_worker.settings import WorkerSettings
 from runner_worker.statistics import ModelStats
 from store.integrity import IntegrityError, SignatureError
+from store.versions import served_version
 
 __all__ = ["HostedModel", "ModelHost"]
 
@@ -60,6 +61,11 @@ class HostedModel:
     def version(self) -> str:
         return self.runner.version
 
+    @property
+    def created_unix_s(self) -> float:
+        """When the store created this version (what decides the served version)."""
+        return float(self.runner.model.info.creation_time.timestamp())
+
 
 def _store_get(tag: str) -> Any:
     import store
@@ -68,7 +74,11 @@ def _store_get(tag: str) -> Any:
 
 
 class ModelHost:
-    """Registry of hosted model versions; the served version per name is the last loaded."""
+    """Registry of hosted model versions; the served version per name is the newest created.
+
+    "Newest" is ``store.versions.served_version`` (the store's creation time), the rule the
+    gateway uses too, so a request without a version runs the version the gateway describes.
+    """
 
     def __init__(
         self,
@@ -80,7 +90,6 @@ class ModelHost:
         self._metrics = metrics
         self._store_get = store_get
         self._models: dict[str, dict[str, HostedModel]] = {}
-        self._served: dict[str, str] = {}
         self._loading: set[str] = set()
         self._lock = asyncio.Lock()
 
@@ -93,7 +102,7 @@ class ModelHost:
                 raise Unavailable(f"model {name!r} is loading; retry shortly")
             hosted = ", ".join(sorted(self._models)) or "none"
             raise NotFound(f"model {name!r} is not hosted by this worker (hosted: {hosted})")
-        key = version or self._served[name]
+        key = version or self._served(versions)
         hosted_model = versions.get(key)
         if hosted_model is None:
             raise NotFound(
@@ -111,7 +120,15 @@ class ModelHost:
         return sorted(self._models.get(name, {}))
 
     def served_version(self, name: str) -> str | None:
-        return self._served.get(name)
+        """The version a request for ``name`` without a version runs (None if not hosted)."""
+        versions = self._models.get(name)
+        return self._served(versions) if versions else None
+
+    @staticmethod
+    def _served(versions: dict[str, HostedModel]) -> str:
+        chosen = served_version({v: m.created_unix_s for v, m in versions.items()})
+        assert chosen is not None
+        return chosen
 
     @property
     def loading(self) -> set[str]:
@@ -131,7 +148,6 @@ class ModelHost:
                 model = await asyncio.to_thread(self._store_get, tag)
                 existing = self._models.get(model.info.name, {}).get(model.info.version)
                 if existing is not None:
-                    self._served[existing.name] = existing.version
                     return existing
                 try:  # hash every file (and check its signature) before anything is unpickled
                     model = await asyncio.to_thread(model.checked, self._settings.trust_policy)
@@ -140,7 +156,6 @@ class ModelHost:
                     raise
                 hosted = await self._start(model)
                 self._models.setdefault(hosted.name, {})[hosted.version] = hosted
-                self._served[hosted.name] = hosted.version
                 _log.info(
                     "loaded %s:%s (manifest sha256 %s) in %.2f s",
                     hosted.name,
@@ -155,7 +170,7 @@ class ModelHost:
     async def _start(self, model: Any) -> HostedModel:
         s = self._settings
         runner = ModelRunner(model, s.device)
-        load_s = await runner.load()
+        load_s = await runner.load(warmup=s.warmup)
         self._metrics.model_load.labels(runner.name).set(load_s)
         stats = ModelStats(runner.name, runner.version)
         batchers: dict[str, Batcher] = {}
@@ -189,13 +204,8 @@ class ModelHost:
                 what = f"model {name!r}" + (f" version {version!r}" if version else "")
                 raise NotFound(f"{what} is not hosted by this worker")
             removed = [versions.pop(k) for k in keys]
-            if versions:
-                self._served[name] = (
-                    sorted(versions)[-1] if self._served[name] in keys else (self._served[name])
-                )
-            else:
+            if not versions:  # else the served version follows from served_version() again
                 self._models.pop(name, None)
-                self._served.pop(name, None)
         for hosted in removed:
             await self._stop(hosted, self._settings.drain_timeout_s)
         return removed
@@ -219,7 +229,6 @@ class ModelHost:
             await asyncio.gather(*(b.close() for b in hosted.batchers.values()))
             hosted.runner.close()
         self._models.clear()
-        self._served.clear()
 
 
 def _bind(runner: ModelRunner, method: str) -> Any:

@@ -13,11 +13,11 @@ from protos import grpc_service_pb2 as pb
 from protos import internal_pb2 as ipb
 from protos import internal_pb2_grpc as ipb_grpc
 from protos.errors import InvalidArgument, RunnerFleetError
-from protos.status import to_grpc_code
+from protos.status import status_number
 from runner_worker import describe
 from runner_worker.hosting import ModelHost
 from runner_worker.inference import InferencePlane
-from runner_worker.lifecycle import Lifecycle
+from runner_worker.lifecycle import Lifecycle, State
 from runner_worker.servicer import deadline_s
 from runner_worker.settings import WorkerSettings
 
@@ -62,15 +62,18 @@ class InternalServicer(ipb_grpc.WorkerInternalServicer):
                 ) from None
             response = await self._plane.infer(req, deadline_s)
         except RunnerFleetError as exc:
-            return ipb.ForwardResult(code=to_grpc_code(exc).value[0], message=exc.message)
+            return ipb.ForwardResult(code=status_number(exc.code), message=exc.message)
         return ipb.ForwardResult(response=response.SerializeToString())
 
     async def DescribeModels(self, request: Any, context: Any) -> ipb.DescribeModelsResponse:
+        # a hosted model is loaded and warmed up; it is ready while the worker admits work
+        ready = self._life.state not in (State.DRAINING, State.STOPPED)
         models = [
             ipb.HostedModel(
                 name=m.name,
                 version=m.version,
-                ready=True,
+                ready=ready,
+                created_unix_s=m.created_unix_s,
                 default_method=m.runner.default_method,
                 methods=sorted(m.runner.methods),
                 metadata=describe.model_metadata(m.runner, [m.version]),

@@ -86,8 +86,12 @@ class ModelRunner:
             )
         return info
 
-    async def load(self) -> float:
-        """Load onto the device and warm every method up; return the seconds it took."""
+    async def load(self, *, warmup: bool = True) -> float:
+        """Load onto the device, warm every method up (unless not asked); return the seconds.
+
+        Warm-up runs each method once on zero inputs shaped by its input spec (methods without
+        a spec are skipped), so the first request does not pay for lazy initialisation.
+        """
         start = time.perf_counter()
         loop = asyncio.get_running_loop()
         if self.device.startswith("cuda"):
@@ -95,7 +99,7 @@ class ModelRunner:
         self._runnable = await loop.run_in_executor(
             self._executor, self.model.load_runnable, self.device
         )
-        for info in self.methods.values():
+        for info in self.methods.values() if warmup else ():
             sample = sample_inputs(info)
             if sample is None:
                 continue

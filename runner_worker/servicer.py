@@ -1,14 +1,11 @@
 """Thin gRPC servicer of Triton's GRPCInferenceService for the worker's models.
 
 Each rpc converts protobuf in, calls the hosting/inference layer, converts out; errors become
-status codes through ``protos.status.to_grpc_code`` only.
+status codes through ``protos.status.aborts_on_error`` only.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import importlib.metadata
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -16,7 +13,9 @@ from typing import Any
 from protos import grpc_service_pb2 as pb
 from protos import grpc_service_pb2_grpc as pb_grpc
 from protos.errors import InvalidArgument, RunnerFleetError
-from protos.status import to_grpc_code
+from protos.server_info import SERVER_NAME, server_version
+from protos.status import aborts_on_error
+from protos.stream import answer_stream
 from runner_worker import describe
 from runner_worker.hosting import HostedModel, ModelHost
 from runner_worker.inference import InferencePlane
@@ -26,22 +25,10 @@ from runner_worker.settings import WorkerSettings
 __all__ = ["InferenceServicer", "server_version", "deadline_s"]
 
 
-def server_version() -> str:
-    """The installed RunnerFleet version."""
-    try:
-        return importlib.metadata.version("runnerfleet")
-    except importlib.metadata.PackageNotFoundError:
-        return "0.0.0"
-
-
 def deadline_s(context: Any) -> float | None:
+    """The call's deadline as time.monotonic() seconds, or None when it has none."""
     remaining = context.time_remaining()
     return None if remaining is None else time.monotonic() + remaining
-
-
-async def _abort(context: Any, exc: BaseException) -> None:
-    message = exc.message if isinstance(exc, RunnerFleetError) else f"{type(exc).__name__}: {exc}"
-    await context.abort(to_grpc_code(exc), message)
 
 
 class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
@@ -74,33 +61,24 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         if describe.statistics_works(self._host):
             extensions.append("statistics")
         return pb.ServerMetadataResponse(
-            name="runnerfleet", version=server_version(), extensions=extensions
+            name=SERVER_NAME, version=server_version(), extensions=extensions
         )
 
     # --------------------------------------------------------------------- metadata
+    @aborts_on_error
     async def ModelMetadata(self, request: Any, context: Any) -> pb.ModelMetadataResponse:
-        try:
-            hosted = self._host.get(request.name, request.version)
-        except RunnerFleetError as exc:
-            await _abort(context, exc)
-            raise
+        hosted = self._host.get(request.name, request.version)
         versions = [request.version] if request.version else self._host.versions(hosted.name)
         return describe.model_metadata(hosted.runner, versions)
 
+    @aborts_on_error
     async def ModelConfig(self, request: Any, context: Any) -> pb.ModelConfigResponse:
-        try:
-            hosted = self._host.get(request.name, request.version)
-        except RunnerFleetError as exc:
-            await _abort(context, exc)
-            raise
+        hosted = self._host.get(request.name, request.version)
         return pb.ModelConfigResponse(config=describe.config_of(hosted, self._settings))
 
+    @aborts_on_error
     async def ModelStatistics(self, request: Any, context: Any) -> pb.ModelStatisticsResponse:
-        try:
-            models = self._select(request.name, request.version)
-        except RunnerFleetError as exc:
-            await _abort(context, exc)
-            raise
+        models = self._select(request.name, request.version)
         return pb.ModelStatisticsResponse(model_stats=[describe.statistics_of(m) for m in models])
 
     def _select(self, name: str, version: str) -> list[HostedModel]:
@@ -112,52 +90,29 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         return [m for m in self._host.hosted() if m.name == name]
 
     # --------------------------------------------------------------------- inference
+    @aborts_on_error
     async def ModelInfer(self, request: Any, context: Any) -> pb.ModelInferResponse:
-        try:
-            return await self._plane.infer(request, deadline_s(context))
-        except RunnerFleetError as exc:
-            await _abort(context, exc)
-            raise
+        return await self._plane.infer(request, deadline_s(context))
 
     async def ModelStreamInfer(
         self, request_iterator: Any, context: Any
     ) -> AsyncIterator[pb.ModelStreamInferResponse]:
-        results: asyncio.Queue[pb.ModelStreamInferResponse | None] = asyncio.Queue()
-        tasks: set[asyncio.Task[None]] = set()
+        deadline = deadline_s(context)
 
-        async def answer(req: pb.ModelInferRequest) -> None:
+        async def answer(req: pb.ModelInferRequest) -> pb.ModelStreamInferResponse:
             try:
-                response = await self._plane.infer(req, deadline_s(context))
-                await results.put(pb.ModelStreamInferResponse(infer_response=response))
+                response = await self._plane.infer(req, deadline)
             except RunnerFleetError as exc:
-                await results.put(
-                    pb.ModelStreamInferResponse(
-                        error_message=exc.message,
-                        infer_response=pb.ModelInferResponse(
-                            model_name=req.model_name, model_version=req.model_version, id=req.id
-                        ),
-                    )
+                return pb.ModelStreamInferResponse(
+                    error_message=exc.message,
+                    infer_response=pb.ModelInferResponse(
+                        model_name=req.model_name, model_version=req.model_version, id=req.id
+                    ),
                 )
+            return pb.ModelStreamInferResponse(infer_response=response)
 
-        async def read() -> None:
-            async for req in request_iterator:
-                task = asyncio.create_task(answer(req), name="stream-infer")
-                tasks.add(task)
-                task.add_done_callback(tasks.discard)
-            while tasks:
-                await asyncio.gather(*list(tasks), return_exceptions=True)
-            await results.put(None)
-
-        reader = asyncio.create_task(read(), name="stream-reader")
-        try:
-            while (item := await results.get()) is not None:
-                yield item
-        finally:
-            reader.cancel()
-            for task in list(tasks):
-                task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await reader
+        async for item in answer_stream(request_iterator, answer):
+            yield item
 
     # --------------------------------------------------------------------- repository
     async def RepositoryIndex(self, request: Any, context: Any) -> pb.RepositoryIndexResponse:
@@ -171,24 +126,18 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             entries = [e for e in entries if e.state == "READY"]
         return pb.RepositoryIndexResponse(models=entries)
 
+    @aborts_on_error
     async def RepositoryModelLoad(self, request: Any, context: Any) -> Any:
-        try:
-            version = _repository_param(request, "version")
-            tag = request.model_name + (f":{version}" if version else "")
-            if not request.model_name:
-                raise InvalidArgument("model_name is required")
-            await self._host.load(tag)
-        except RunnerFleetError as exc:
-            await _abort(context, exc)
-            raise
+        version = _repository_param(request, "version")
+        tag = request.model_name + (f":{version}" if version else "")
+        if not request.model_name:
+            raise InvalidArgument("model_name is required")
+        await self._host.load(tag)
         return pb.RepositoryModelLoadResponse()
 
+    @aborts_on_error
     async def RepositoryModelUnload(self, request: Any, context: Any) -> Any:
-        try:
-            await self._host.unload(request.model_name, _repository_param(request, "version"))
-        except RunnerFleetError as exc:
-            await _abort(context, exc)
-            raise
+        await self._host.unload(request.model_name, _repository_param(request, "version"))
         return pb.RepositoryModelUnloadResponse()
 
 

@@ -16,7 +16,15 @@ from protos.errors import RunnerFleetError
 from runnerfleet.client import Client
 from tests.support import procs
 
-__all__ = ["IRIS_X", "seed_store", "start_workers", "LoadLoop", "scrape", "metric_value"]
+__all__ = [
+    "IRIS_X",
+    "seed_store",
+    "save_echo_versions",
+    "start_workers",
+    "LoadLoop",
+    "scrape",
+    "metric_value",
+]
 
 IRIS_X = np.array(
     [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3], [5.9, 3.0, 4.2, 1.5]], dtype=np.float64
@@ -31,6 +39,33 @@ def seed_store(home: pathlib.Path) -> dict[str, str]:
     os.environ["RUNNERFLEET_HOME"] = str(home)
     try:
         return {"iris_clf": str(demo_models.save_iris()), "echo": str(demo_models.save_echo())}
+    finally:
+        if previous is None:
+            os.environ.pop("RUNNERFLEET_HOME", None)
+        else:
+            os.environ["RUNNERFLEET_HOME"] = previous
+
+
+def save_echo_versions(home: pathlib.Path, max_saves: int = 40) -> tuple[str, str, str]:
+    """Save echo versions (old, mid, new), created in that order, where mid sorts before old.
+
+    So neither "the version that sorts last" nor "the last one loaded" is the newest by
+    accident: versions are random strings, and saves repeat (bounded) until mid < old.
+    """
+    from runnerfleet import demo_models
+
+    previous = os.environ.get("RUNNERFLEET_HOME")
+    os.environ["RUNNERFLEET_HOME"] = str(home)
+    try:
+        old = str(demo_models.save_echo().version)
+        for _ in range(max_saves):
+            mid = str(demo_models.save_echo().version)
+            if mid < old:
+                break
+        else:
+            raise AssertionError(f"no echo version sorting before {old} in {max_saves} saves")
+        new = str(demo_models.save_echo().version)
+        return old, mid, new
     finally:
         if previous is None:
             os.environ.pop("RUNNERFLEET_HOME", None)

@@ -7,7 +7,7 @@ import time
 import torch
 from torch import nn
 
-__all__ = ["Picky", "Slow"]
+__all__ = ["Picky", "Slow", "CallLog"]
 
 
 class Picky(nn.Module):
@@ -29,3 +29,16 @@ class Slow(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         time.sleep(self.delay_s)
         return x + 1
+
+
+class CallLog(nn.Module):
+    """Returns its input and appends one line per call to ``path`` (to see warm-up calls)."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__()
+        self.path = path
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with open(self.path, "a", encoding="utf-8") as log:
+            log.write(f"{tuple(x.shape)}\n")
+        return x

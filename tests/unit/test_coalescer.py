@@ -12,7 +12,7 @@ import pytest
 from api_gateway.coalescer import Coalescer, ForwardOutcome
 from api_gateway.forwarder import Forwarder
 from api_gateway.header import RequestHeader
-from protos.errors import DeadlineExceeded, InvalidArgument, NotFound, Unavailable
+from protos.errors import DeadlineExceeded, ErrorCode, InvalidArgument, NotFound, Unavailable
 
 
 def sync(fn):
@@ -31,7 +31,7 @@ class FakeCall:
     def __init__(self, delay_s: float = 0.01, answer=None) -> None:
         self.batches: list[list[bytes]] = []
         self.delay_s = delay_s
-        self.answer = answer or (lambda req: ForwardOutcome(0, b"ok:" + req))
+        self.answer = answer or (lambda req: ForwardOutcome(None, b"ok:" + req))
 
     async def __call__(self, items, timeout_s):
         self.batches.append([req for req, _ in items])
@@ -89,7 +89,7 @@ async def test_big_requests_go_as_their_own_calls_beside_the_queue() -> None:
     async def solo_call(request: bytes, timeout_s: float) -> ForwardOutcome:
         solo.append(request)
         await asyncio.sleep(0.02)
-        return ForwardOutcome(0, b"solo:" + request[:1])
+        return ForwardOutcome(None, b"solo:" + request[:1])
 
     coalescer = Coalescer(call, max_items=100, solo_call=solo_call, solo_min_bytes=1000)
     big = [coalescer.submit(b"B" * 1000, None) for _ in range(3)]
@@ -121,7 +121,7 @@ async def test_cancelled_and_expired_items_are_not_sent() -> None:
     kept = coalescer.submit(b"kept", None)
     cancelled.cancel()
     await first
-    assert (await expired).code == 4  # DEADLINE_EXCEEDED
+    assert (await expired).code is ErrorCode.DEADLINE_EXCEEDED
     assert (await kept).payload == b"ok:kept"
     assert call.batches == [[b"first"], [b"kept"]]
     assert coalescer.inflight == 0
@@ -134,14 +134,14 @@ async def test_call_failure_fails_every_item_without_hanging() -> None:
 
     coalescer = Coalescer(broken)
     results = await asyncio.gather(*(coalescer.submit(b"x", None) for _ in range(3)))
-    assert {r.code for r in results} == {13}
+    assert {r.code for r in results} == {ErrorCode.INTERNAL}
 
 
 @sync
 async def test_close_fails_queued_items_as_retryable() -> None:
     async def slow_solo(request: bytes, timeout_s: float) -> ForwardOutcome:
         await asyncio.sleep(10)
-        return ForwardOutcome(0, b"never")
+        return ForwardOutcome(None, b"never")
 
     coalescer = Coalescer(FakeCall(delay_s=10), solo_call=slow_solo, solo_min_bytes=100)
     first = coalescer.submit(b"a", None)
@@ -150,7 +150,7 @@ async def test_close_fails_queued_items_as_retryable() -> None:
     second = coalescer.submit(b"b", None)
     coalescer.close()
     for outcome in await asyncio.gather(first, big, second):
-        assert outcome.code == 14 and outcome.transport
+        assert outcome.code is ErrorCode.UNAVAILABLE and outcome.transport
     assert coalescer.inflight == 0
 
 
@@ -164,6 +164,9 @@ class FakeWorker:
     @property
     def inflight(self) -> int:
         return self.coalescer.inflight
+
+    def forward(self, request: bytes, deadline: float | None):
+        return self.coalescer.submit(request, deadline)
 
     def hosts(self, name: str, version: str) -> bool:
         return name == "iris"
@@ -185,7 +188,13 @@ HEADER = RequestHeader("iris", "", "1")
 async def test_unavailable_is_retried_on_another_replica() -> None:
     dead = FakeWorker(
         "dead",
-        Coalescer(FakeCall(answer=lambda r: ForwardOutcome(14, message="gone", transport=True))),
+        Coalescer(
+            FakeCall(
+                answer=lambda r: ForwardOutcome(
+                    ErrorCode.UNAVAILABLE, message="gone", transport=True
+                )
+            )
+        ),
     )
     alive = FakeWorker("alive", Coalescer(FakeCall()))
     retries: list[str] = []
@@ -197,7 +206,7 @@ async def test_unavailable_is_retried_on_another_replica() -> None:
 
 @sync
 async def test_all_replicas_down_is_unavailable() -> None:
-    answer = lambda r: ForwardOutcome(14, message="gone")  # noqa: E731
+    answer = lambda r: ForwardOutcome(ErrorCode.UNAVAILABLE, message="gone")  # noqa: E731
     pool = FakePool(
         FakeWorker("a", Coalescer(FakeCall(answer=answer))),
         FakeWorker("b", Coalescer(FakeCall(answer=answer))),
@@ -206,9 +215,11 @@ async def test_all_replicas_down_is_unavailable() -> None:
         await _forwarder(pool, []).forward(HEADER, b"r", None)
 
 
-@pytest.mark.parametrize("code, error", [(3, InvalidArgument), (5, NotFound)])
+@pytest.mark.parametrize(
+    "code, error", [(ErrorCode.INVALID_ARGUMENT, InvalidArgument), (ErrorCode.NOT_FOUND, NotFound)]
+)
 @sync
-async def test_request_errors_are_returned_not_retried(code: int, error: type) -> None:
+async def test_request_errors_are_returned_not_retried(code: ErrorCode, error: type) -> None:
     bad = FakeCall(answer=lambda r: ForwardOutcome(code, message="worker says no"))
     pool = FakePool(FakeWorker("a", Coalescer(bad)), FakeWorker("b", Coalescer(bad)))
     retries: list[str] = []
@@ -246,7 +257,7 @@ async def test_call_is_cancelled_when_every_caller_cancelled() -> None:
             except asyncio.CancelledError:
                 cancelled.set()
                 raise
-        return [ForwardOutcome(0, b"ok")] * len(items)
+        return [ForwardOutcome(None, b"ok")] * len(items)
 
     coalescer = Coalescer(slow_first)
     futures = [coalescer.submit(b"x", None) for _ in range(3)]

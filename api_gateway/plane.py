@@ -1,0 +1,314 @@
+"""The gateway's data plane: every request's policy, for any front door (gRPC now, HTTP next).
+
+The twin of the worker's ``runner_worker/inference.py``: front doors convert their wire format
+in, call one method here, and convert the result out; nothing here knows about a transport
+(no grpc contexts, no status codes). Errors are raised as ``protos.errors.RunnerFleetError``
+subclasses, which each front door maps to its own codes (gRPC: ``protos.status``).
+
+What lives here, each in one place:
+
+- admission: at most ``max_inflight`` model requests in flight (RESOURCE_EXHAUSTED beyond),
+  and drain (after ``start_draining()`` new model requests get UNAVAILABLE while the ones in
+  flight finish; ``wait_idle()`` waits for them, bounded);
+- routing and forwarding: service APIs the gateway runs itself, else the forwarder (router +
+  bounded retries), with every outcome counted by code;
+- version choice: a request or description without a version means the served version,
+  ``store.versions.served_version`` over what the SERVING workers host (the worker applies
+  the same rule), so ModelInfer, ModelMetadata, ModelConfig and ModelReady agree;
+- describe: server and model readiness, metadata, config, the repository index;
+- statistics: fanned out to the workers and summed, and the perf_analyzer rule for when the
+  "statistics" extension is advertised.
+
+API (all deadlines are ``time.monotonic()`` seconds, None = no deadline):
+
+- ``async infer(request_bytes, deadline_s) -> bytes``: a serialized ModelInferRequest in,
+  the serialized ModelInferResponse out (tensors are never decoded here);
+- ``server_ready() -> bool``, ``server_metadata() -> pb.ServerMetadataResponse``;
+- ``model_ready(name, version) -> bool``;
+- ``model_metadata(name, version) -> pb.ModelMetadataResponse``;
+- ``model_config(name, version) -> model_config_pb2.ModelConfig``;
+- ``async statistics(name, version) -> pb.ModelStatisticsResponse`` (empty name = all);
+- ``repository_index(ready_only) -> pb.RepositoryIndexResponse``;
+- ``async load(name, parameters, timeout_s)``, ``async unload(name, parameters, timeout_s)``
+  (``timeout_s`` None: the ``repository_timeout_s`` setting)
+  (``parameters``: Triton's ModelRepositoryParameters by key, e.g. ``version``, ``worker``);
+- ``start_draining()``, ``async wait_idle(timeout_s) -> bool``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+from api_gateway import statistics
+from api_gateway.forwarder import Forwarder
+from api_gateway.header import RequestHeader, parse_request_header
+from api_gateway.metrics import GatewayMetrics
+from api_gateway.pool import Worker, WorkerPool
+from api_gateway.repository import Repository
+from protos import grpc_service_pb2 as pb
+from protos import internal_pb2, model_config_pb2
+from protos.errors import NotFound, ResourceExhausted, RunnerFleetError, Unavailable
+from protos.server_info import SERVER_NAME, server_version
+from store.versions import served_version
+
+__all__ = ["GatewayPlane", "ServiceApis"]
+
+
+class ServiceApis(Protocol):
+    """Service APIs the gateway runs itself (see api_gateway/service_api.py)."""
+
+    def __contains__(self, name: str) -> bool: ...
+
+    def names(self) -> list[str]: ...
+
+    async def infer(
+        self, header: RequestHeader, request: bytes, deadline: float | None
+    ) -> bytes: ...
+
+    def metadata(self, name: str) -> pb.ModelMetadataResponse: ...
+
+    def config(self, name: str) -> model_config_pb2.ModelConfig: ...
+
+    def statistics(self, name: str) -> pb.ModelStatistics: ...
+
+
+class _NoApis:
+    def __contains__(self, name: str) -> bool:
+        return False
+
+    def names(self) -> list[str]:
+        return []
+
+
+class GatewayPlane:
+    """Admission, routing, version choice, describe and statistics for the whole pool."""
+
+    def __init__(
+        self,
+        pool: WorkerPool,
+        forwarder: Forwarder,
+        metrics: GatewayMetrics,
+        *,
+        max_inflight: int,
+        apis: ServiceApis | None = None,
+        statistics_timeout_s: float = 5.0,
+        repository_timeout_s: float = 300.0,
+    ) -> None:
+        self._pool = pool
+        self._forwarder = forwarder
+        self._metrics = metrics
+        self._max_inflight = max_inflight
+        self._statistics_timeout_s = statistics_timeout_s  # one worker's ModelStatistics answer
+        self._repository_timeout_s = repository_timeout_s  # load/unload without a deadline
+        self._apis: Any = apis if apis is not None else _NoApis()
+        self._repository = Repository(pool, self._apis.names())
+        self.inflight = 0
+        self.draining = False
+        self._idle = asyncio.Event()
+
+    # -- admission and drain --------------------------------------------------------------
+
+    def start_draining(self) -> None:
+        """Refuse new model requests with UNAVAILABLE (clients go elsewhere or retry)."""
+        self.draining = True
+        if self.inflight == 0:
+            self._idle.set()
+
+    async def wait_idle(self, timeout_s: float) -> bool:
+        """After start_draining: wait (bounded) until no request is in flight; True if none is."""
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout_s)
+        except TimeoutError:
+            return False
+        return True
+
+    # -- inference (hot path) -------------------------------------------------------------
+
+    async def infer(self, request: bytes, deadline_s: float | None) -> bytes:
+        """Admit, route and answer one serialized ModelInferRequest; every outcome is counted."""
+        started_s = time.perf_counter()
+        header: RequestHeader | None = None
+        code = "OK"
+        admitted = False
+        try:
+            header = parse_request_header(request)
+            if self.draining:
+                raise Unavailable(
+                    "the gateway is shutting down: retry (it restarts, or another serves)"
+                )
+            if self.inflight >= self._max_inflight:
+                self._metrics.rejected.labels("overload").inc()
+                raise ResourceExhausted(
+                    f"gateway overloaded: {self._max_inflight} requests in flight"
+                )
+            admitted = True
+            self.inflight += 1
+            if header.model_name in self._apis:
+                return await self._apis.infer(header, request, deadline_s)
+            return await self._forwarder.forward(self._route(header), request, deadline_s)
+        except RunnerFleetError as exc:
+            code = exc.code.value
+            raise
+        except asyncio.CancelledError:
+            code = "CANCELLED"
+            raise
+        finally:
+            if admitted:
+                self.inflight -= 1
+                if self.draining and self.inflight == 0:
+                    self._idle.set()
+            self._metrics.observe_request(
+                self._model_label(header, code), code, time.perf_counter() - started_s
+            )
+
+    def _route(self, header: RequestHeader) -> RequestHeader:
+        """The header to route by: no version means the served one (the bytes stay as sent).
+
+        A worker hosting the served version serves it for an empty version too (same rule,
+        nothing newer there), so the answer comes from the version the gateway describes.
+        """
+        if header.model_version:
+            return header
+        version = self._served(header.model_name)
+        return header if version is None else header._replace(model_version=version)
+
+    def _model_label(self, header: RequestHeader | None, code: str) -> str:
+        if header is None:
+            return "_invalid"
+        name = header.model_name
+        if code == "OK" or name in self._apis or self._pool.knows(name):
+            return name
+        return "_unknown"
+
+    # -- version choice -------------------------------------------------------------------
+
+    def _served(self, name: str) -> str | None:
+        """The served version of ``name``: newest created among SERVING workers (else any)."""
+        created: dict[str, float] = {}
+        serving: dict[str, float] = {}
+        for worker in self._pool.workers:
+            for (model, version), hosted in worker.models.items():
+                if model != name:
+                    continue
+                created[version] = max(created.get(version, 0.0), hosted.created_unix_s)
+                if worker.serving:
+                    serving[version] = created[version]
+        return served_version(serving or created)
+
+    def _find(self, name: str, version: str) -> internal_pb2.HostedModel:
+        """The described model for name/version (empty = served), preferring SERVING workers."""
+        chosen = version or self._served(name)
+        if chosen is not None:
+            for worker in sorted(self._pool.workers, key=lambda w: not w.serving):
+                hosted = worker.models.get((name, chosen))
+                if hosted is not None:
+                    return hosted
+        label = f"{name}:{version}" if version else name
+        raise NotFound(f"model {label} is not hosted by any worker")
+
+    # -- describe -------------------------------------------------------------------------
+
+    def server_ready(self) -> bool:
+        """Whether some worker is SERVING (the gateway can answer model requests)."""
+        return any(w.serving for w in self._pool.workers)
+
+    def server_metadata(self) -> pb.ServerMetadataResponse:
+        """Name, installed version and the protocol extensions the gateway supports now."""
+        extensions = ["model_configuration", "model_repository"]
+        if self._statistics_readable():
+            extensions.append("statistics")
+        return pb.ServerMetadataResponse(
+            name=SERVER_NAME, version=server_version(), extensions=extensions
+        )
+
+    def _statistics_readable(self) -> bool:
+        """Whether perf_analyzer can read our statistics (the worker's rule).
+
+        perf_analyzer parses model versions with std::stoll and aborts on any other text, so
+        "statistics" is advertised only while every hosted version is a plain integer.
+        """
+        versions = [v for w in self._pool.workers for (_, v) in w.models]
+        if self._apis.names() or not versions:
+            return False
+        return all(v.isdigit() and str(int(v)) == v for v in versions)
+
+    def model_ready(self, name: str, version: str) -> bool:
+        """Whether a SERVING worker has ``name`` (empty version = served) loaded and ready."""
+        if name in self._apis:
+            return True
+        chosen = version or self._served(name)
+        if chosen is None:
+            return False
+        return any(_ready(w, name, chosen) for w in self._pool.workers)
+
+    def model_metadata(self, name: str, version: str) -> pb.ModelMetadataResponse:
+        """Metadata of the version named (empty = served), listing every hosted version."""
+        if name in self._apis:
+            return self._apis.metadata(name)  # type: ignore[no-any-return]
+        hosted = self._find(name, version)
+        response = pb.ModelMetadataResponse()
+        response.CopyFrom(hosted.metadata)
+        response.name = name
+        versions = sorted({v for w in self._pool.workers for (n, v) in w.models if n == name})
+        del response.versions[:]
+        response.versions.extend([version] if version else versions)
+        return response
+
+    def model_config(self, name: str, version: str) -> model_config_pb2.ModelConfig:
+        """Triton's ModelConfig of the version named (empty = served)."""
+        if name in self._apis:
+            return self._apis.config(name)  # type: ignore[no-any-return]
+        return self._find(name, version).config
+
+    # -- statistics and repository --------------------------------------------------------
+
+    async def statistics(self, name: str, version: str) -> pb.ModelStatisticsResponse:
+        """Statistics summed over the SERVING workers (empty name = every model)."""
+        if name and name in self._apis:
+            return pb.ModelStatisticsResponse(model_stats=[self._apis.statistics(name)])
+        targets = [
+            w for w in self._pool.workers if w.serving and (not name or w.hosts(name, version))
+        ]
+        if name and not targets:
+            raise NotFound(f"model {name} is not served by any worker")
+        replies = await asyncio.gather(
+            *(w.statistics(name, version, self._statistics_timeout_s) for w in targets),
+            return_exceptions=True,
+        )
+        merged = statistics.merge([r for r in replies if isinstance(r, pb.ModelStatisticsResponse)])
+        if not name:
+            merged.model_stats.extend(self._apis.statistics(api) for api in self._apis.names())
+        return merged
+
+    def repository_index(self, ready_only: bool) -> pb.RepositoryIndexResponse:
+        """Every model any worker hosts (and the service APIs), with where it runs."""
+        return self._repository.index(ready_only)
+
+    def _repository_budget_s(self, timeout_s: float | None) -> float:
+        return self._repository_timeout_s if timeout_s is None else timeout_s
+
+    async def load(
+        self,
+        name: str,
+        parameters: Mapping[str, pb.ModelRepositoryParameter],
+        timeout_s: float | None,
+    ) -> None:
+        """Load ``name`` on the worker named by parameter ``worker``, else on every SERVING one."""
+        await self._repository.load(name, parameters, self._repository_budget_s(timeout_s))
+
+    async def unload(
+        self,
+        name: str,
+        parameters: Mapping[str, pb.ModelRepositoryParameter],
+        timeout_s: float | None,
+    ) -> None:
+        """Unload ``name`` from the worker named by ``worker``, else from every SERVING host."""
+        await self._repository.unload(name, parameters, self._repository_budget_s(timeout_s))
+
+
+def _ready(worker: Worker, name: str, version: str) -> bool:
+    hosted = worker.models.get((name, version))
+    return worker.serving and hosted is not None and hosted.ready
