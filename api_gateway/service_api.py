@@ -147,6 +147,10 @@ class ServiceApiHost:
         """The API names (each served as a model)."""
         return sorted(self._apis)
 
+    def runner_models(self) -> list[tuple[str, str]]:
+        """(name, version) of every runner's model: the APIs are ready when all are routable."""
+        return [(r.model.tag.name, r.model.tag.version) for r in self.service.runners]
+
     async def infer(self, header: RequestHeader, request: bytes, deadline: float | None) -> bytes:
         """Decode the one input, run the API (validated in and out), encode the answer."""
         if not self._bound:
