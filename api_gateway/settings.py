@@ -42,8 +42,8 @@ class GatewaySettings:
     health_check_timeout_s: float = 0.75
     keepalive_time_s: float = 1.0
     keepalive_timeout_s: float = 1.0
-    # requests that find no routable replica wait (bounded by their deadline) this long
-    route_wait_s: float = 2.0
+    # a request that finds no routable replica waits for one, up to its deadline and this long
+    route_wait_s: float = 10.0
     # outlier ejection (api_gateway/outlier.py)
     outlier_consecutive_faults: int = 3
     outlier_consecutive_slow: int = 3

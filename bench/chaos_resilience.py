@@ -36,6 +36,7 @@ from runnerfleet.supervisor import Child, Supervisor, cli_command, wait_serving
 __all__ = [
     "IRIS_X",
     "Cluster",
+    "running_cluster",
     "ClosedLoop",
     "Counts",
     "hung_worker",
@@ -138,21 +139,26 @@ class Cluster:
         self.workers: list[Child] = []
         self.gateways: list[Child] = []
 
-    def start_worker(self, port: int = 0, models: str = f"{IRIS_MODEL}:latest") -> Child:
+    def start_worker(
+        self, port: int = 0, models: str = f"{IRIS_MODEL}:latest", **env: str
+    ) -> Child:
         argv = cli_command(
             "worker", "--models", models, "--device", "cpu", "--host", "127.0.0.1",
             "--port", str(port), "--metrics-port", "0",
         )  # fmt: skip
-        child = self.supervisor.start("worker", argv, timeout_s=120)
+        child = self.supervisor.start("worker", argv, timeout_s=120, env={**self.env, **env})
         self.workers.append(child)
         return child
 
-    def start_gateway(self, workers: Sequence[str], port: int = 0, *flags: str) -> Child:
+    def start_gateway(
+        self, workers: Sequence[str], port: int = 0, *flags: str, **env: str
+    ) -> Child:
+        """A gateway on 127.0.0.1; ``env`` adds ``RUNNERFLEET_*`` settings for it alone."""
         argv = cli_command(
             "gateway", "--host", "127.0.0.1", "--port", str(port), "--metrics-port", "0",
             "--workers", ",".join(workers), *flags,
         )  # fmt: skip
-        child = self.supervisor.start("gateway", argv, timeout_s=120)
+        child = self.supervisor.start("gateway", argv, timeout_s=120, env={**self.env, **env})
         self.gateways.append(child)
         return child
 
@@ -161,7 +167,8 @@ class Cluster:
 
 
 @contextlib.contextmanager
-def _cluster(store_home: pathlib.Path) -> Iterator[Cluster]:
+def running_cluster(store_home: pathlib.Path) -> Iterator[Cluster]:
+    """A Cluster whose processes are all stopped (by PID) when the block ends."""
     cluster = Cluster(store_home)
     try:
         yield cluster
@@ -221,7 +228,7 @@ def hung_worker(
     store_home: pathlib.Path, stop_s: float, *, clients: int = 32, deadline_s: float = 2.0
 ) -> Counts:
     """SIGSTOP one of two workers for ``stop_s`` under load, then SIGCONT (module doc)."""
-    with _cluster(store_home) as cluster:
+    with running_cluster(store_home) as cluster:
         victim, survivor = cluster.start_worker(), cluster.start_worker()
         for worker in (victim, survivor):
             wait_serving(worker.address, 120)
@@ -254,7 +261,7 @@ def worker_signal(
     store_home: pathlib.Path, sig: int, *, clients: int = 32, deadline_s: float = 2.0
 ) -> Counts:
     """Kill (SIGKILL) or drain (SIGTERM) one of two workers under load, restart it (module doc)."""
-    with _cluster(store_home) as cluster:
+    with running_cluster(store_home) as cluster:
         victim, survivor = cluster.start_worker(), cluster.start_worker()
         for worker in (victim, survivor):
             wait_serving(worker.address, 120)
@@ -285,7 +292,7 @@ def gateway_restart(
     store_home: pathlib.Path, *, clients: int = 16, deadline_s: float = 2.0
 ) -> Counts:
     """Two gateways, clients given both; stop and restart each in turn (module doc)."""
-    with _cluster(store_home) as cluster:
+    with running_cluster(store_home) as cluster:
         workers = [cluster.start_worker(), cluster.start_worker()]
         for worker in workers:
             wait_serving(worker.address, 120)
