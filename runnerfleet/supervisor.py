@@ -22,6 +22,7 @@ a crash there.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import ctypes
 import dataclasses
@@ -162,6 +163,7 @@ class Supervisor:
         self.children: list[Child] = []
         self._tmp = tempfile.TemporaryDirectory(prefix="rf-procs-")
         self._lock = threading.Lock()
+        self._spawner = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="spawner")
 
     def start(
         self,
@@ -277,13 +279,17 @@ class Supervisor:
         with self._lock:
             if child.stopping:
                 return
-            child.proc = self._popen(command, child.env)
+            # PR_SET_PDEATHSIG fires when the forking *thread* ends, and this reader thread
+            # ends soon: fork from the supervisor's long-lived spawner thread instead
+            child.proc = self._spawner.submit(self._popen, command, child.env).result()
             child.started_s = time.monotonic()
         ready = self._follow(child)
         ready.wait(60.0)
-        with contextlib.suppress(OSError, ValueError, KeyError):
+        try:
             ports = read_port_file(child.port_file)
-            child.grpc_port, child.metrics_port = ports["grpc_port"], ports["metrics_port"]
+        except (OSError, ValueError):
+            return  # it died before it listened: its reader thread sees the exit
+        child.grpc_port, child.metrics_port = ports["grpc_port"], ports.get("metrics_port", 0)
         if child.alive():
             self.on_restart(child)
 
@@ -326,6 +332,7 @@ class Supervisor:
     def close(self) -> None:
         """Stop all children and remove the port files' folder."""
         self.stop_all()
+        self._spawner.shutdown(wait=False)
         self._tmp.cleanup()
 
 
