@@ -9,6 +9,11 @@ as its connection resets; the task then reconnects with a short backoff, so a re
 worker on the same address rejoins by itself. Hosted models are refreshed after every
 transition to SERVING, after a load/unload sent through the gateway, and every
 `describe_refresh_s` (loads done directly on a worker).
+
+A stopped or partitioned worker keeps its stream open and silent, so a second named task per
+worker sends a health Check with a deadline every `health_check_interval_s`; a late answer
+takes it out of rotation at once (docs/ROBUSTNESS.md), and HTTP/2 keepalive breaks its
+connection within about two seconds. `Worker.serving` is both: stream SERVING and answering.
 """
 
 from __future__ import annotations
