@@ -23,6 +23,7 @@ import ipaddress
 import os
 import pathlib
 import secrets
+from typing import Any
 
 import click
 
@@ -141,7 +142,7 @@ def make_certs(
     return out
 
 
-def _general_name(value: str) -> object:
+def _general_name(value: str) -> Any:
     from cryptography import x509
 
     try:

@@ -13,9 +13,7 @@ __all__ = ["gateway"]
 
 
 @click.command()
-@click.option(
-    "--host", default=None, help="Interface to bind (default 127.0.0.1; 0.0.0.0 = all)."
-)
+@click.option("--host", default=None, help="Interface to bind (default 127.0.0.1; 0.0.0.0 = all).")
 @click.option("--port", type=int, default=None, help="gRPC port (default 8001; 0 = any free port).")
 @click.option(
     "--metrics-port", type=int, default=None, help="/metrics HTTP port (default 8002; 0 = any)."
