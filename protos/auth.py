@@ -98,7 +98,10 @@ class AuthPolicy:
         return bool(self.tokens) or self.mtls
 
     def token_scopes(self, metadata: Iterable[tuple[str, Any]] | None) -> frozenset[str] | None:
-        """Scopes of the bearer token in `metadata`: None when absent; empty when wrong."""
+        """Scopes of the bearer token in `metadata`: None when absent (or when this server
+        takes no tokens, so a certificate decides); empty when wrong."""
+        if not self.tokens:
+            return None
         for key, value in metadata or ():
             if key != "authorization":
                 continue
