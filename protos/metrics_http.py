@@ -28,6 +28,9 @@ __all__ = ["MetricsServer", "metrics_access", "serve_metrics", "read_basic_auth"
 class _Server(ThreadingMixIn, WSGIServer):
     daemon_threads = True
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A failed TLS handshake or a dropped scraper is not worth a traceback on stderr."""
+
 
 class _Server6(_Server):
     address_family = socket.AF_INET6
@@ -103,7 +106,10 @@ def serve_metrics(
         if client_cafile:
             context.load_verify_locations(client_cafile)
             context.verify_mode = ssl.CERT_REQUIRED
-        httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
+        # the handshake runs in the request's thread, so a silent client blocks no one
+        httpd.socket = context.wrap_socket(
+            httpd.socket, server_side=True, do_handshake_on_connect=False
+        )
     thread = threading.Thread(target=httpd.serve_forever, name="metrics-http", daemon=True)
     thread.start()
     return MetricsServer(httpd, thread)
