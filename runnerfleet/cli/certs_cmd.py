@@ -5,15 +5,19 @@ Kubernetes). Layout, one folder per identity with cert-manager's file names, so 
 is one Kubernetes TLS Secret (`kubectl create secret generic NAME --from-file=DIR/server`):
 
     ca/ca.crt ca/ca.key                  the CA (keep ca.key off the cluster)
-    server/tls.crt tls.key ca.crt        serverAuth; SANs localhost, 127.0.0.1, ::1 and the
-                                         compose / Kubernetes service names (+ --san)
+    server/tls.crt tls.key ca.crt        serverAuth (and clientAuth, so a pod's health probe
+                                         can present it to its own mTLS port; its CN
+                                         runnerfleet-server has no scope); SANs localhost,
+                                         127.0.0.1, ::1 and the compose / Kubernetes
+                                         service names (+ --san)
     gateway/ client/ admin/              clientAuth; CN runnerfleet-gateway (the gateway's
                                          identity to workers: inference + control),
                                          runnerfleet-client (inference), runnerfleet-admin
                                          (control), the identities the settings grant by default
     tokens/inference.token control.token  random bearer tokens, one per scope (--tokens)
 
-Keys are ECDSA P-256, written 0600. An existing folder is kept unless --force.
+Keys are ECDSA P-256, written 0600. An existing folder is refused unless --force, or
+kept as it is with --if-missing (the compose job re-runs on every `up`).
 """
 
 from __future__ import annotations
@@ -110,7 +114,9 @@ def make_certs(
     write(out / "ca" / "ca.crt", ca_pem)
     write(out / "ca" / "ca.key", key_pem(ca_key), secret=True)
 
-    def issue(folder: str, common: str, usage: x509.ObjectIdentifier, sans: list[str]) -> None:
+    def issue(
+        folder: str, common: str, usages: list[x509.ObjectIdentifier], sans: list[str]
+    ) -> None:
         key = ec.generate_private_key(ec.SECP256R1())
         builder = (
             x509.CertificateBuilder()
@@ -121,7 +127,7 @@ def make_certs(
             .not_valid_before(now - datetime.timedelta(minutes=5))
             .not_valid_after(not_after)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+            .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
         )
         if sans:
             builder = builder.add_extension(
@@ -133,9 +139,10 @@ def make_certs(
         write(out / folder / "ca.crt", ca_pem)
 
     server_names = list(dict.fromkeys([*SERVER_NAMES, *extra_names]))
-    issue("server", "runnerfleet-server", ExtendedKeyUsageOID.SERVER_AUTH, server_names)
+    both = [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
+    issue("server", "runnerfleet-server", both, server_names)
     for folder, common in CLIENT_IDENTITIES.items():
-        issue(folder, common, ExtendedKeyUsageOID.CLIENT_AUTH, [])
+        issue(folder, common, [ExtendedKeyUsageOID.CLIENT_AUTH], [])
     if tokens:
         for file_name in TOKEN_FILES:
             write(out / "tokens" / file_name, secrets.token_urlsafe(32).encode(), secret=True)
@@ -160,10 +167,16 @@ def _general_name(value: str) -> Any:
 @click.option("--days", type=int, default=30, show_default=True, help="Validity in days.")
 @click.option("--no-tokens", is_flag=True, help="Do not write tokens/*.token.")
 @click.option("--force", is_flag=True, help="Replace certificates already in --out.")
-def certs(out: str, sans: tuple[str, ...], days: int, no_tokens: bool, force: bool) -> None:
+@click.option("--if-missing", is_flag=True, help="Exit 0, changing nothing, if --out has a CA.")
+def certs(
+    out: str, sans: tuple[str, ...], days: int, no_tokens: bool, force: bool, if_missing: bool
+) -> None:
     """Create a development CA, server/client certificates and cluster tokens in --out."""
     if days < 1:
         raise click.UsageError("--days must be at least 1")
+    if if_missing and (pathlib.Path(out) / "ca" / "ca.crt").exists():
+        click.echo(f"{out} already holds a CA: kept as it is")
+        return
     folder = make_certs(
         pathlib.Path(out), extra_names=sans, days=days, tokens=not no_tokens, force=force
     )
