@@ -40,6 +40,7 @@ __all__ = [
     "CONTROL_METHODS",
     "OPEN_METHOD_PREFIXES",
     "AuthPolicy",
+    "accepted_secrets",
     "ScopedAuthInterceptor",
     "bearer_metadata",
     "channel_credentials",
@@ -129,15 +130,18 @@ class AuthPolicy:
 
 
 def policy_from_settings(settings: TrustSettings) -> AuthPolicy:
-    """Read the token files once and build the policy (tokens never leave this object)."""
-    inference = load_secret(settings.auth_token_file, settings.auth_token, "auth token")
-    control = load_secret(settings.control_token_file, settings.control_token, "control token")
-    if inference and control and hmac.compare_digest(inference, control):
+    """Read the token files once and build the policy (tokens never leave this object).
+
+    A token file may hold several tokens, one a line: all are accepted (rotation overlap).
+    """
+    inference = accepted_secrets(settings.auth_token_file, settings.auth_token, "auth token")
+    control = accepted_secrets(settings.control_token_file, settings.control_token, "control token")
+    if set(inference) & set(control):
         raise InvalidArgument("the inference and control tokens must differ (separate scopes)")
     tokens = tuple(
         (token.encode(), frozenset({scope}))
-        for token, scope in ((inference, INFERENCE), (control, CONTROL))
-        if token
+        for scope, accepted in ((INFERENCE, inference), (CONTROL, control))
+        for token in accepted
     )
     identities: dict[str, frozenset[str]] = {}
     for scope, names in (
@@ -149,17 +153,24 @@ def policy_from_settings(settings: TrustSettings) -> AuthPolicy:
     return AuthPolicy(tokens=tokens, identities=identities, mtls=bool(settings.tls_client_ca))
 
 
-def load_secret(path: str | None, value: str | None, what: str) -> str | None:
-    """A token from its file (stripped; must not be empty), else the literal value, else None."""
+def accepted_secrets(path: str | None, value: str | None, what: str) -> tuple[str, ...]:
+    """Every token a server accepts: the file's non-empty lines, else the literal value."""
     if path:
         try:
-            token = pathlib.Path(path).read_text().strip()
+            lines = pathlib.Path(path).read_text().splitlines()
         except OSError as exc:
             raise InvalidArgument(f"cannot read the {what} file: {exc.strerror}") from None
-        if not token:
+        tokens = tuple(line.strip() for line in lines if line.strip())
+        if not tokens:
             raise InvalidArgument(f"the {what} file {path} is empty")
-        return token
-    return value or None
+        return tokens
+    return (value,) if value else ()
+
+
+def load_secret(path: str | None, value: str | None, what: str) -> str | None:
+    """The token a client presents: the file's first non-empty line, else the value, else None."""
+    accepted = accepted_secrets(path, value, what)
+    return accepted[0] if accepted else None
 
 
 def read_file(path: str, what: str) -> bytes:
