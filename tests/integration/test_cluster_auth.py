@@ -350,3 +350,30 @@ def test_no_token_in_any_log(cluster, tokens):
         assert log, name
         for secret in secrets:
             assert secret not in log, f"a token leaked into the log of {name}"
+
+
+def test_container_healthcheck_speaks_mtls(cluster, certs):
+    """deploy/healthcheck.py (the compose and Kubernetes probe) reaches an mTLS worker with the
+    server certificate and no token; without TLS settings it cannot."""
+    import os
+
+    script = procs.REPO_ROOT / "deploy" / "healthcheck.py"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RUNNERFLEET_HEALTH_")}
+    target = cluster["M"].address
+
+    def probe(extra: dict[str, str]) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, str(script), target], env={**env, **extra},
+            capture_output=True, text=True, timeout=30,
+        )  # fmt: skip
+
+    assert probe({}).returncode == 1
+    ok = probe(
+        {
+            "RUNNERFLEET_HEALTH_TLS_CA": str(certs / "ca" / "ca.crt"),
+            "RUNNERFLEET_HEALTH_TLS_CERT": str(certs / "server" / "tls.crt"),
+            "RUNNERFLEET_HEALTH_TLS_KEY": str(certs / "server" / "tls.key"),
+            "RUNNERFLEET_HEALTH_TLS_SERVER_NAME": "localhost",
+        }
+    )
+    assert ok.returncode == 0 and "SERVING" in ok.stdout, ok.stdout + ok.stderr
