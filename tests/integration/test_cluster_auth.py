@@ -377,3 +377,33 @@ def test_container_healthcheck_speaks_mtls(cluster, certs):
         }
     )
     assert ok.returncode == 0 and "SERVING" in ok.stdout, ok.stdout + ok.stderr
+
+
+def test_gateway_certificate_identities_per_scope(cluster, certs):
+    """A gateway with mTLS for its clients: the client certificate's CN picks the scope."""
+    server = {"tls_cert": certs / "server" / "tls.crt", "tls_key": certs / "server" / "tls.key"}
+    gateway = start_gateway(
+        [cluster["M"].address],
+        **server,
+        tls_client_ca=certs / "ca" / "ca.crt",
+        worker_tls_ca=certs / "ca" / "ca.crt",
+        worker_tls_cert=certs / "gateway" / "tls.crt",
+        worker_tls_key=certs / "gateway" / "tls.key",
+        wait=False,
+    )  # fmt: skip
+    try:
+        with tls_channel(gateway.address, certs, "client") as ch:
+            health(ch, wait=True)
+            for path, method in GATEWAY_RPCS:
+                code = call(ch, path, method)
+                assert code == PERMISSION_DENIED if method.name in CONTROL_RPCS else (
+                    code not in REFUSED
+                ), (path, code)  # fmt: skip
+        with tls_channel(gateway.address, certs, "admin") as ch:
+            for path, method in GATEWAY_RPCS:
+                code = call(ch, path, method)
+                assert code not in REFUSED if method.name in CONTROL_RPCS else (
+                    code == PERMISSION_DENIED
+                ), (path, code)  # fmt: skip
+    finally:
+        procs.stop(gateway)
