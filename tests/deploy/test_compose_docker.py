@@ -294,9 +294,9 @@ def test_3_prometheus_sees_every_target_and_every_dashboard_query_has_data(
 
     cluster.wait("Prometheus targets up", targets_up, 90)
     start = time.time()
-    codes = run_load(cluster, seconds=25)
+    codes = run_load(cluster, seconds=15)
     assert codes[("good", "OK")] > 50 and not good_failures(codes), dict(codes)
-    time.sleep(11)  # two more scrapes and rule evaluations
+    time.sleep(6)  # one more scrape and rule evaluation
     end = time.time()
 
     class Prom:  # what dashboard_variables asks of Prometheus
@@ -353,8 +353,8 @@ def test_4_worker_process_crash_under_load_fails_no_request(cluster: Cluster) ->
     victim = cluster.containers("worker")[0]
     restarts = cluster.inspect(victim)["RestartCount"]
     pid = worker_pid_on_host(cluster, victim)
-    load = BackgroundLoad(cluster, seconds=20, threads=16)
-    time.sleep(5)
+    load = BackgroundLoad(cluster, seconds=12, threads=16)
+    time.sleep(4)
     os.kill(pid, signal.SIGKILL)  # a crash; `docker kill` would count as a manual stop
     codes = load.result()
     assert codes[("good", "OK")] > 50, dict(codes)
@@ -424,13 +424,21 @@ def test_6_docker_stop_drains_a_worker(cluster: Cluster) -> None:
     state = cluster.inspect(victim)["State"]
     assert state["ExitCode"] == 0, f"SIGTERM did not end the worker cleanly: {state}"
     assert codes[("good", "OK")] > 30 and not good_failures(codes), dict(codes)
+    # a stopped container would be started again by the next `up` (and a running one removed)
+    sh("docker", "rm", victim)
 
 
 def test_6a_scale_back_to_1_under_load_loses_no_request(cluster: Cluster) -> None:
-    load = BackgroundLoad(cluster, seconds=15, threads=8)
+    assert cluster.workers_healthy(2)
+    load = BackgroundLoad(cluster, seconds=25, threads=8)
     time.sleep(3)
-    cluster.compose("up", "-d", "--no-build", "--no-recreate", "--scale", "worker=1",
-                    "store-init", "worker", "gateway", "prometheus")  # fmt: skip
+    t0 = time.monotonic()
+    # --no-deps: store-init's re-run was shown in step 5; here the scale-down happens under load
+    cluster.compose("up", "-d", "--no-build", "--no-deps", "--no-recreate", "--scale", "worker=1",
+                    "worker")  # fmt: skip
+    took_s = time.monotonic() - t0
+    assert took_s < 20, f"the scale-down took {took_s:.1f} s, past the load's end"
+    cluster.timings["scale_down_s"] = took_s
     codes = load.result()
     assert codes[("good", "OK")] > 30 and not good_failures(codes), dict(codes)
     assert len(cluster.containers("worker")) == 1
@@ -446,7 +454,7 @@ def test_6b_gateway_not_serving_with_every_worker_stopped(cluster: Cluster) -> N
         cluster.wait(
             "gateway NOT_SERVING",
             lambda: health_status(cluster.grpc)[1].endswith("NOT_SERVING"),
-            30,
+            15,
         )
     finally:
         cluster.compose("start", "worker", timeout=120)
