@@ -8,7 +8,8 @@
 #    archive (deploy/ci/offline-base.sh); Prometheus likewise (deploy/ci/prometheus.Dockerfile,
 #    through deploy/ci/docker-compose.offline.yml). pip's local sources on this machine are
 #    served to the build over loopback (deploy/ci/pip_sources.py); builds use --network host.
-#  - Timings (cold and cached build, image size) go to $RF_TIMINGS (default: stdout only).
+#  - Timings (build, cached rebuild, image size, cold starts) are printed and appended to
+#    $RF_TIMINGS when set.
 # Usage: bash deploy/ci/test-compose.sh [pytest args]   (root; VENV=.venv by default)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -71,11 +72,14 @@ if ! timeout 60 docker pull -q "$base" >/dev/null 2>&1; then
   fi
 fi
 export RUNNERFLEET_BASE_IMAGE="$base"
+prom_pid=""
 if ! timeout 60 docker pull -q prom/prometheus:v2.55.1 >/dev/null 2>&1; then
   compose_files+=(-f deploy/ci/docker-compose.offline.yml)
-  log "no registry: building Prometheus from Debian's package"
+  log "no registry: building Prometheus from Debian's package (alongside the image)"
   docker build -q --network host --build-arg BASE_IMAGE="$base" \
-    -t runnerfleet-prometheus:local -f deploy/ci/prometheus.Dockerfile deploy/ci >/dev/null
+    -t runnerfleet-prometheus:local -f deploy/ci/prometheus.Dockerfile deploy/ci \
+    >"$work/prometheus-build.log" 2>&1 &
+  prom_pid=$!
 fi
 
 # ------------------------------------------------------------------ package sources, image
@@ -103,13 +107,20 @@ t0=$SECONDS; build; first_s=$((SECONDS - t0))
 t0=$SECONDS; build; cached_s=$((SECONDS - t0))
 size_bytes=$(docker image inspect -f '{{.Size}}' runnerfleet:latest)
 kill "$sources_pid" 2>/dev/null; wait "$sources_pid" 2>/dev/null || true; sources_pid=""
+if [ -n "$prom_pid" ] && ! wait "$prom_pid"; then cat "$work/prometheus-build.log"; exit 1; fi
+export RF_TIMINGS="${RF_TIMINGS:-$work/timings.txt}"
 summary="image runnerfleet:latest: $((size_bytes / 1000000)) MB; build ${first_s} s (cached layers as present), rebuild with every layer cached ${cached_s} s"
 log "$summary"
-[ -n "${RF_TIMINGS:-}" ] && echo "$summary" >>"$RF_TIMINGS"
+echo "$summary" >>"$RF_TIMINGS"
 
 # ------------------------------------------------------------------ the tests
 export RF_COMPOSE_CMD="${compose[*]}"
 RF_COMPOSE_FILES="$(printf '%s ' "${compose_files[@]}")"
 export RF_COMPOSE_FILES
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
-"$PY" -m pytest -q -p no:cacheprovider tests/deploy/test_compose_docker.py "$@"
+rc=0
+t0=$SECONDS
+"$PY" -m pytest -q -p no:cacheprovider tests/deploy/test_compose_docker.py "$@" || rc=$?
+echo "tests: $((SECONDS - t0)) s" >>"$RF_TIMINGS"
+log "timings (s):"; cat "$RF_TIMINGS"
+exit "$rc"

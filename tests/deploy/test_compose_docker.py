@@ -172,8 +172,11 @@ def cluster() -> Iterator[Cluster]:
         yield c
     finally:
         c.compose("down", "-v", "--remove-orphans", timeout=180)
-        for key, value in sorted(c.timings.items()):
-            print(f"timing {key}: {value:.1f}")
+        report = "".join(f"{k}: {v:.1f}\n" for k, v in sorted(c.timings.items()))
+        print(report)
+        if os.environ.get("RF_TIMINGS"):
+            with open(os.environ["RF_TIMINGS"], "a") as f:
+                f.write(report)
 
 
 # --------------------------------------------------------------------------- 1. start-up
