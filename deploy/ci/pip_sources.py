@@ -65,8 +65,12 @@ def main(env_file: str) -> None:
                 if not path.is_dir():
                     continue
                 name = f"s{len(list(root.iterdir()))}"
-                (root / name).symlink_to(path)
-                url = f"http://{host}/{name}/"
+                if option == "find-links":  # a flat folder of files
+                    (root / name).symlink_to(path)
+                    url = f"http://{host}/{name}/"
+                else:  # an index's pages may link upwards (../../files/...): serve its parent
+                    (root / name).symlink_to(path.parent)
+                    url = f"http://{host}/{name}/{path.name}/"
             mapped.setdefault(option, []).append(url)
     values = {
         "RUNNERFLEET_PIP_INDEX_URL": (mapped.get("index-url") or ["https://pypi.org/simple"])[0],

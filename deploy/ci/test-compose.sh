@@ -27,8 +27,9 @@ cleanup() {
     kill -TERM "$dockerd_pid" 2>/dev/null
     for _ in $(seq 60); do kill -0 "$dockerd_pid" 2>/dev/null || break; sleep 0.5; done
     kill -0 "$dockerd_pid" 2>/dev/null && kill -KILL "$dockerd_pid"
-    # containerd-shims of this engine's containers are gone once the containers are (compose down)
-    umount -R "$work/exec" 2>/dev/null; umount -R "$work/data" 2>/dev/null
+    # what the engine left mounted under its folders (e.g. exec/netns/default), innermost first
+    awk -v w="$work/" 'index($2, w) == 1 {print $2}' /proc/mounts | sort -r \
+      | while read -r m; do umount "$m" 2>/dev/null || umount -l "$m"; done
   fi
   rm -rf "$work" 2>/dev/null
 }
