@@ -60,6 +60,8 @@ if ! docker info >/dev/null 2>&1; then
 fi
 
 # ------------------------------------------------------------------ base images
+# the offline base's root file system is kept for a week (RF_BASE_CACHE= empty: never)
+export RF_BASE_CACHE="${RF_BASE_CACHE-${XDG_CACHE_HOME:-$HOME/.cache}/runnerfleet/bookworm-python3-rootfs.tar}"
 base="python:3.11-slim-bookworm"
 compose_files=(-f deploy/docker-compose.yml)
 if ! timeout 60 docker pull -q "$base" >/dev/null 2>&1; then
@@ -67,7 +69,7 @@ if ! timeout 60 docker pull -q "$base" >/dev/null 2>&1; then
   if ! docker image inspect "$base" >/dev/null 2>&1; then
     command -v mmdebstrap >/dev/null 2>&1 \
       || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mmdebstrap >/dev/null
-    log "no registry: building $base with mmdebstrap"
+    log "no registry: building $base with mmdebstrap (root file system cached in ${RF_BASE_CACHE:-no file})"
     t0=$SECONDS; bash deploy/ci/offline-base.sh "$base" >/dev/null
     log "base image built in $((SECONDS - t0)) s"
   fi
