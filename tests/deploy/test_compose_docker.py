@@ -157,13 +157,21 @@ def cluster() -> Iterator[Cluster]:
         project=f"rftest{os.getpid()}",
         ports={k: free_port() for k in ("grpc", "metrics", "prometheus", "grafana")},
     )
-    os.environ.update(
-        RUNNERFLEET_BIND="127.0.0.1",
-        RUNNERFLEET_GRPC_PORT=str(c.ports["grpc"]),
-        RUNNERFLEET_METRICS_PORT=str(c.ports["metrics"]),
-        RUNNERFLEET_PROMETHEUS_PORT=str(c.ports["prometheus"]),
-        RUNNERFLEET_GRAFANA_PORT=str(c.ports["grafana"]),
-    )
+    # published on loopback only, on ports free here (the compose file's host-side variables)
+    published = {
+        "RUNNERFLEET_BIND": "127.0.0.1",
+        "RUNNERFLEET_GRPC_PORT": str(c.ports["grpc"]),
+        "RUNNERFLEET_METRICS_PORT": str(c.ports["metrics"]),
+        "RUNNERFLEET_PROMETHEUS_PORT": str(c.ports["prometheus"]),
+        "RUNNERFLEET_GRAFANA_PORT": str(c.ports["grafana"]),
+    }
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in published.items():
+            mp.setenv(key, value)
+        yield from _up_and_down(c)
+
+
+def _up_and_down(c: Cluster) -> Iterator[Cluster]:
     try:
         t0 = time.monotonic()
         # Grafana has no offline image; every other service of the file (no profile) starts
