@@ -17,6 +17,8 @@ import http.server
 import os
 import pathlib
 import shlex
+import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -85,10 +87,12 @@ def main(env_file: str) -> None:
     os.replace(tmp, env_file)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # so `finally` runs on kill
     try:
         threading.Event().wait()
     finally:
         server.shutdown()
+        shutil.rmtree(root, ignore_errors=True)  # only the symlinks this made
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
