@@ -50,9 +50,14 @@ test: install test-deps ## run the whole test suite (unit, integration, deploy, 
 	$(MAKE) --no-print-directory proto-check
 	$(BIN)/python -m pytest -q tests --ignore=tests/compat
 	$(MAKE) --no-print-directory test-compat
+	$(MAKE) --no-print-directory test-compose
 
 test-compat: install ## tritonclient / perf_analyzer tests (own process: they can't share one with protos/)
 	$(BIN)/python -m pytest -q tests/compat; rc=$$?; [ $$rc -eq 5 ] && rc=0; exit $$rc
+
+.PHONY: test-compose
+test-compose: install test-deps ## build the image, run the docker-compose cluster for real, check it (own dockerd if none runs)
+	VENV=$(VENV) bash deploy/ci/test-compose.sh
 
 demo: install ## save the demo models, start a local cluster, query it (runnerfleet.client + tritonclient), stop
 	$(BIN)/python -m runnerfleet.cluster_demo

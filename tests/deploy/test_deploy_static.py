@@ -66,7 +66,9 @@ def test_compose_wiring() -> None:
     assert s["gateway"]["depends_on"]["worker"]["condition"] == "service_healthy"
     assert s["grafana"]["depends_on"]["prometheus"]["condition"] == "service_healthy"
     # gateway: Triton's ports, discovery of the worker replicas by DNS
-    assert {"8001:8001", "8002:8002"} <= set(s["gateway"]["ports"])
+    # published on 8001/8002 unless RUNNERFLEET_GRPC_PORT / RUNNERFLEET_METRICS_PORT say otherwise
+    published = {re.sub(r"\$\{\w+:-([^}]*)\}", r"\1", p) for p in s["gateway"]["ports"]}
+    assert {"0.0.0.0:8001:8001", "0.0.0.0:8002:8002"} <= published, published
     cmd = s["gateway"]["command"]
     assert cmd[cmd.index("--workers-dns") + 1] == "worker:8001"
     assert s["worker"]["deploy"]["replicas"] >= 2
@@ -100,6 +102,34 @@ def test_compose_wiring() -> None:
         (DEPLOY / "grafana/provisioning/dashboards/runnerfleet.yml").read_text()
     )
     assert provider["providers"][0]["options"]["path"] == dash_mount.split(":")[1]
+
+
+def test_dockerfile_builds_without_a_registry_frontend() -> None:
+    """No `# syntax=` line (BuildKit would fetch that frontend image from a registry) and no
+    BuildKit-only flags (the legacy builder refuses them)."""
+    text = (DEPLOY / "Dockerfile").read_text()
+    assert not re.search(r"^#\s*syntax\s*=", text, re.M | re.I)
+    dockerfile = need_module("dockerfile")
+    for c in dockerfile.parse_file(str(DEPLOY / "Dockerfile")):
+        for flag in c.flags:
+            assert not flag.startswith(("--mount", "--chmod", "--link", "--security")), (c, flag)
+    # both builders read the same context filter
+    assert (REPO / ".dockerignore").read_text().splitlines()[2:] == (
+        (DEPLOY / "Dockerfile.dockerignore").read_text().splitlines()[2:]
+    )
+
+
+def test_cuda_variant_builds_from_the_same_file() -> None:
+    compose = need_tool("docker-compose")
+    res = run(compose, "-f", str(COMPOSE_FILE), "--profile", "gpu", "config")
+    assert res.returncode == 0, res.stderr
+    services = yaml.safe_load(res.stdout)["services"]
+    cpu, gpu = services["worker"]["build"], services["worker-gpu"]["build"]
+    assert gpu["dockerfile"] == cpu["dockerfile"] == "deploy/Dockerfile"
+    assert gpu["args"]["TORCH_INDEX_URL"].endswith("/whl/cu128")
+    assert cpu["args"]["TORCH_INDEX_URL"].endswith("/whl/cpu")
+    text = (DEPLOY / "Dockerfile").read_text()
+    assert '--index-url "${TORCH_INDEX_URL}" "torch==${TORCH_VERSION}"' in text
 
 
 def test_dockerfile() -> None:
