@@ -127,8 +127,14 @@ def test_workers_leave_the_pool_then_drain_within_the_grace_period(path: str, na
     # the gateway re-resolves the headless Service at least twice before SIGTERM
     assert wait_s >= 2 * gateway_refresh_s
     assert spec["terminationGracePeriodSeconds"] > wait_s + WORKER_DRAIN_TIMEOUT_S
+    # the worker port is mTLS-only and kubelet's gRPC probe has no TLS: the image's script
+    # asks gRPC health on 8001 with the pod's certificate (RUNNERFLEET_HEALTH_TLS_*)
+    env = {e["name"]: e.get("value") for e in c["env"]}
     for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
-        assert c[probe]["grpc"]["port"] == 8001, probe
+        assert c[probe]["exec"]["command"][1:] == [
+            "/opt/runnerfleet/healthcheck.py", "127.0.0.1:8001"], probe  # fmt: skip
+    assert env["RUNNERFLEET_HEALTH_TLS_CA"] == env["RUNNERFLEET_TLS_CLIENT_CA"]
+    assert env["RUNNERFLEET_HEALTH_TLS_CERT"] == env["RUNNERFLEET_TLS_CERT"]
     if name == "runnerfleet-worker":
         rolling = worker["spec"]["strategy"]["rollingUpdate"]
         assert rolling["maxUnavailable"] == 0 and rolling["maxSurge"] >= 1
