@@ -33,7 +33,7 @@ proto-check: install ## fail when the generated modules drift from the .proto so
 lint: install ## ruff, mypy and the import layers (lint-imports, contracts in pyproject.toml)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy protos/codec.py protos/errors.py protos/status.py protos/settings_loader.py protos/stream.py protos/server_info.py store runner_worker api_gateway runnerfleet
+	$(BIN)/mypy protos store runner_worker api_gateway runnerfleet
 	$(BIN)/lint-imports
 
 test-fast: install ## unit tests only (pure, no processes; under a minute)
