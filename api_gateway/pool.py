@@ -28,6 +28,7 @@ from collections.abc import Awaitable, Callable, Mapping
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from api_gateway.auth import WorkerCredentials
 from api_gateway.coalescer import Coalescer, ForwardOutcome
 from api_gateway.outlier import OutlierDetector
 from api_gateway.settings import GatewaySettings, parse_address
@@ -48,8 +49,12 @@ _MODEL_INFER_PATH = "/inference.GRPCInferenceService/ModelInfer"
 
 
 def channel_options(
-    max_message_bytes: int, *, keepalive_time_s: float = 1.0, keepalive_timeout_s: float = 1.0
-) -> list[tuple[str, int]]:
+    max_message_bytes: int,
+    tls_server_name: str | None = None,
+    *,
+    keepalive_time_s: float = 1.0,
+    keepalive_timeout_s: float = 1.0,
+) -> list[tuple[str, int | str]]:
     """Channel options for gateway -> worker: big messages, fast reconnects, keepalive.
 
     Keepalive pings every ``keepalive_time_s`` (also without calls) and gives up after
@@ -57,7 +62,10 @@ def channel_options(
     its connection, and every call on it, within about two seconds even without the health
     check; workers accept pings that often (runner_worker/app.py).
     """
-    return [
+    name: list[tuple[str, int | str]] = (
+        [("grpc.ssl_target_name_override", tls_server_name)] if tls_server_name else []
+    )
+    return name + [
         ("grpc.max_send_message_length", max_message_bytes),
         ("grpc.max_receive_message_length", max_message_bytes),
         ("grpc.initial_reconnect_backoff_ms", 100),
@@ -79,18 +87,24 @@ class Worker:
         address: str,
         settings: GatewaySettings,
         on_batch: Callable[[str, int, float], None],
+        credentials: WorkerCredentials | None = None,
         is_ejected: Callable[[str], bool] = lambda address: False,
     ) -> None:
         self.address = address
         self._is_ejected = is_ejected
-        self.channel = grpc.aio.insecure_channel(
-            address,
-            options=channel_options(
-                settings.max_message_bytes,
-                keepalive_time_s=settings.keepalive_time_s,
-                keepalive_timeout_s=settings.keepalive_timeout_s,
-            ),
+        creds = credentials or WorkerCredentials()
+        options = channel_options(
+            settings.max_message_bytes,
+            creds.server_name,
+            keepalive_time_s=settings.keepalive_time_s,
+            keepalive_timeout_s=settings.keepalive_timeout_s,
         )
+        if creds.channel is not None:  # TLS: a plaintext worker fails the handshake, never joins
+            self.channel = grpc.aio.secure_channel(address, creds.channel, options=options)
+        else:
+            self.channel = grpc.aio.insecure_channel(address, options=options)
+        self.inference_metadata = creds.inference  # bearer token per scope (None: no token)
+        self.control_metadata = creds.control
         self.health = health_pb2_grpc.HealthStub(self.channel)
         self.internal = internal_pb2_grpc.WorkerInternalStub(self.channel)
         self.inference = grpc_service_pb2_grpc.GRPCInferenceServiceStub(self.channel)
@@ -142,7 +156,9 @@ class Worker:
         """This worker's ModelStatistics for name/version (empty name = all); raises on failure."""
         request = pb.ModelStatisticsRequest(name=name, version=version)
         try:
-            return await self.inference.ModelStatistics(request, timeout=timeout_s)
+            return await self.inference.ModelStatistics(
+                request, timeout=timeout_s, metadata=self.control_metadata
+            )
         except grpc.aio.AioRpcError as exc:
             raise error_from_rpc_error(exc) from None
 
@@ -154,7 +170,9 @@ class Worker:
         for key, value in parameters.items():
             request.parameters[key].CopyFrom(value)
         try:
-            await self.inference.RepositoryModelLoad(request, timeout=timeout_s)
+            await self.inference.RepositoryModelLoad(
+                request, timeout=timeout_s, metadata=self.control_metadata
+            )
         except grpc.aio.AioRpcError as exc:
             raise error_from_rpc_error(exc) from None
 
@@ -166,7 +184,9 @@ class Worker:
         for key, value in parameters.items():
             request.parameters[key].CopyFrom(value)
         try:
-            await self.inference.RepositoryModelUnload(request, timeout=timeout_s)
+            await self.inference.RepositoryModelUnload(
+                request, timeout=timeout_s, metadata=self.control_metadata
+            )
         except grpc.aio.AioRpcError as exc:
             raise error_from_rpc_error(exc) from None
 
@@ -192,7 +212,9 @@ class Worker:
             items=[internal_pb2.ForwardItem(request=r, timeout_s=t) for r, t in items]
         )
         try:
-            response = await self.internal.ForwardBatch(request, timeout=timeout_s)
+            response = await self.internal.ForwardBatch(
+                request, timeout=timeout_s, metadata=self.inference_metadata
+            )
         except grpc.aio.AioRpcError as exc:
             return [_failed_call(self.address, exc)] * len(items)
         return [
@@ -203,7 +225,9 @@ class Worker:
     async def _forward_one(self, request: bytes, timeout_s: float) -> ForwardOutcome:
         """One request as a plain ModelInfer call: no wrapping, so no copies of big tensors."""
         try:
-            response = await self._infer_bytes(request, timeout=timeout_s or None)
+            response = await self._infer_bytes(
+                request, timeout=timeout_s or None, metadata=self.inference_metadata
+            )
         except grpc.aio.AioRpcError as exc:
             return _failed_call(self.address, exc)
         return ForwardOutcome(None, response)
@@ -228,9 +252,11 @@ class WorkerPool:
         *,
         on_change: Callable[[WorkerPool], None] = lambda pool: None,
         on_batch: Callable[[str, int, float], None] = lambda worker, n, s: None,
+        credentials: WorkerCredentials | None = None,
         outliers: OutlierDetector | None = None,
     ) -> None:
         self._settings = settings
+        self._credentials = credentials
         self.outliers = outliers
         self._on_change = on_change
         self._on_batch = on_batch
@@ -298,10 +324,14 @@ class WorkerPool:
         """Refresh one worker's hosted models (errors leave the previous answer in place)."""
         try:
             response = await worker.internal.DescribeModels(
-                internal_pb2.DescribeModelsRequest(), timeout=self._settings.describe_timeout_s
+                internal_pb2.DescribeModelsRequest(),
+                timeout=self._settings.describe_timeout_s,
+                metadata=worker.inference_metadata,
             )
         except grpc.aio.AioRpcError as exc:
-            log.warning("DescribeModels on %s failed: %s", worker.address, exc.code().name)
+            log.warning(
+                "DescribeModels on %s failed: %s %s", worker.address, exc.code().name, exc.details()
+            )
             return
         worker.set_models(response)
         self._notify()
@@ -314,7 +344,7 @@ class WorkerPool:
         if address in self._by_address:
             return
         is_ejected = self.outliers.is_ejected if self.outliers else (lambda address: False)
-        worker = Worker(address, self._settings, self._on_batch, is_ejected)
+        worker = Worker(address, self._settings, self._on_batch, self._credentials, is_ejected)
         self.workers = [*self.workers, worker]
         self._by_address[address] = worker
         self._first_seen[address] = asyncio.Event()
