@@ -74,6 +74,7 @@ class GatewayApp:
             on_not_found=lambda worker: self._spawn(self.pool.describe(worker)),
             on_reject=lambda reason: self.metrics.rejected.labels(reason).inc(),
         )
+        self._loop: asyncio.AbstractEventLoop | None = None  # set by start()
         self._health_ready = False  # start() finished and not draining: health follows the pool
         self._health_status: int | None = None
         self.health = health.aio.HealthServicer()
@@ -93,13 +94,19 @@ class GatewayApp:
     def _on_eject(self, address: str, reason: str, duration_s: float) -> None:
         log.warning("worker %s ejected (%s) for %.1f s", address, reason, duration_s)
         self.metrics.ejections.labels(address, reason).inc()
-        loop = asyncio.get_running_loop()
-        loop.call_soon(self.pool.notify)
-        loop.call_later(duration_s + 0.01, self.pool.notify)  # ends it, even with no traffic
+        loop = self._loop
+        if loop is not None:  # any thread: the pool is told on its own loop
+
+            def on_loop() -> None:
+                self.pool.notify()
+                loop.call_later(duration_s + 0.01, self.pool.notify)  # ends it without traffic
+
+            loop.call_soon_threadsafe(on_loop)
 
     def _on_return(self, address: str) -> None:
         log.info("worker %s is back from ejection (on probation)", address)
-        asyncio.get_running_loop().call_soon(self.pool.notify)
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self.pool.notify)
 
     def _sync_health(self) -> None:
         """Make gRPC health say what the pool can do: SERVING iff a worker is SERVING."""
@@ -133,7 +140,8 @@ class GatewayApp:
                     self.metrics.touch_model(name)
 
     async def start(self) -> None:
-        """Bind everything, discover workers, then report SERVING and write the port file."""
+        """Bind everything, discover workers, let health follow the pool, write the port file."""
+        self._loop = asyncio.get_running_loop()
         settings = self.settings
         policy, auth = auth_interceptor(
             settings, on_reject=lambda reason: self.metrics.rejected.labels(reason).inc()
