@@ -116,3 +116,32 @@ def test_a_crash_loop_stops_the_restarts_and_is_reported():
         assert not child.alive()
     finally:
         sup.close()
+
+
+def test_cluster_up_exits_non_zero_when_the_gateway_crash_loops(chaos_store):
+    env = {**os.environ, "RUNNERFLEET_HOME": str(chaos_store), "PYTHONUNBUFFERED": "1"}
+    argv = [sys.executable, "-c", "from runnerfleet.cli import main; main()", "cluster", "up",
+            "--workers", "1", "--models", "iris_clf:latest", "--port", "0", "--metrics-port", "0",
+            "--quiet", "--max-restarts", "1"]  # fmt: skip
+    proc = subprocess.Popen(
+        argv, env=env, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    out: queue.Queue[str] = queue.Queue()
+    err: queue.Queue[str] = queue.Queue()
+    for stream, q in ((proc.stdout, out), (proc.stderr, err)):
+        threading.Thread(target=_lines, args=(stream, q), daemon=True).start()
+    try:
+        children: dict[str, tuple[str, int]] = {}
+        while len(children) < 2:
+            match = _wait_line(out, LINE, 180)
+            children[match[1]] = (match[2], int(match[4]))
+        os.kill(children["gateway"][1], signal.SIGKILL)
+        restarted = _wait_line(err, RESTARTED, 120)
+        assert restarted[1] == "gateway"
+        os.kill(int(restarted[2]), signal.SIGKILL)  # a second crash within the window
+        _wait_line(err, re.compile(r"gateway is crash-looping"), 60)
+        assert proc.wait(90) == 1
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
