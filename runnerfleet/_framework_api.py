@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from types import ModuleType
 from typing import Any
 
 from protos.errors import InvalidArgument
@@ -30,6 +31,7 @@ class FrameworkApi:
         metadata: dict[str, Any] | None = None,
         custom_objects: Mapping[str, Any] | None = None,
         sample_input: Any = None,
+        external_modules: Iterable[ModuleType] | None = None,
     ) -> Model:
         return wrap(
             _save_model(
@@ -41,6 +43,7 @@ class FrameworkApi:
                 metadata=metadata,
                 custom_objects=custom_objects,
                 sample_input=sample_input,
+                external_modules=external_modules,
             )
         )
 

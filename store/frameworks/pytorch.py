@@ -76,12 +76,14 @@ def save(obj: Any, directory: str) -> None:
     if _is_script(obj):
         torch.jit.save(obj, os.path.join(directory, _SCRIPT_FILE))
         return
-    try:
-        torch.save(obj, os.path.join(directory, _EAGER_FILE))
+    import cloudpickle
+
+    try:  # cloudpickle: a class defined in __main__ or a notebook travels by value
+        torch.save(obj, os.path.join(directory, _EAGER_FILE), pickle_module=cloudpickle)
     except (AttributeError, TypeError, pickle.PicklingError) as exc:
         raise InvalidArgument(
-            f"cannot pickle module of type {type(obj).__qualname__}: define its class at module "
-            f"level of an importable module, or save it as TorchScript ({exc})"
+            f"cannot pickle module of type {type(obj).__qualname__}: {exc}; pass the module "
+            "that defines it in external_modules=[...], or save it as TorchScript"
         ) from exc
 
 
