@@ -7,8 +7,8 @@ import json
 import os
 import platform
 from collections.abc import Iterable, Mapping
-from types import ModuleType
 from importlib import metadata as importlib_metadata
+from types import ModuleType
 from typing import Any
 
 from protos.errors import InvalidArgument

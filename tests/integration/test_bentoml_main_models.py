@@ -21,15 +21,15 @@ from tests.support import procs
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
-HELPER = '''
+HELPER = """
 import torch
 
 class Doubler(torch.nn.Module):
     def forward(self, x):
         return x * 2
-'''
+"""
 
-TRAIN = '''
+TRAIN = """
 import sys
 import numpy as np
 import torch
@@ -71,7 +71,7 @@ runnerfleet.sklearn.save_model(
 runnerfleet.pytorch.save_model(
     "ext_doubler", rf_private_helper.Doubler(), external_modules=[rf_private_helper],
 )
-'''
+"""
 
 
 @pytest.fixture(scope="module")
