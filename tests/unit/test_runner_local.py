@@ -35,8 +35,7 @@ def test_run_methods_locally(iris_runner):
     np.testing.assert_allclose(runner.predict_proba.run(x[:3]), clf.predict_proba(x[:3]))
     out = asyncio.run(runner.predict.async_run(x[:4]))
     np.testing.assert_array_equal(out, clf.predict(x[:4]))
-    with pytest.raises(FailedPrecondition, match="no __call__"):
-        runner.run(x)
+    np.testing.assert_array_equal(runner.run(x), clf.predict(x))  # BentoML: run = predict
     with pytest.raises(AttributeError, match="no method 'transform'"):
         runner.transform  # noqa: B018
 
