@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextvars
-import importlib
 import time
 from typing import Any
 
@@ -29,30 +28,13 @@ from protos.errors import (
     InvalidArgument,
     RunnerFleetError,
 )
-from runnerfleet.sdk.service import Service
+from runnerfleet.sdk.service_loader import load_service
 
 __all__ = ["RemoteBackend", "ServiceApiHost", "load_service"]
 
 _deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar("deadline", default=None)
 _INPUT, _OUTPUT = "input__0", "output__0"
 _PLATFORM = "runnerfleet_service"
-
-
-def load_service(spec: str) -> Any:
-    """Import `module:attr` and return the runnerfleet.Service it names."""
-    module_name, sep, attr = spec.partition(":")
-    if not sep or not module_name or not attr:
-        raise InvalidArgument(f"--service {spec!r}: expected module:attr, e.g. my_service:svc")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise InvalidArgument(f"--service {spec!r}: cannot import {module_name}: {exc}") from None
-    service = getattr(module, attr, None)
-    if not isinstance(service, Service):
-        raise InvalidArgument(
-            f"--service {spec!r}: {attr} is {type(service).__name__}, not a runnerfleet.Service"
-        )
-    return service
 
 
 class RemoteBackend:
@@ -68,11 +50,11 @@ class RemoteBackend:
             raise InvalidArgument(
                 f"runner {runner.name}.{method}: remote calls take positional arrays only"
             )
-        tag = runner.model.tag
+        name, version = runner.address
         request = codec.encode_request(
-            tag.name, [np.asarray(a) for a in args], model_version=tag.version, method=method
+            name, [_to_numpy(a) for a in args], model_version=version, method=method
         )
-        header = RequestHeader(tag.name, tag.version, "")
+        header = RequestHeader(name, version, "")
         payload = await self._forwarder.forward(
             header, request.SerializeToString(), _deadline.get()
         )
@@ -94,6 +76,14 @@ class RemoteBackend:
         coro = self.async_call(runner, method, args, kwargs)
         future = asyncio.run_coroutine_threadsafe(_in_context(context, coro), self._loop)
         return future.result()
+
+
+def _to_numpy(value: Any) -> np.ndarray:
+    """A call argument as numpy (torch tensors from any device included)."""
+    detach = getattr(value, "detach", None)
+    if detach is not None:
+        return np.asarray(detach().to("cpu").numpy())
+    return np.asarray(value)
 
 
 async def _in_context(context: contextvars.Context, coro: Any) -> Any:

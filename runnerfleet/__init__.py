@@ -12,10 +12,22 @@ from typing import Any
 from runnerfleet import models, pytorch, sklearn
 from store.tag import Tag
 
-__all__ = ["sklearn", "pytorch", "models", "Tag", "Service", "io", "client"]
+__all__ = [
+    "sklearn",
+    "pytorch",
+    "models",
+    "Tag",
+    "Service",
+    "io",
+    "client",
+    "Runnable",
+    "Runner",
+]
 
 _LAZY = {
     "Service": ("runnerfleet.service", "Service"),
+    "Runnable": ("runnerfleet.sdk.runnable", "Runnable"),
+    "Runner": ("runnerfleet.runner", "Runner"),
     "io": ("runnerfleet.io", None),
     "client": ("runnerfleet.client", None),
 }

@@ -13,8 +13,8 @@ from sklearn.linear_model import LogisticRegression
 
 import runnerfleet
 from protos.errors import FailedPrecondition, InvalidArgument
-from runnerfleet.sdk.runnable import Runnable
 from runnerfleet.runner import Runner
+from runnerfleet.sdk.runnable import Runnable
 
 
 class Scaler(Runnable):
