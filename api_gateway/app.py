@@ -80,6 +80,7 @@ class GatewayApp:
 
             apis = ServiceApiHost.load(settings.service, self.forwarder)
             apis.bind(asyncio.get_running_loop())
+            await apis.startup()
             self.apis = apis
             for name in apis.names():
                 self.metrics.touch_model(name)
@@ -151,6 +152,7 @@ class GatewayApp:
             task.cancel()
         self.metrics.shutdown()
         if self.apis is not None:
+            await self.apis.shutdown()
             self.apis.close()
 
 

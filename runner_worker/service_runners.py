@@ -79,7 +79,7 @@ class HostedRunner:
 
     name: str
     source: Any
-    options: dict[str, Any]  # method -> runnerfleet.runner_options.MethodOptions
+    options: dict[str, Any]  # method -> runnerfleet.sdk.runner_options.MethodOptions
 
 
 def service_runners(spec: str, only: Sequence[str] = ()) -> list[HostedRunner]:

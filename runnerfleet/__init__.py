@@ -22,12 +22,14 @@ __all__ = [
     "client",
     "Runnable",
     "Runner",
+    "Context",
 ]
 
 _LAZY = {
     "Service": ("runnerfleet.service", "Service"),
     "Runnable": ("runnerfleet.sdk.runnable", "Runnable"),
     "Runner": ("runnerfleet.runner", "Runner"),
+    "Context": ("runnerfleet.sdk.context", "Context"),
     "io": ("runnerfleet.io", None),
     "client": ("runnerfleet.client", None),
 }
