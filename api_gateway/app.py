@@ -186,6 +186,8 @@ async def serve(settings: GatewaySettings, *, exit_after_drain: bool = False) ->
         log.info("stopping: draining requests in flight (grace %.1f s)", settings.stop_grace_s)
         if exit_after_drain:
             idle = await app.drain()
+            if app.apis is not None:
+                await app.apis.shutdown()  # the service's on_shutdown hooks, after the drain
             log.info("stopped (%s)", "drained" if idle else "grace period over")
             logging.shutdown()
             os._exit(0)

@@ -124,6 +124,7 @@ class ServiceApiHost:
         self._forwarder = forwarder
         self._bound = False
         self._state: dict[str, Any] = {}  # Context.state, filled by on_startup hooks
+        self._shutdown_hooks = list(service.shutdown_hooks)
 
     @classmethod
     def load(cls, spec: str, forwarder: Forwarder) -> ServiceApiHost:
@@ -152,8 +153,9 @@ class ServiceApiHost:
             await _call_hook(hook, self._hook_context())
 
     async def shutdown(self) -> None:
-        """Run the service's on_shutdown hooks; a failing hook is logged, the rest still run."""
-        for hook in self.service.shutdown_hooks:
+        """Run the service's on_shutdown hooks once; a failing hook is logged, the rest run."""
+        hooks, self._shutdown_hooks = self._shutdown_hooks, []
+        for hook in hooks:
             try:
                 await _call_hook(hook, self._hook_context())
             except Exception:  # noqa: BLE001 - user code at shutdown: report, go on
