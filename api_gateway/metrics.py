@@ -113,6 +113,9 @@ class GatewayMetrics:
 
     def serve(self, host: str, port: int) -> int:
         """Start the /metrics HTTP server; returns the bound port (port 0 = any free one)."""
+        from runnerfleet.sdk.metrics import export_into
+
+        export_into(self.registry)  # runnerfleet.metrics created by user code, on the same page
         server, _thread = start_http_server(port, addr=host, registry=self.registry)
         self._server = server
         return int(server.server_port)

@@ -128,6 +128,9 @@ class WorkerMetrics:
 
     def serve(self, host: str, port: int) -> int:
         """Serve ``/metrics`` over HTTP on a daemon thread; return the bound port."""
+        from runnerfleet.sdk.metrics import export_into
+
+        export_into(self.registry)  # runnerfleet.metrics created by user code, on the same page
         server, _thread = start_http_server(port, addr=host, registry=self.registry)
         return int(server.server_port)
 

@@ -53,6 +53,7 @@ def save_model(
     custom_objects: Mapping[str, Any] | None = None,
     sample_input: Any = None,
     external_modules: Iterable[ModuleType] | None = None,
+    options: Mapping[str, Any] | None = None,
     store: FileStore | None = None,
 ) -> Model:
     """Save ``obj`` with the ``module`` adapter as a new version of ``name``; return it.
@@ -97,6 +98,7 @@ def save_model(
             "python_version": platform.python_version(),
             "runnerfleet_version": runnerfleet_version(),
         },
+        options=normalize_metadata(dict(options or {})),
     )
     with store.staging("save") as staged:
         checkpoint("staging_created")

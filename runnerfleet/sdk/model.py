@@ -18,14 +18,14 @@ __all__ = ["Model", "wrap"]
 
 @dataclass(frozen=True, repr=False, eq=False)
 class Model(StoreModel):
-    """A ``store.Model`` plus ``to_runner()``; equal to the store model of the same version."""
+    """A ``store.Model`` plus ``to_runner()``; equal (by tag) to the store model of that version."""
 
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, StoreModel):
-            return NotImplemented
-        return (self.tag, self.path, self.info) == (other.tag, other.path, other.info)
-
+    __eq__ = StoreModel.__eq__
     __hash__ = StoreModel.__hash__
+
+    def with_options(self, **options: Any) -> Model:
+        """A copy whose ``info.options`` has ``options`` added (the stored version is unchanged)."""
+        return wrap(super().with_options(**options))
 
     def to_runnable(self) -> type[Any]:
         """This model's Runnable class (``runnerfleet.Runnable`` subclass); subclass it freely."""

@@ -50,9 +50,9 @@ def _method(name: str) -> Any:
 def model_runnable(model: Model) -> type[ModelRunnable]:
     """A new ModelRunnable subclass for ``model`` with one method per signature."""
     framework = model.info.module
-    resources = ("cpu", _GPU) if framework == "pytorch" else ("cpu",)
+    resources = ("cpu", _GPU) if framework in ("pytorch", "torchscript") else ("cpu",)
     cls: type[ModelRunnable] = type(
-        f"{framework.capitalize()}Runnable",
+        f"{framework.title().replace('_', '')}Runnable",
         (ModelRunnable,),
         {"bento_model": model, "SUPPORTED_RESOURCES": resources, "__module__": __name__},
     )

@@ -172,7 +172,7 @@ class Runner:
     @property
     def framework(self) -> str | None:
         """``pytorch`` when calls answer torch tensors, else None (numpy)."""
-        if self.model is not None and self.model.info.module == "pytorch":
+        if self.model is not None and self.model.info.module in ("pytorch", "torchscript"):
             return "pytorch"
         return None
 

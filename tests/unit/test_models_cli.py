@@ -72,7 +72,7 @@ def test_export_import_delete(saved, tmp_path):
     ("args", "reason"),
     [
         (["get", "nosuch"], "not found"),
-        (["get", "Bad"], "invalid model name"),
+        (["get", "ba d"], "invalid model name"),
         (["delete", "-y", "nosuch:abc"], "not found"),
         (["import", "/nonexistent/x.rfmodel"], "does not exist"),
         (["list", "--label", "novalue"], "KEY=VALUE"),
