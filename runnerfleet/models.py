@@ -18,8 +18,9 @@ from runnerfleet.model_export import export_as, plain_archive
 from runnerfleet.sdk.model import Model, wrap
 from runnerfleet.sdk.runner_options import lower_name
 from store import Tag
+from store.bentoml_import import as_rfmodel
 
-__all__ = ["get", "list", "create", "delete", "export_model", "import_model"]
+__all__ = ["get", "list", "create", "delete", "export_model", "import_model", "import_archive"]
 
 _log = logging.getLogger(__name__)
 _builtin_list = list
@@ -75,6 +76,21 @@ def export_model(
     )
 
 
+def import_archive(
+    path: str,
+    *,
+    force: bool = False,
+    progress: Callable[[int], None] | None = None,
+    policy: store.TrustPolicy | None = None,
+) -> store.ImportResult:
+    """Import ``path``: a ``.rfmodel`` (compressed too) or a BentoML ``.bentomodel`` archive.
+
+    A converted ``.bentomodel`` carries no signature, so a policy that requires one refuses it.
+    """
+    with plain_archive(path) as archive, as_rfmodel(archive) as rfmodel:
+        return store.import_model(rfmodel, force=force, progress=progress, policy=policy)
+
+
 def import_model(
     path: str,
     *,
@@ -82,9 +98,8 @@ def import_model(
     progress: Callable[[int], None] | None = None,
     policy: store.TrustPolicy | None = None,
 ) -> Model:
-    """Import a ``.rfmodel`` archive (compressed too); an identical version is left as is."""
-    with plain_archive(path) as archive:
-        result = store.import_model(archive, force=force, progress=progress, policy=policy)
+    """Import a ``.rfmodel`` or ``.bentomodel`` archive; an identical version is left as is."""
+    result = import_archive(path, force=force, progress=progress, policy=policy)
     _log.info(result.message)
     return wrap(result.model)
 

@@ -250,13 +250,15 @@ def export_cmd(tag: str, path: str, sign_key: str | None) -> None:
 def import_cmd(
     path: str, force: bool, require_signature: bool, trusted_keys: tuple[str, ...]
 ) -> None:
-    """Import a .rfmodel archive (every file's sha256 is checked first)."""
+    """Import a .rfmodel archive (every file's sha256 is checked first) or a BentoML .bentomodel."""
     import os
+
+    from runnerfleet.models import import_archive
 
     policy = _policy(require_signature, trusted_keys)
     size_bytes = os.path.getsize(path) if os.path.isfile(path) else 0
     with _progress(size_bytes, f"import {os.path.basename(path)}") as update:
-        result = store.import_model(path, force=force, progress=update, policy=policy)
+        result = import_archive(path, force=force, progress=update, policy=policy)
     click.echo(result.message)
 
 
