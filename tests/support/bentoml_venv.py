@@ -24,7 +24,9 @@ def _python(root: pathlib.Path) -> pathlib.Path:
     return root / "bin" / "python"
 
 
-def ensure_bentoml_venv(root: pathlib.Path, timeout_s: float = 900.0) -> tuple[pathlib.Path | None, str]:
+def ensure_bentoml_venv(
+    root: pathlib.Path, timeout_s: float = 900.0
+) -> tuple[pathlib.Path | None, str]:
     """(python of the venv, "") when BentoML is importable there, else (None, why not)."""
     python = _python(root)
     if (root / _READY).exists() and python.exists():
