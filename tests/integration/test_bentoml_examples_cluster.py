@@ -129,3 +129,7 @@ def test_custom_runner(example_home: pathlib.Path, monkeypatch: pytest.MonkeyPat
         )
         assert batches is not None and batches >= 3  # 20 rows in batches of at most 8
         assert at_most_8 == batches
+        positive = int(expected.sum())  # runnerfleet.metrics from the runnable, on the worker
+        custom = "polarity_rows_scored_total"
+        assert metric_value(text, custom, outcome="positive") == positive
+        assert metric_value(text, custom, outcome="negative") == len(expected) - positive

@@ -11,6 +11,11 @@ import numpy as np
 import runnerfleet
 from runnerfleet.io import NumpyNdarray
 
+# a custom metric (bentoml.metrics style): the worker hosting the runner exports it
+rows_scored = runnerfleet.metrics.Counter(
+    "polarity_rows_scored_total", "Rows the polarity runnable scored", ["outcome"]
+)
+
 
 class PolarityRunnable(runnerfleet.Runnable):
     SUPPORTED_RESOURCES = ("cpu",)
@@ -23,7 +28,10 @@ class PolarityRunnable(runnerfleet.Runnable):
     @runnerfleet.Runnable.method(batchable=True, batch_dim=0)
     def is_positive(self, scores: np.ndarray) -> np.ndarray:
         self.calls += 1
-        return (np.asarray(scores).mean(axis=1) > self.threshold).astype(np.int64)
+        positive = (np.asarray(scores).mean(axis=1) > self.threshold).astype(np.int64)
+        rows_scored.labels("positive").inc(int(positive.sum()))
+        rows_scored.labels("negative").inc(int(len(positive) - positive.sum()))
+        return positive
 
     @runnerfleet.Runnable.method(batchable=False)
     def stats(self, _: np.ndarray) -> np.ndarray:
