@@ -180,6 +180,10 @@ def test_user_metrics_registry():
 
     counter = runnerfleet.metrics.Counter("rf_test_events_total", "events", ["kind"])
     counter.labels("a").inc(3)
+    again = runnerfleet.metrics.Counter("rf_test_events_total", "events", ["kind"])
+    assert again is counter  # a module imported twice gets the same metric
+    with pytest.raises(InvalidArgument, match="already exists as a Counter"):
+        runnerfleet.metrics.Gauge("rf_test_events_total", "events", ["kind"])
     process = CollectorRegistry()
     runnerfleet.metrics.export_into(process)
     assert b'rf_test_events_total{kind="a"} 3.0' in generate_latest(process)
