@@ -9,12 +9,14 @@ then stops the server gracefully.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import os
 import signal
 import socket
 import sys
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -32,6 +34,7 @@ from runner_worker.inference import InferencePlane
 from runner_worker.internal_servicer import InternalServicer
 from runner_worker.lifecycle import Lifecycle, State
 from runner_worker.metrics import WorkerMetrics
+from runner_worker.service_runners import HostedRunner, service_runners
 from runner_worker.servicer import InferenceServicer
 from runner_worker.settings import WorkerSettings
 from store.fs_store import FileStore
@@ -166,7 +169,14 @@ async def _load_all(host: ModelHost, settings: WorkerSettings) -> None:
             await host.load(tag)
         except (IntegrityError, SignatureError):
             continue  # refused by the store's integrity/signature check (logged): not served
+    if settings.service:
+        for hosted in await asyncio.to_thread(service_runners, settings.service, settings.runners):
+            await host.host(hosted.name, functools.partial(_source, hosted), hosted.options)
     configure_runtime(settings)
+
+
+def _source(hosted: HostedRunner) -> Any:
+    return hosted.source
 
 
 def run(settings: WorkerSettings) -> int:

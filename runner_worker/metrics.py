@@ -130,6 +130,9 @@ class WorkerMetrics:
 
     def serve(self, host: str, port: int, access: TrustSettings | None = None) -> int:
         """Serve /metrics on a daemon thread (TLS / basic auth per `access`); the bound port."""
+        from runnerfleet.sdk.metrics import export_into
+
+        export_into(self.registry)  # runnerfleet.metrics created by user code, on the same page
         self._server = serve_metrics(self.registry, host, port, **metrics_access(access))
         return self._server.port
 
