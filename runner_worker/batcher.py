@@ -56,10 +56,11 @@ import numpy as np
 from protos.errors import InvalidArgument, Unavailable
 from runner_worker import batch_ops
 from runner_worker.adaptive import BatchCostModel
-from runner_worker.admission import Admission, Arrival, BudgetAdmission
+from runner_worker.admission import Admission, Arrival
 from runner_worker.batch_queue import BatchQueue
 from runner_worker.batch_run import Item, run_bisecting
 from runner_worker.batch_types import BatchObserver, BatchPolicy, BatchReport, NullObserver
+from runner_worker.deadline_admission import DeadlineAdmission
 from runner_worker.hold_policy import AdaptiveHold, HoldPolicy, NoHold
 
 __all__ = ["BatchPolicy", "BatchReport", "BatchObserver", "Batcher", "RunBatch"]
@@ -96,13 +97,14 @@ class Batcher:
                 hold = AdaptiveHold(
                     self.cost, max_batch_size=p.max_batch_size, max_latency_s=p.max_latency_s
                 )
-        if admission is None:
-            admission = BudgetAdmission(
+        if admission is None:  # deadline-aware by default (runner_worker/deadline_admission.py)
+            admission = DeadlineAdmission(
                 self.cost,
                 name=name,
-                max_batch_size=p.max_batch_size,
+                max_batch_size=p.max_batch_size if p.batchable else 1,
                 max_queue_size=p.max_queue_size,
                 max_latency_s=p.max_latency_s,
+                max_inflight_batches=p.max_inflight_batches,
             )
         self.hold: HoldPolicy = hold
         self.admission: Admission = admission
