@@ -43,6 +43,7 @@ from collections.abc import Mapping
 from typing import Any, Protocol
 
 from api_gateway import statistics
+from api_gateway.deadline_floor import LatencyFloor
 from api_gateway.forwarder import Forwarder
 from api_gateway.header import RequestHeader, parse_request_header
 from api_gateway.metrics import GatewayMetrics
@@ -50,7 +51,7 @@ from api_gateway.pool import Worker, WorkerPool
 from api_gateway.repository import Repository
 from protos import grpc_service_pb2 as pb
 from protos import internal_pb2, model_config_pb2
-from protos.errors import NotFound, ResourceExhausted, RunnerFleetError, Unavailable
+from protos.errors import NotFound, ResourceExhausted, RunnerFleetError, Unavailable, shown
 from protos.server_info import SERVER_NAME, server_version
 from store.versions import served_version
 
@@ -101,6 +102,7 @@ class GatewayPlane:
         self._forwarder = forwarder
         self._metrics = metrics
         self._max_inflight = max_inflight
+        self._floor = LatencyFloor()  # fastest recent answer per model (deadline refusals)
         self._statistics_timeout_s = statistics_timeout_s  # one worker's ModelStatistics answer
         self._repository_timeout_s = repository_timeout_s  # load/unload without a deadline
         self._apis: Any = apis if apis is not None else _NoApis()
@@ -135,6 +137,7 @@ class GatewayPlane:
         admitted = False
         try:
             header = parse_request_header(request)
+            self._refuse_if_unmeetable(header.model_name, deadline_s)
             if self.draining:
                 raise Unavailable(
                     "the gateway is shutting down: retry (it restarts, or another serves)"
@@ -160,9 +163,25 @@ class GatewayPlane:
                 self.inflight -= 1
                 if self.draining and self.inflight == 0:
                     self._idle.set()
-            self._metrics.observe_request(
-                self._model_label(header, code), code, time.perf_counter() - started_s
-            )
+            duration_s = time.perf_counter() - started_s
+            if code == "OK" and header is not None:
+                self._floor.observe(header.model_name, duration_s)
+            self._metrics.observe_request(self._model_label(header, code), code, duration_s)
+
+    def _refuse_if_unmeetable(self, model: str, deadline_s: float | None) -> None:
+        """RESOURCE_EXHAUSTED now when the deadline left is below every recent answer's time."""
+        floor_s = self._floor.floor_s(model) if deadline_s is not None else None
+        if floor_s is None or deadline_s is None:
+            return
+        remaining_s = deadline_s - time.monotonic()
+        if remaining_s >= floor_s:
+            return
+        self._metrics.rejected.labels("deadline_unmeetable").inc()
+        raise ResourceExhausted(
+            f"remaining deadline {remaining_s * 1000:.1f} ms is shorter than the fastest "
+            f"recent answer of model {shown(model)} ({floor_s * 1000:.1f} ms); send it with "
+            "a longer deadline"
+        )
 
     def _route(self, header: RequestHeader) -> RequestHeader:
         """The header to route by: no version means the served one (the bytes stay as sent).
