@@ -60,7 +60,8 @@ def _guard_stream(method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethod
     parse: Callable[[bytes], Any] = handler.request_deserializer
     behavior = handler.stream_stream
 
-    def call(raw_iterator: AsyncIterator[bytes], context: Any) -> Any:
+    async def call(raw_iterator: AsyncIterator[bytes], context: Any) -> AsyncIterator[Any]:
+        # an async generator function, as grpc.aio needs for a streaming response
         async def requests() -> AsyncIterator[Any]:
             async for raw in raw_iterator:
                 try:
@@ -72,7 +73,8 @@ def _guard_stream(method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethod
                     )
                 yield request
 
-        return behavior(requests(), context)
+        async for response in behavior(requests(), context):
+            yield response
 
     return grpc.stream_stream_rpc_method_handler(
         call, request_deserializer=None, response_serializer=handler.response_serializer

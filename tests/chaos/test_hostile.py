@@ -167,3 +167,15 @@ def test_the_gateway_does_not_retry_a_request_the_worker_could_not_parse(
         if line.startswith("runnerfleet_gateway_retries_total{")
     ]
     assert sum(retries) == 0, [line for line in text.splitlines() if "retries" in line]
+
+
+def test_unparseable_stream_message_is_invalid_argument_at_the_worker(
+    cluster: dict[str, procs.ProcessHandle],
+) -> None:
+    with grpc.insecure_channel(cluster["worker"].address) as channel:
+        stream = channel.stream_stream("/inference.GRPCInferenceService/ModelStreamInfer")
+        good = codec.encode_request("echo", [np.ones((1, 2), np.float32)]).SerializeToString()
+        with pytest.raises(grpc.RpcError) as info:
+            list(stream(iter([good, b"\xff\xff\xff"]), timeout=10))
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT, info.value.details()
+    assert "Traceback" not in cluster["worker"].log
