@@ -28,6 +28,7 @@ from protos import internal_pb2_grpc as ipb_grpc
 from protos.auth import ScopedAuthInterceptor, is_loopback, policy_from_settings
 from protos.auth import server_credentials as tls_server_credentials
 from protos.errors import RunnerFleetError
+from protos.parse_guard import add_guarded
 from runner_worker.device import configure_runtime
 from runner_worker.hosting import ModelHost
 from runner_worker.inference import InferencePlane
@@ -99,11 +100,16 @@ async def serve(settings: WorkerSettings) -> int:
             await life.enter(State.DRAINING)
             drained = asyncio.create_task(host.drain(settings.drain_timeout_s), name="drain")
 
-    pb_grpc.add_GRPCInferenceServiceServicer_to_server(
-        InferenceServicer(host, plane, life, settings), server
+    # parse failures are INVALID_ARGUMENT with one rate-limited log line, not UNKNOWN + traceback
+    add_guarded(
+        pb_grpc.add_GRPCInferenceServiceServicer_to_server,
+        InferenceServicer(host, plane, life, settings),
+        server,
     )
-    ipb_grpc.add_WorkerInternalServicer_to_server(
-        InternalServicer(host, plane, life, settings, drain), server
+    add_guarded(
+        ipb_grpc.add_WorkerInternalServicer_to_server,
+        InternalServicer(host, plane, life, settings, drain),
+        server,
     )
     health_pb2_grpc.add_HealthServicer_to_server(life.health, server)
     reflection.enable_server_reflection(

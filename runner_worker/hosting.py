@@ -8,7 +8,8 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from protos.errors import NotFound, Unavailable
+from protos.codec import MODEL_NAME_REQUIRED
+from protos.errors import InvalidArgument, NotFound, Unavailable, shown
 from runner_worker.batcher import Batcher, BatchPolicy, BatchReport
 from runner_worker.metrics import MethodMetrics, WorkerMetrics
 from runner_worker.runner import ModelRunner
@@ -98,15 +99,17 @@ class ModelHost:
         """The hosted version (empty = served), or NotFound / Unavailable naming it."""
         versions = self._models.get(name)
         if not versions:
+            if not name:
+                raise InvalidArgument(MODEL_NAME_REQUIRED)
             if name in self._loading:
                 raise Unavailable(f"model {name!r} is loading; retry shortly")
             hosted = ", ".join(sorted(self._models)) or "none"
-            raise NotFound(f"model {name!r} is not hosted by this worker (hosted: {hosted})")
+            raise NotFound(f"model {shown(name)} is not hosted by this worker (hosted: {hosted})")
         key = version or self._served(versions)
         hosted_model = versions.get(key)
         if hosted_model is None:
             raise NotFound(
-                f"model {name!r} has no version {version!r} on this worker "
+                f"model {name!r} has no version {shown(version)} on this worker "
                 f"(versions: {', '.join(sorted(versions))})"
             )
         return hosted_model

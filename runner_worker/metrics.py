@@ -20,8 +20,8 @@ CODES = (
     "UNAVAILABLE",
     "INTERNAL",
 )
-SHED_REASONS = ("deadline", "latency_budget", "cancelled")
-REJECT_REASONS = ("queue_full", "invalid_input")
+SHED_REASONS = ("deadline", "latency_budget", "cancelled", "deadline_unmeetable")
+REJECT_REASONS = ("queue_full", "invalid_input", "deadline_unmeetable")
 SIZE_BUCKETS = tuple(float(2**i) for i in range(11))  # 1, 2, 4, ..., 1024
 LATENCY_BUCKETS_S = (
     0.0005,
