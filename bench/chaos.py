@@ -199,4 +199,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # run the registry of the importable module: scenario modules register with `bench.chaos`,
+    # not with this `__main__` copy of it
+    from bench.chaos import main as _main
+
+    sys.exit(_main())

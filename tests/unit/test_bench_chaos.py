@@ -21,3 +21,11 @@ def test_render_table_marks_missed_targets() -> None:
     body = render_table(rows, {"when": "t", "machine": "m", "elapsed_s": 1.0, "scenarios": []})
     assert "| x | goodput | 95% | >= 90% | yes |" in body
     assert "| x | misses | 3 | 0 | **no** |" in body
+
+
+def test_discover_registers_every_chaos_module_scenario() -> None:
+    from bench.chaos import discover
+
+    found = discover()
+    assert {"overload", "fuzz"} <= set(found)
+    assert all(s.title for s in found.values())
