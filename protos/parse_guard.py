@@ -61,20 +61,26 @@ def _guard_stream(method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethod
     behavior = handler.stream_stream
 
     async def call(raw_iterator: AsyncIterator[bytes], context: Any) -> AsyncIterator[Any]:
-        # an async generator function, as grpc.aio needs for a streaming response
+        # an async generator function, as grpc.aio needs for a streaming response. A parse
+        # failure ends the request stream; the requests already read are answered, then the
+        # call is aborted from this coroutine (aborting inside the stream's reader task raced
+        # the answers being written and could leave the call without a status).
+        failures: list[str] = []
+
         async def requests() -> AsyncIterator[Any]:
             async for raw in raw_iterator:
                 try:
                     request = parse(raw)
                 except Exception as exc:  # noqa: BLE001 - any parse failure is the caller's
                     BAD_REQUESTS.warning("refused %s: %d unparseable bytes", method, len(raw))
-                    await context.abort(
-                        grpc.StatusCode.INVALID_ARGUMENT, _failure_message(method, exc)
-                    )
+                    failures.append(_failure_message(method, exc))
+                    return
                 yield request
 
         async for response in behavior(requests(), context):
             yield response
+        if failures:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, failures[0])
 
     return grpc.stream_stream_rpc_method_handler(
         call, request_deserializer=None, response_serializer=handler.response_serializer
