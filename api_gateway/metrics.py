@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from typing import Any
 
@@ -118,15 +119,11 @@ class GatewayMetrics:
                 self.forward_batch,
                 self.forward_duration,
             ):
-                try:
+                with contextlib.suppress(KeyError):
                     metric.remove(gone)
-                except KeyError:
-                    pass
             for reason in EJECTION_REASONS:
-                try:
+                with contextlib.suppress(KeyError):
                     self.ejections.remove(gone, reason)
-                except KeyError:
-                    pass
         for worker in workers:
             up = worker.serving and not worker.ejected
             self.worker_up.labels(worker.address).set(1 if up else 0)

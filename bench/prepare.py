@@ -88,10 +88,7 @@ def prepare(out_dir: pathlib.Path, names: list[str]) -> dict:
             "max_batch_size": 64,
         }
         # The request every load generator sends: one row.
-        if name == "echo":
-            req_row = [ECHO_ELEMENTS]
-        else:
-            req_row = [d if d > 0 else 1 for d in row_shape]
+        req_row = [ECHO_ELEMENTS] if name == "echo" else [d if d > 0 else 1 for d in row_shape]
         entry["request_shape"] = [1, *req_row]
         rng = np.random.default_rng(1234)
         if name == "iris_clf":

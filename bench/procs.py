@@ -90,10 +90,8 @@ def stop(proc: Proc, timeout: float = 20.0) -> None:
     if proc.popen.poll() is None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(proc.pid, signal.SIGTERM)
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             proc.popen.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            pass
     # Children (PyTriton's tritonserver and stubs, MLServer's workers) share the group.
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGKILL)

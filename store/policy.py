@@ -62,10 +62,7 @@ def parse_key_paths(value: str | tuple[str, ...] | list[str] | None) -> tuple[st
     """``"a.pub,b.pub"`` (or ``os.pathsep``-separated) -> ``("a.pub", "b.pub")``."""
     if value is None:
         return ()
-    if isinstance(value, str):
-        parts = value.replace(os.pathsep, ",").split(",")
-    else:
-        parts = list(value)
+    parts = value.replace(os.pathsep, ",").split(",") if isinstance(value, str) else list(value)
     return tuple(p.strip() for p in parts if p.strip())
 
 

@@ -98,7 +98,8 @@ def new_version() -> str:
 
 def resolve_version(tag: Tag, versions: Iterable[str]) -> str:
     """The one stored version that ``tag.version`` names exactly or as a unique prefix."""
-    assert tag.version is not None and not tag.is_latest
+    assert tag.version is not None
+    assert not tag.is_latest
     existing = set(versions)
     if tag.version in existing:
         return tag.version

@@ -7,7 +7,7 @@ import pathlib
 import pytest
 
 
-@pytest.fixture()
+@pytest.fixture
 def store_home(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> pathlib.Path:
     """A fresh, empty model store for one test (RUNNERFLEET_HOME points at it)."""
     home = tmp_path / "rfhome"

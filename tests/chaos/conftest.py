@@ -53,7 +53,7 @@ def chaos_store(tmp_path_factory: pytest.TempPathFactory) -> pathlib.Path:
     return home
 
 
-@pytest.fixture()
+@pytest.fixture
 def started() -> Iterator[list[procs.ProcessHandle]]:
     """Processes a test started; each still running is stopped by PID afterwards (reverse order)."""
     handles: list[procs.ProcessHandle] = []

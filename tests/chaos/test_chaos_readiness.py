@@ -48,7 +48,7 @@ def assert_health(address: str, want: str, timeout_s: float = 30.0) -> None:
         wait_health(address, want, timeout_s=timeout_s, service=service)
 
 
-@pytest.fixture()
+@pytest.fixture
 def slow_loading_model(chaos_store, monkeypatch) -> str:
     """A model whose warm-up takes SLOW_LOAD_S, so a worker stays LOADING that long."""
     import store
@@ -82,7 +82,8 @@ def test_gateway_health_follows_its_only_worker(chaos_store, slow_loading_model)
         worker = cluster.start_worker(port=port, models="iris_clf:latest,echo:latest")
         assert_health(gateway.address, "SERVING")
         waiting.join(30)
-        assert len(answers) == 1 and isinstance(answers[0], np.ndarray)
+        assert len(answers) == 1
+        assert isinstance(answers[0], np.ndarray)
         assert client.is_model_ready("classify")
 
         # stopped: health checks with a deadline notice it

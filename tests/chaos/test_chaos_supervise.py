@@ -67,7 +67,8 @@ def test_cluster_up_restarts_a_killed_worker_on_its_port(chaos_store):
         victim_address, victim_pid = children["worker-0"]
         os.kill(victim_pid, signal.SIGKILL)
         restarted = _wait_line(err, RESTARTED, 120)
-        assert restarted[1] == "worker-0" and int(restarted[3]) == 1
+        assert restarted[1] == "worker-0"
+        assert int(restarted[3]) == 1
         assert int(restarted[2]) != victim_pid
         wait_serving(victim_address, 120)  # the same address serves again
         with Client(victim_address, timeout_s=60) as direct:
@@ -109,7 +110,8 @@ def test_a_crash_loop_stops_the_restarts_and_is_reported():
     try:
         child = sup.start("crasher", [sys.executable, "-c", _CRASHER], restart=policy)
         assert done.wait(60), child.log
-        assert gave_up == [child] and child.gave_up
+        assert gave_up == [child]
+        assert child.gave_up
         assert child.restarts == 3
         assert "crash-looping" in child.log
         assert child.log.count("restarting crasher") == 3

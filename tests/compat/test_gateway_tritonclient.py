@@ -26,7 +26,7 @@ def gateway(worker):
         procs.stop(handle)
 
 
-@pytest.fixture()
+@pytest.fixture
 def client(gateway):
     c = triton.InferenceServerClient(gateway.address)
     yield c
@@ -49,11 +49,12 @@ def test_infer_metadata_config(client, expected):
     assert np.allclose(proba.as_numpy("output__0"), expected["y_iris_proba"])
     digits = client.infer("digits_mlp", [_input(expected["x_digits"])])
     assert np.allclose(digits.as_numpy("output__0"), expected["y_digits"], atol=1e-5)
-    assert (
-        client.is_server_live() and client.is_server_ready() and client.is_model_ready("iris_clf")
-    )
+    assert client.is_server_live()
+    assert client.is_server_ready()
+    assert client.is_model_ready("iris_clf")
     metadata = client.get_model_metadata("iris_clf")
-    assert metadata.name == "iris_clf" and metadata.inputs[0].datatype == "FP64"
+    assert metadata.name == "iris_clf"
+    assert metadata.inputs[0].datatype == "FP64"
     config = client.get_model_config("iris_clf").config
     assert config.max_batch_size > 0
     stats = client.get_inference_statistics("iris_clf")

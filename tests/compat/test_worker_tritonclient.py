@@ -10,7 +10,7 @@ from tritonclient.utils import InferenceServerException
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture()
+@pytest.fixture
 def client(worker) -> grpcclient.InferenceServerClient:
     c = grpcclient.InferenceServerClient(worker.address)
     yield c
@@ -48,9 +48,9 @@ def test_metadata_and_config(client, tags) -> None:
     assert config["input"][0]["dims"] == ["4"]
     assert config["input"][0]["data_type"] == "TYPE_FP64"
     assert "dynamic_batching" in config
-    assert (
-        client.is_model_ready("iris_clf") and client.is_server_ready() and client.is_server_live()
-    )
+    assert client.is_model_ready("iris_clf")
+    assert client.is_server_ready()
+    assert client.is_server_live()
 
 
 def test_statistics_count_rows_and_batches(client, expected) -> None:

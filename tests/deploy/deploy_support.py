@@ -201,7 +201,7 @@ class LocalCompose:
         return self.port_map.get(port, port)
 
     def _container_paths(self, svc: dict[str, Any]) -> dict[str, pathlib.Path]:
-        paths: dict[str, pathlib.Path] = {k: v for k, v in IMAGE_FILES.items()}
+        paths: dict[str, pathlib.Path] = dict(IMAGE_FILES.items())
         for spec in svc.get("volumes") or []:
             parts = str(spec).split(":")
             source, target = parts[0], parts[1]
@@ -398,7 +398,7 @@ def _as_list(command: Any) -> list[str]:
 def _depends(svc: dict[str, Any]) -> dict[str, str]:
     deps = svc.get("depends_on") or {}
     if isinstance(deps, list):
-        return {d: "service_started" for d in deps}
+        return dict.fromkeys(deps, "service_started")
     return {d: (spec or {}).get("condition", "service_started") for d, spec in deps.items()}
 
 

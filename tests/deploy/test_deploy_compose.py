@@ -39,7 +39,8 @@ def sample(text: str, metric: str, **labels: str) -> list[float]:
 
 def test_store_init_seeded_the_shared_volume(compose_cluster: LocalCompose) -> None:
     (store_init,) = compose_cluster.replicas["store-init"]
-    assert store_init.proc is not None and store_init.proc.returncode == 0
+    assert store_init.proc is not None
+    assert store_init.proc.returncode == 0
     env = compose_cluster.service_env("worker", compose_cluster.ips["worker"][0])
     assert env["RUNNERFLEET_HOME"] == str(compose_cluster.volumes["store"])
     res = subprocess.run(

@@ -17,7 +17,8 @@ def test_compose_runs_two_gateways_on_distinct_host_ports() -> None:
     host_sides = [p.rsplit(":", 1)[0] for p in ports]  # "${BIND}:${PORT:-8001}"
     assert len(set(host_sides)) == 4
     assert [p.rsplit(":", 1)[1] for p in second["ports"]] == ["8001", "8002"]
-    assert "8101" in second["ports"][0] and "8102" in second["ports"][1]
+    assert "8101" in second["ports"][0]
+    assert "8102" in second["ports"][1]
 
 
 def test_k8s_runs_at_least_two_gateway_replicas() -> None:

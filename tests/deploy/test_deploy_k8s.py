@@ -137,7 +137,8 @@ def test_workers_leave_the_pool_then_drain_within_the_grace_period(path: str, na
     assert env["RUNNERFLEET_HEALTH_TLS_CERT"] == env["RUNNERFLEET_TLS_CERT"]
     if name == "runnerfleet-worker":
         rolling = worker["spec"]["strategy"]["rollingUpdate"]
-        assert rolling["maxUnavailable"] == 0 and rolling["maxSurge"] >= 1
+        assert rolling["maxUnavailable"] == 0
+        assert rolling["maxSurge"] >= 1
         pdb = objects(path)[("PodDisruptionBudget", "runnerfleet-worker")]
         assert selects(pdb["spec"]["selector"], worker)
 

@@ -76,7 +76,8 @@ def test_compose_wiring() -> None:
     gpu = s["worker-gpu"]
     assert gpu["profiles"] == ["gpu"]
     dev = gpu["deploy"]["resources"]["reservations"]["devices"][0]
-    assert dev["driver"] == "nvidia" and "gpu" in dev["capabilities"]
+    assert dev["driver"] == "nvidia"
+    assert "gpu" in dev["capabilities"]
     assert "worker" in gpu["networks"]["default"]["aliases"]
     assert gpu["command"][gpu["command"].index("--device") + 1].startswith("cuda:")
     # a one-shot job makes the dev certificates into a volume; workers take mTLS only, the
@@ -155,7 +156,8 @@ def test_dockerfile() -> None:
     assert {"8001", "8002"} <= {v for c in final if c.cmd == "EXPOSE" for v in c.value}
     # torch: the project's pin, from the CPU index unless a CUDA index is passed
     pinned = re.search(r'"torch==([^"]+)"', (REPO / "pyproject.toml").read_text())
-    assert pinned and f"ARG TORCH_VERSION={pinned.group(1)}" in text
+    assert pinned
+    assert f"ARG TORCH_VERSION={pinned.group(1)}" in text
     assert re.search(r"^ARG TORCH_INDEX_URL=\S+/whl/cpu$", text, re.M)
     # everything COPY takes from the context survives Dockerfile.dockerignore
     allowed = {
@@ -191,7 +193,8 @@ def test_alert_rules_have_docs_and_severity() -> None:
         for rule in group["rules"]:
             names.add(rule["alert"])
             assert rule["labels"]["severity"] in ("warning", "critical"), rule["alert"]
-            assert rule["annotations"]["summary"] and rule["annotations"]["description"]
+            assert rule["annotations"]["summary"]
+            assert rule["annotations"]["description"]
     wanted = {"RunnerFleetWorkerDown", "RunnerFleetHighErrorRate", "RunnerFleetP99OverBudget",
               "RunnerFleetQueueSaturated"}  # fmt: skip
     assert wanted <= names
@@ -282,10 +285,12 @@ def test_k8s_base_semantics() -> None:
     for dep in (worker, gateway):
         tmpl = dep["spec"]["template"]
         ann = tmpl["metadata"]["annotations"]
-        assert ann["prometheus.io/scrape"] == "true" and ann["prometheus.io/port"] == "8002"
+        assert ann["prometheus.io/scrape"] == "true"
+        assert ann["prometheus.io/port"] == "8002"
         assert tmpl["spec"]["securityContext"]["runAsNonRoot"] is True
         for c in tmpl["spec"]["containers"]:
-            assert c["resources"]["requests"]["cpu"] and c["resources"]["requests"]["memory"]
+            assert c["resources"]["requests"]["cpu"]
+            assert c["resources"]["requests"]["memory"]
             for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
                 if dep is gateway:
                     assert c[probe]["grpc"]["port"] == 8001, (c["name"], probe)
@@ -358,7 +363,8 @@ def test_grafana_datasource_provisioning() -> None:
     ds = yaml.safe_load(DATASOURCES.read_text())
     assert ds["apiVersion"] == 1
     (prom,) = ds["datasources"]
-    assert prom["type"] == "prometheus" and prom["uid"] == "runnerfleet-prometheus"
+    assert prom["type"] == "prometheus"
+    assert prom["uid"] == "runnerfleet-prometheus"
     assert prom["url"] == "http://prometheus:9090"  # the compose service
     assert "prometheus" in load_compose()["services"]
 
@@ -367,7 +373,8 @@ def test_grafana_datasource_provisioning() -> None:
 def test_dashboard_is_provisionable(path: pathlib.Path) -> None:
     board = json.loads(path.read_text())
     uid = yaml.safe_load(DATASOURCES.read_text())["datasources"][0]["uid"]
-    assert isinstance(board["schemaVersion"], int) and board["schemaVersion"] >= 36
+    assert isinstance(board["schemaVersion"], int)
+    assert board["schemaVersion"] >= 36
     assert re.fullmatch(r"[A-Za-z0-9_-]{1,40}", board["uid"]), "Grafana uids: <= 40 chars"
     assert board["title"] and "id" not in board or board.get("id") is None
     ids = [p["id"] for p in panels(board)]
@@ -389,7 +396,7 @@ def test_dashboard_is_provisionable(path: pathlib.Path) -> None:
         for t in p["targets"]:
             assert t["datasource"]["uid"] == uid and t["expr"].strip(), where
         g = p["gridPos"]
-        assert 0 <= g["x"] and g["x"] + g["w"] <= 24 and g["h"] > 0, where
+        assert g["x"] >= 0 and g["x"] + g["w"] <= 24 and g["h"] > 0, where
 
 
 def test_dashboards_cover_the_issue() -> None:
@@ -435,11 +442,13 @@ def test_healthcheck_script_asks_grpc_health() -> None:
 
         servicer.set("", health_pb2.HealthCheckResponse.NOT_SERVING)
         res = check(target)
-        assert res.returncode == 1 and "NOT_SERVING" in res.stdout
+        assert res.returncode == 1
+        assert "NOT_SERVING" in res.stdout
         servicer.set("", health_pb2.HealthCheckResponse.SERVING)
         res = check(target)
         assert res.returncode == 0 and "SERVING" in res.stdout, res.stdout + res.stderr
     finally:
         server.stop(None)
     res = check(target)  # nothing listens any more
-    assert res.returncode == 1 and "UNAVAILABLE" in res.stdout
+    assert res.returncode == 1
+    assert "UNAVAILABLE" in res.stdout

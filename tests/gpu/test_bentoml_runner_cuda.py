@@ -33,7 +33,8 @@ def test_torch_runner_on_cuda_answers_cuda_tensors(store_home):
     runner.init_local(device="cuda:0", quiet=True)
     x = np.ones((2, 4), np.float32)
     out = runner.run(x)  # numpy in, moved to the device by the adapter
-    assert isinstance(out, torch.Tensor) and out.device.type == "cuda"
+    assert isinstance(out, torch.Tensor)
+    assert out.device.type == "cuda"
     expected = Net()(torch.from_numpy(x)).detach().numpy()
     np.testing.assert_allclose(out.argmax(dim=1).cpu().numpy(), expected.argmax(axis=1))
     np.testing.assert_allclose(out.detach().cpu().numpy(), expected, rtol=1e-4, atol=1e-5)

@@ -16,7 +16,7 @@ pytestmark = [
 ]
 
 
-@pytest.fixture()
+@pytest.fixture
 def heavy_tag(store_home) -> str:
     from runnerfleet import demo_models
 
@@ -77,7 +77,8 @@ def test_cuda_worker_serves_and_describes_its_device(heavy_tag, store_home) -> N
             group = stub.ModelConfig(pb.ModelConfigRequest(name="heavy_mlp")).config.instance_group[
                 0
             ]
-            assert group.kind == mc.ModelInstanceGroup.KIND_GPU and list(group.gpus) == [0]
+            assert group.kind == mc.ModelInstanceGroup.KIND_GPU
+            assert list(group.gpus) == [0]
             described = ipb_grpc.WorkerInternalStub(ch).DescribeModels(ipb.DescribeModelsRequest())
             assert described.device == "cuda:0"
     finally:

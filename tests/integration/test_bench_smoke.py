@@ -69,7 +69,8 @@ def test_bench_smoke_writes_json_table_and_plots(tmp_path: pathlib.Path) -> None
         assert echo["verified"] is True, (system, echo)
         assert echo["loadgen"][0]["mib_per_s"] > 0
     # Peers are not part of the smoke run: their targets say n/a, never a fake ratio.
-    assert "mlserver" not in res["systems"] and "triton" not in res["systems"]
+    assert "mlserver" not in res["systems"]
+    assert "triton" not in res["systems"]
     ids = {t["id"] for t in res["targets"]}
     assert {
         "iris_c16_triton",

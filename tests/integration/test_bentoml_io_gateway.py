@@ -51,7 +51,7 @@ def io_gateway(tmp_path_factory):
                 procs.stop(handle)
 
 
-@pytest.fixture()
+@pytest.fixture
 def client(io_gateway):
     with Client(io_gateway[0].address, timeout_s=30, retries=0) as c:
         yield c

@@ -98,7 +98,7 @@ def trained_store(tmp_path_factory: pytest.TempPathFactory) -> pathlib.Path:
     return home
 
 
-@pytest.fixture()
+@pytest.fixture
 def trained(trained_store: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> pathlib.Path:
     monkeypatch.setenv("RUNNERFLEET_HOME", str(trained_store))
     return trained_store

@@ -95,7 +95,8 @@ def test_sklearn_bentomodel_from_real_bentoml(exported, store_home):
     assert result.exit_code == 0, result.output
     model = runnerfleet.sklearn.get(tag)
     assert str(model.tag) == tag
-    assert model.info.labels == {"owner": "team"} and model.info.metadata == {"acc": 0.97}
+    assert model.info.labels == {"owner": "team"}
+    assert model.info.metadata == {"acc": 0.97}
     assert model.info.signatures["predict"].batchable
     assert model.info.context["bentoml_version"] == exported["bentoml"]
     assert model.custom_objects == {"classes": ["setosa", "versicolor", "virginica"]}
@@ -111,7 +112,8 @@ def test_sklearn_bentomodel_from_real_bentoml(exported, store_home):
 def test_pytorch_bentomodel_from_real_bentoml(exported, store_home):
     tag, path, expected = exported["pytorch"]
     model = runnerfleet.models.import_model(path)
-    assert str(model.tag) == tag and model.info.module == "pytorch"
+    assert str(model.tag) == tag
+    assert model.info.module == "pytorch"
     from sklearn.datasets import load_iris
 
     x, _ = load_iris(return_X_y=True)

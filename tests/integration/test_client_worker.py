@@ -40,7 +40,7 @@ def iris_worker(tmp_path_factory):
         mp.undo()
 
 
-@pytest.fixture()
+@pytest.fixture
 def client(iris_worker):
     with Client(iris_worker[0], timeout_s=30) as c:
         yield c
@@ -61,7 +61,8 @@ def test_readiness(client):
 
 def test_infer_default_method_matches_local_model(client, iris_worker):
     out = client.infer("iris_clf", IRIS_X)
-    assert isinstance(out, np.ndarray) and out.shape == (3,)
+    assert isinstance(out, np.ndarray)
+    assert out.shape == (3,)
     np.testing.assert_array_equal(out, _local_model(iris_worker[1]).predict(IRIS_X))
 
 

@@ -57,10 +57,10 @@ def _request(method) -> object:
 def call(channel: grpc.Channel, path: str, method, metadata=None) -> grpc.StatusCode:
     """Call `path` once with an empty-ish request; the status code it ended with."""
     response_class = message_factory.GetMessageClass(method.output_type)
-    kwargs = dict(
-        request_serializer=lambda m: m.SerializeToString(),
-        response_deserializer=response_class.FromString,
-    )
+    kwargs = {
+        "request_serializer": lambda m: m.SerializeToString(),
+        "response_deserializer": response_class.FromString,
+    }
     request = _request(method)
     try:
         if method.client_streaming and method.server_streaming:
@@ -93,7 +93,8 @@ def reflection_code(channel: grpc.Channel, metadata=None) -> grpc.StatusCode:
         )  # fmt: skip
     except grpc.RpcError as exc:
         return exc.code()
-    assert replies and replies[0].list_services_response.service
+    assert replies
+    assert replies[0].list_services_response.service
     return grpc.StatusCode.OK
 
 

@@ -72,4 +72,6 @@ def test_cluster_demo_runs_end_to_end(tmp_path):
     assert "same predictions: True" in run.stdout
     assert "stopped; nothing left running" in run.stdout
     accuracy = re.search(r"accuracy: iris_clf ([\d.]+), digits_mlp ([\d.]+)", run.stdout)
-    assert accuracy and float(accuracy[1]) > 0.9 and float(accuracy[2]) > 0.9
+    assert accuracy
+    assert float(accuracy[1]) > 0.9
+    assert float(accuracy[2]) > 0.9

@@ -52,7 +52,7 @@ def expected(cluster):
         )
 
 
-@pytest.fixture()
+@pytest.fixture
 def client(cluster):
     with Client(cluster["gateway"].address, timeout_s=30, retries=0) as c:
         yield c
@@ -85,15 +85,20 @@ def test_async_client_through_the_gateway(cluster, expected):
 
 
 def test_server_and_model_state(client, cluster):
-    assert client.is_server_live() and client.is_server_ready()
-    assert client.is_model_ready("iris_clf") and not client.is_model_ready("nope")
+    assert client.is_server_live()
+    assert client.is_server_ready()
+    assert client.is_model_ready("iris_clf")
+    assert not client.is_model_ready("nope")
     metadata = client.model_metadata("iris_clf")
-    assert metadata.name == "iris_clf" and metadata.inputs[0].shape == [-1, 4]
+    assert metadata.name == "iris_clf"
+    assert metadata.inputs[0].shape == [-1, 4]
     config = client.model_config("iris_clf").config
-    assert config.name == "iris_clf" and config.max_batch_size > 0
+    assert config.name == "iris_clf"
+    assert config.max_batch_size > 0
     s = stub(cluster)
     server = s.ServerMetadata(pb.ServerMetadataRequest())
-    assert server.name == "runnerfleet" and "model_repository" in server.extensions
+    assert server.name == "runnerfleet"
+    assert "model_repository" in server.extensions
     assert "statistics" not in server.extensions  # store versions are not integers
 
 
@@ -157,7 +162,8 @@ def test_bad_requests_get_clear_codes_while_good_ones_flow(cluster, expected):
         for data, code, text in cases:
             with pytest.raises(grpc.RpcError) as info:
                 infer_bytes(data, timeout=10)
-            assert info.value.code() == code and text in info.value.details()
+            assert info.value.code() == code
+            assert text in info.value.details()
         with Client(cluster["gateway"].address, timeout_s=10, retries=0) as c:
             with pytest.raises(InvalidArgument):  # the worker refuses a wrong shape; not retried
                 c.infer("iris_clf", np.zeros((2, 3)))
@@ -166,7 +172,8 @@ def test_bad_requests_get_clear_codes_while_good_ones_flow(cluster, expected):
             with pytest.raises(ResourceExhausted):  # 2 MiB > the gateway's 1 MiB limit
                 c.infer("echo", np.zeros((1, 1 << 19), dtype=np.float32))
         load.wait_for_ok(20)
-    assert load.failures == [] and load.wrong == 0
+    assert load.failures == []
+    assert load.wrong == 0
     text = scrape(cluster["gateway"].metrics_port)
     assert (
         metric_value(text, "runnerfleet_gateway_requests_total", model="_unknown", code="NOT_FOUND")
@@ -256,8 +263,10 @@ def test_overload_is_refused_at_once_and_health_stays_up(cluster):
             t.start()
         for t in threads:
             t.join(60)
-        assert set(codes) <= {"OK", "RESOURCE_EXHAUSTED"} and len(codes) == 160
-        assert "RESOURCE_EXHAUSTED" in codes and "OK" in codes
+        assert set(codes) <= {"OK", "RESOURCE_EXHAUSTED"}
+        assert len(codes) == 160
+        assert "RESOURCE_EXHAUSTED" in codes
+        assert "OK" in codes
         text = scrape(gateway.metrics_port)
         assert metric_value(text, "runnerfleet_gateway_rejected_total", reason="overload") >= 1
     finally:

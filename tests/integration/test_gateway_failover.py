@@ -31,7 +31,7 @@ def store(tmp_path_factory):
     return home, seed_store(home)
 
 
-@pytest.fixture()
+@pytest.fixture
 def pair(store):
     """Two iris workers and a gateway; whatever is still running is stopped after the test."""
     home, tags = store

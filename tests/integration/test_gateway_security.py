@@ -77,7 +77,8 @@ def test_bearer_token_guards_everything_but_health(worker, tmp_path):
                     with pytest.raises(Unauthenticated):
                         c.model_metadata("iris_clf")
             load.wait_for_ok(20)
-        assert load.failures == [] and load.wrong == 0
+        assert load.failures == []
+        assert load.wrong == 0
         assert procs.health_status(gateway.address) == "SERVING"  # no token needed
         text = scrape(gateway.metrics_port)
         assert (

@@ -40,7 +40,7 @@ def service_gateway(tmp_path_factory):
                 procs.stop(handle)
 
 
-@pytest.fixture()
+@pytest.fixture
 def client(service_gateway):
     with Client(service_gateway[0].address, timeout_s=30, retries=0) as c:
         yield c
@@ -53,7 +53,8 @@ def test_sync_and_async_apis_call_workers(client, service_gateway):
         client.infer("classify", IRIS_X.astype(np.float32)), predictions
     )  # converted
     proba = client.infer("classify_proba", IRIS_X)
-    assert proba.dtype == np.float32 and np.allclose(proba, probabilities, atol=1e-6)
+    assert proba.dtype == np.float32
+    assert np.allclose(proba, probabilities, atol=1e-6)
     x = np.arange(6, dtype=np.float32).reshape(2, 3)
     assert np.array_equal(client.infer("double_echo", x), x * 2)
     assert np.array_equal(client.infer("iris_clf", IRIS_X), predictions)  # models stay reachable
@@ -77,10 +78,12 @@ def test_metadata_config_and_index(client):
         ("input__0", "FP64", [-1, 4])
     ]
     config = client.model_config("classify").config
-    assert config.name == "classify" and config.input[0].dims == [-1, 4]
+    assert config.name == "classify"
+    assert config.input[0].dims == [-1, 4]
     assert client.is_model_ready("classify")
     index = client._stub.RepositoryIndex(pb.RepositoryIndexRequest())
     names = {m.name: m.reason for m in index.models}
-    assert names["classify"] == "gateway service API" and "iris_clf" in names
+    assert names["classify"] == "gateway service API"
+    assert "iris_clf" in names
     stats = client._stub.ModelStatistics(pb.ModelStatisticsRequest(name="classify"))
     assert stats.model_stats[0].inference_stats.success.count >= 1

@@ -55,7 +55,8 @@ def test_concurrent_save_read_delete_import(store_home: pathlib.Path, tmp_path: 
     saved = {t for i in range(3) for t in load[f"s{i}"]["saved"]}
     deleted = set(load["d0"]["deleted"]) | set(load["d1"]["deleted"])
     assert len(saved) == 3 * SAVES_PER_WRITER
-    assert load["r0"]["problems"] == [] and load["r0"]["checks"] > 0
+    assert load["r0"]["problems"] == []
+    assert load["r0"]["checks"] > 0
     assert set(load["i0"]["outcomes"]) <= {"created", "unchanged"}
     assert deleted, "the deleters should have raced the savers at least once"
 

@@ -62,7 +62,8 @@ def test_save_killed_at_each_point(store_home, point):
     _kill_at(ctx, store_home, "save_and_pause", point, "alpha")
     visible = _assert_store_whole(store_home, "alpha")
     if point == "after_rename":  # the rename happened: a whole new version, latest may lag
-        assert len(visible) == 2 and pinned in visible
+        assert len(visible) == 2
+        assert pinned in visible
         assert _staging_dirs(store_home) == []
     else:
         assert visible == {pinned}
@@ -103,7 +104,8 @@ def test_save_killed_at_random_times(store_home):
         parent, child = ctx.Pipe()
         proc = store_workers.start(ctx, store_home, "save_forever", "alpha", child)
         try:
-            assert parent.poll(60) and parent.recv() == "started"
+            assert parent.poll(60)
+            assert parent.recv() == "started"
             assert not parent.poll(rng.uniform(0.05, 0.4))
             os.kill(proc.pid, signal.SIGKILL)
             proc.join(timeout=30)

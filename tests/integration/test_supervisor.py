@@ -37,7 +37,8 @@ def test_reads_the_reported_ports_and_stops_by_pid_with_sigterm() -> None:
         assert child.address == "127.0.0.1:4242"
         assert "listening grpc=" in child.log
         assert sup.stop(child, grace_s=10) == -signal.SIGTERM
-        assert not child.alive() and sup.children == []
+        assert not child.alive()
+        assert sup.children == []
     finally:
         sup.close()
 
@@ -56,7 +57,8 @@ def test_a_child_that_never_reports_ports_is_killed_and_its_log_shown() -> None:
     try:
         with pytest.raises(RuntimeError, match="did not report its ports") as err:
             sup.start("mute", [sys.executable, "-c", "print('hello', flush=True); exit(3)"])
-        assert "hello" in str(err.value) and "exit 3" in str(err.value)
+        assert "hello" in str(err.value)
+        assert "exit 3" in str(err.value)
         assert sup.children == []
     finally:
         sup.close()

@@ -91,7 +91,8 @@ def test_model_error_fails_only_the_offending_requests(stub) -> None:
             assert err is None, err
             np.testing.assert_array_equal(out, x * 2)
         else:
-            assert err is not None and err.code() == grpc.StatusCode.INTERNAL
+            assert err is not None
+            assert err.code() == grpc.StatusCode.INTERNAL
             assert "picky refuses negative inputs" in err.details()
     # the worker keeps serving
     ok = stub.ModelInfer(codec.encode_request("picky", [np.ones((1, 4), np.float32)]))

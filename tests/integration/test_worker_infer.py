@@ -56,7 +56,8 @@ def test_stream_infer_wraps_answers_and_errors(stub) -> None:
     answers = list(stub.ModelStreamInfer(iter(reqs)))
     assert len(answers) == 5
     errors = [a for a in answers if a.error_message]
-    assert len(errors) == 1 and "nope" in errors[0].error_message
+    assert len(errors) == 1
+    assert "nope" in errors[0].error_message
     for a in answers:
         if not a.error_message:
             out = codec.decode_response_outputs(a.infer_response)[0]
@@ -70,7 +71,8 @@ def test_metadata_config_statistics(stub) -> None:
         ("input__0", "FP64", [-1, 4])
     ]
     config = stub.ModelConfig(pb.ModelConfigRequest(name="iris_clf")).config
-    assert config.max_batch_size > 0 and list(config.input[0].dims) == [4]
+    assert config.max_batch_size > 0
+    assert list(config.input[0].dims) == [4]
     assert config.HasField("dynamic_batching")
     before = stub.ModelStatistics(pb.ModelStatisticsRequest(name="iris_clf")).model_stats[0]
     stub.ModelInfer(codec.encode_request("iris_clf", [X_IRIS]))
@@ -135,7 +137,11 @@ def test_internal_forward_batch_answers_each_item(channel) -> None:
 
 def test_internal_describe_models(channel) -> None:
     described = ipb_grpc.WorkerInternalStub(channel).DescribeModels(ipb.DescribeModelsRequest())
-    assert described.serving and described.device == "cpu" and described.worker_id
+    assert described.serving
+    assert described.device == "cpu"
+    assert described.worker_id
     iris = next(m for m in described.models if m.name == "iris_clf")
-    assert iris.default_method == "predict" and set(iris.methods) == {"predict", "predict_proba"}
-    assert iris.config.max_batch_size > 0 and iris.metadata.inputs[0].datatype == "FP64"
+    assert iris.default_method == "predict"
+    assert set(iris.methods) == {"predict", "predict_proba"}
+    assert iris.config.max_batch_size > 0
+    assert iris.metadata.inputs[0].datatype == "FP64"

@@ -27,7 +27,7 @@ demo_models = pytest.importorskip("runnerfleet.demo_models")
 IRIS_X = np.array([[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3], [5.9, 3.0, 4.2, 1.5]])
 
 
-@pytest.fixture()
+@pytest.fixture
 def two_irises(store_home):
     """(good, victim): two iris models; the victim's model file is then swapped for another
     valid estimator that always answers class 2 (what a silent swap used to serve)."""

@@ -37,11 +37,15 @@ def test_admit_bounds_the_queue() -> None:
     a = admission()
     assert a.admit(Arrival(8, 2, None), Backlog(queued=1), 0.0) is None
     full = a.admit(Arrival(8, 2, None), Backlog(queued=2), 0.0)
-    assert full is not None and full.reason == "queue_full"
-    assert isinstance(full.error, ResourceExhausted) and "queue full" in full.error.message
+    assert full is not None
+    assert full.reason == "queue_full"
+    assert isinstance(full.error, ResourceExhausted)
+    assert "queue full" in full.error.message
     huge = a.admit(Arrival(16, 4, None), Backlog(), 0.0)
-    assert huge is not None and huge.reason == "invalid_input"
-    assert isinstance(huge.error, InvalidArgument) and "splits into 4 batches" in huge.error.message
+    assert huge is not None
+    assert huge.reason == "invalid_input"
+    assert isinstance(huge.error, InvalidArgument)
+    assert "splits into 4 batches" in huge.error.message
 
 
 def test_drop_answers_requests_whose_deadline_passed() -> None:
@@ -49,8 +53,10 @@ def test_drop_answers_requests_whose_deadline_passed() -> None:
     assert a.drop(Waiting(1, 0.0), Backlog(), 5.0) is None  # no deadline
     assert a.drop(Waiting(1, 0.0, deadline_s=1.0), Backlog(), 0.5) is None
     late = a.drop(Waiting(1, 0.0, deadline_s=1.0), Backlog(), 1.0)
-    assert late is not None and late.reason == "deadline"
-    assert isinstance(late.error, DeadlineExceeded) and "1000.0 ms in queue" in late.error.message
+    assert late is not None
+    assert late.reason == "deadline"
+    assert isinstance(late.error, DeadlineExceeded)
+    assert "1000.0 ms in queue" in late.error.message
 
 
 def test_shed_only_what_waited_and_cannot_meet_the_budget() -> None:
@@ -60,8 +66,10 @@ def test_shed_only_what_waited_and_cannot_meet_the_budget() -> None:
     a = admission(cost, max_latency_s=0.1)
     assert a.shed(Waiting(1, 1.0), 4, 1.03) is None  # 30 ms waited + 60 ms run: fits
     shed = a.shed(Waiting(1, 1.0), 4, 1.05)  # 50 + 60 > 100
-    assert shed is not None and shed.reason == "latency_budget"
-    assert isinstance(shed.error, ResourceExhausted) and "latency budget" in shed.error.message
+    assert shed is not None
+    assert shed.reason == "latency_budget"
+    assert isinstance(shed.error, ResourceExhausted)
+    assert "latency budget" in shed.error.message
     assert a.shed(Waiting(1, 1.0), 4, 1.0) is None  # never shed what did not wait
 
 

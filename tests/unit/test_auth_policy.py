@@ -57,7 +57,8 @@ def test_tokens_grant_their_own_scope_only(tmp_path):
     assert policy.token_scopes([("authorization", "Bearer new-inf")]) == {INFERENCE}
     assert policy.token_scopes([("authorization", "Bearer wrong")]) == frozenset()
     assert policy.token_scopes([("authorization", "tok-ctl")]) == frozenset()  # no scheme
-    assert "tok-" not in repr(policy) and "-inf" not in repr(policy)
+    assert "tok-" not in repr(policy)
+    assert "-inf" not in repr(policy)
 
 
 def test_same_token_for_both_scopes_is_refused(tmp_path):
@@ -90,10 +91,14 @@ def test_safe_bind_defaults_and_secrets_out_of_repr():
     gateway = GatewaySettings.load(
         {"workers": ["127.0.0.1:1"]}, environ={"RUNNERFLEET_CLUSTER_TOKEN": "s3cr3t"}
     )
-    assert gateway.host == "127.0.0.1" and gateway.cluster_token == "s3cr3t"
+    assert gateway.host == "127.0.0.1"
+    assert gateway.cluster_token == "s3cr3t"
     assert "s3cr3t" not in repr(gateway)
-    assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
-    assert not is_loopback("0.0.0.0") and not is_loopback("10.1.2.3")
+    assert is_loopback("127.0.0.1")
+    assert is_loopback("::1")
+    assert is_loopback("localhost")
+    assert not is_loopback("0.0.0.0")
+    assert not is_loopback("10.1.2.3")
 
 
 def test_worker_client_certificate_needs_a_ca():

@@ -145,7 +145,8 @@ def test_request_larger_than_the_whole_queue_is_refused_as_invalid() -> None:
         b = Batcher(model, BatchPolicy(max_batch_size=4, max_queue_size=2), observer=rec)
         with pytest.raises(InvalidArgument, match="splits into 3 batches"):
             await b.submit([rows(10)])
-        assert rec.rejected == ["invalid_input"] and model.batches == []
+        assert rec.rejected == ["invalid_input"]
+        assert model.batches == []
         out = await b.submit([rows(8)])  # two batches still fit: served
         np.testing.assert_array_equal(out[0], rows(8) * 2)
         await b.close()
@@ -239,7 +240,8 @@ def test_failed_batch_is_bisected_so_only_culprits_fail(bad_flags) -> None:
         results = await asyncio.gather(*tasks, return_exceptions=True)
         for i, (bad, res) in enumerate(zip(bad_flags, results, strict=True)):
             if bad:
-                assert isinstance(res, Internal) and "bad value -1.0" in res.message
+                assert isinstance(res, Internal)
+                assert "bad value -1.0" in res.message
             else:
                 np.testing.assert_array_equal(res[0], rows(1, start=10 * i) * 2)
         await b.close()
@@ -374,7 +376,8 @@ def test_hold_is_zero_for_a_lone_client_and_shrinks_with_queued_rows() -> None:
     for i in range(50):
         busy.observe(i * 0.00002, 1)
     holds = [hold_time_s(k, cost, busy) for k in (1, 2, 4, 8)]
-    assert holds[0] > 0 and holds == sorted(holds, reverse=True)
+    assert holds[0] > 0
+    assert holds == sorted(holds, reverse=True)
     assert hold_time_s(1, BatchCostModel(), busy) == 0.0  # unknown cost: never hold
 
 
@@ -417,7 +420,8 @@ def test_a_lone_client_is_never_held() -> None:
         b = Batcher(model, policy, cost=cost, hold=spy)
         for i in range(50):
             await b.submit([rows(1, start=i)])
-        assert spy.held and all(h <= 0.0 for h in spy.held)
+        assert spy.held
+        assert all(h <= 0.0 for h in spy.held)
         assert model.batches == [1] * 50
         await b.close()
 
@@ -502,9 +506,11 @@ def test_a_regrouped_forward_batch_is_not_held_again() -> None:
         b = Batcher(model, policy, cost=cost, hold=spy)
         for _ in range(20):  # 8 closed-loop callers, forwarded together each round
             await asyncio.gather(*(b.submit([rows(1, start=i)]) for i in range(8)))
-        assert cost.fixed_s > 0 and spy.turnaround_s is not None
+        assert cost.fixed_s > 0
+        assert spy.turnaround_s is not None
         assert spy.turnaround_s < cost.fixed_s  # the closed-loop hold would apply...
-        assert spy.held and all(h <= 0.0 for h in spy.held)  # ...but everyone is here
+        assert spy.held
+        assert all(h <= 0.0 for h in spy.held)
         assert batches == [8] * 20
         await b.close()
 

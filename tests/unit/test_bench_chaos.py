@@ -9,10 +9,13 @@ def test_splice_appends_once_then_replaces_in_place() -> None:
     doc = "# Benchmarks\n\nmain table\n"
     once = splice_section(doc, "first\n")
     assert once.startswith(doc)
-    assert once.count(SECTION_BEGIN) == 1 and "first\n" in once
+    assert once.count(SECTION_BEGIN) == 1
+    assert "first\n" in once
     twice = splice_section(once + "tail\n", "second\n")
-    assert twice.count(SECTION_BEGIN) == 1 and twice.count(SECTION_END) == 1
-    assert "first" not in twice and "second\n" in twice
+    assert twice.count(SECTION_BEGIN) == 1
+    assert twice.count(SECTION_END) == 1
+    assert "first" not in twice
+    assert "second\n" in twice
     assert twice.endswith("tail\n")
 
 

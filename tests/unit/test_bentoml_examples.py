@@ -38,9 +38,11 @@ def test_design_example(store_home, tmp_path):
     model = runnerfleet.sklearn.load_model("iris_clf:latest")
     assert isinstance(model, LogisticRegression)
     m = runnerfleet.models.get("iris_clf:latest")
-    assert m.tag.name == "iris_clf" and m.path.startswith(str(store_home))
+    assert m.tag.name == "iris_clf"
+    assert m.path.startswith(str(store_home))
     assert m.custom_objects == {"tokenizer": tokenizer}
-    assert m.info.metadata == {"acc": 0.97} and m.info.labels == {"owner": "team"}
+    assert m.info.metadata == {"acc": 0.97}
+    assert m.info.labels == {"owner": "team"}
     runner = m.to_runner()
     runner.init_local()
     np.testing.assert_array_equal(runner.predict.run(x), clf.predict(x))

@@ -74,7 +74,7 @@ class Net(torch.nn.Module):
         return self.fc(x)
 
 
-@pytest.fixture()
+@pytest.fixture
 def iris():
     x, y = load_iris(return_X_y=True)
     return LogisticRegression(max_iter=1000).fit(x, y), x
@@ -96,7 +96,8 @@ def test_sklearn_bentomodel(store_home, tmp_path, iris):
         },
     )
     model = runnerfleet.models.import_model(path)
-    assert str(model.tag) == f"iris_clf:{VERSION}" and model.info.module == "sklearn"
+    assert str(model.tag) == f"iris_clf:{VERSION}"
+    assert model.info.module == "sklearn"
     assert model.info.labels == {"owner": "team", "epochs": "3"}
     assert model.info.metadata == {"acc": 0.97}
     assert model.info.signatures["predict"].batchable

@@ -41,10 +41,12 @@ def roundtrip(descriptor, value):
 
 def test_numpy_from_sample_and_wire():
     d = NumpyNdarray.from_sample(np.zeros((2, 3), np.float32))
-    assert d.dtype == np.float32 and d.shape == (2, 3)
+    assert d.dtype == np.float32
+    assert d.shape == (2, 3)
     assert d.wire_specs("input") == [{"name": "input__0", "datatype": "FP32", "shape": [2, 3]}]
     (t,), back = roundtrip(d, np.ones((2, 3), np.float64))  # float64 casts within its kind
-    assert t.name == "input__0" and back.dtype == np.float32
+    assert t.name == "input__0"
+    assert back.dtype == np.float32
 
 
 def test_numpy_enforce_dtype_casts_within_kind_and_refuses_the_rest():
@@ -55,15 +57,18 @@ def test_numpy_enforce_dtype_casts_within_kind_and_refuses_the_rest():
         NumpyNdarray(dtype="int32", enforce_dtype=True).validate(np.array([1.7]))
     free = NumpyNdarray(dtype="int32")
     out = free.validate(np.array([1.7]))
-    assert out.dtype == np.float64 and out[0] == 1.7  # no silent float -> int truncation
+    assert out.dtype == np.float64
+    assert out[0] == 1.7
 
 
 def test_json_with_pydantic_model():
     d = JSON(pydantic_model=Item)
     (t,), back = roundtrip(d, {"name": "pen", "price": 1.5})
-    assert t.array.dtype == object and t.array.shape == (1,)
+    assert t.array.dtype == object
+    assert t.array.shape == (1,)
     assert t.content_type == "application/json"
-    assert isinstance(back, Item) and back.price == 1.5
+    assert isinstance(back, Item)
+    assert back.price == 1.5
     with pytest.raises(InvalidArgument, match="invalid Item"):
         d.from_wire([WireTensor("input__0", np.array([b'{"name": 1}'], dtype=object))])
     with pytest.raises(InvalidArgument, match="not valid JSON"):
@@ -76,7 +81,8 @@ def test_json_with_pydantic_model():
 
 def test_text():
     (t,), back = roundtrip(Text(), "héllo")
-    assert back == "héllo" and t.content_type == "text/plain"
+    assert back == "héllo"
+    assert t.content_type == "text/plain"
     assert Text.from_sample("hi").sample == "hi"
     with pytest.raises(InvalidArgument, match="not UTF-8"):
         Text().from_wire([WireTensor("input__0", np.array([b"\xff"], dtype=object))])
@@ -96,7 +102,8 @@ def test_dataframe_one_tensor_per_column():
     tensors, back = roundtrip(d, frame)
     assert [t.name for t in tensors] == ["a", "b", "label"]
     assert tensors[2].array.tolist() == [b"x", b"y"]
-    assert back["label"].tolist() == ["x", "y"] and back["b"].tolist() == [3, 4]
+    assert back["label"].tolist() == ["x", "y"]
+    assert back["b"].tolist() == [3, 4]
     with pytest.raises(InvalidArgument, match="lacks columns"):
         d.from_wire(tensors[:2])
     with pytest.raises(InvalidArgument, match="must be int64"):
@@ -108,16 +115,20 @@ def test_dataframe_one_tensor_per_column():
 def test_series():
     d = PandasSeries.from_sample(pd.Series([1.0, 2.0]))
     (t,), back = roundtrip(d, pd.Series([3, 4]))
-    assert t.array.dtype == np.float64 and back.tolist() == [3.0, 4.0]
+    assert t.array.dtype == np.float64
+    assert back.tolist() == [3.0, 4.0]
 
 
 def test_image_png_bytes():
     picture = PIL.new("RGB", (4, 2), color=(255, 0, 0))
     d = Image.from_sample(picture)
-    assert d.pilmode == "RGB" and d.media_type == "image/png"
+    assert d.pilmode == "RGB"
+    assert d.media_type == "image/png"
     (t,), back = roundtrip(d, picture)
-    assert t.array[0][:8] == b"\x89PNG\r\n\x1a\n" and t.content_type == "image/png"
-    assert back.size == (4, 2) and back.getpixel((0, 0)) == (255, 0, 0)
+    assert t.array[0][:8] == b"\x89PNG\r\n\x1a\n"
+    assert t.content_type == "image/png"
+    assert back.size == (4, 2)
+    assert back.getpixel((0, 0)) == (255, 0, 0)
     (t,), back = roundtrip(Image(pilmode="L"), np.zeros((3, 3), np.uint8))  # arrays become images
     assert back.mode == "L"
     with pytest.raises(InvalidArgument, match="not a readable image"):
@@ -126,7 +137,8 @@ def test_image_png_bytes():
 
 def test_file(tmp_path):
     (t,), back = roundtrip(File(), b"\x00\x01binary")
-    assert isinstance(back, io.BytesIO) and back.read() == b"\x00\x01binary"
+    assert isinstance(back, io.BytesIO)
+    assert back.read() == b"\x00\x01binary"
     path = tmp_path / "doc.pdf"
     path.write_bytes(b"%PDF")
     assert File.from_sample(str(path)).media_type == "application/pdf"
@@ -148,7 +160,8 @@ def test_multipart_parts_as_keywords_with_context():
     value = d.from_wire(list(reversed(tensors)))  # matched by name, not by order
     ctx = Context({"lang": "en", "priority": 1})
     assert svc.apis["combine"].call(value, ctx) == {"text": "hi", "sum": 3.0, "lang": "en"}
-    assert ctx.response.headers == {"x-rows": "3"} and ctx.request.parameters["priority"] == 1
+    assert ctx.response.headers == {"x-rows": "3"}
+    assert ctx.request.parameters["priority"] == 1
     with pytest.raises(InvalidArgument, match="lacks parts"):
         d.from_wire(tensors[:1])
     with pytest.raises(InvalidArgument, match="one tensor"):
@@ -165,7 +178,8 @@ def test_status_codes_map_to_errors():
 def test_service_extras():
     model_like = type("M", (), {"tag": "m:1"})()
     svc = runnerfleet.Service("Extras", models=[model_like])
-    assert svc.name == "extras" and svc.models == [model_like]
+    assert svc.name == "extras"
+    assert svc.models == [model_like]
 
     @svc.api(input=Text(), output=Text(), name="Upper", route="/v1/upper")
     def upper(text: str) -> str:
@@ -173,14 +187,17 @@ def test_service_extras():
         return text.upper()
 
     api = svc.apis["upper"]
-    assert api.doc == "Upper-cases text." and api.route == "/v1/upper"
-    assert api.call("abc") == "ABC" and api.context_param is None
+    assert api.doc == "Upper-cases text."
+    assert api.route == "/v1/upper"
+    assert api.call("abc") == "ABC"
+    assert api.context_param is None
 
     @svc.api(input=Text(), output=Text(), doc="explicit")
     def other(text: str) -> str:
         return text
 
-    assert svc.apis["other"].doc == "explicit" and svc.apis["other"].route == "/other"
+    assert svc.apis["other"].doc == "explicit"
+    assert svc.apis["other"].route == "/other"
     calls = []
     svc.on_startup(lambda ctx: calls.append("up"))
     svc.on_shutdown(lambda ctx: calls.append("down"))

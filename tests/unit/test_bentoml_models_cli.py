@@ -18,7 +18,7 @@ class Echo:
         return x
 
 
-@pytest.fixture()
+@pytest.fixture
 def two(store_home):
     first = runnerfleet.picklable_model.save_model("first", Echo())
     second = runnerfleet.picklable_model.save_model("second", Echo())
@@ -34,7 +34,8 @@ def test_get_yaml_by_default_json_and_path(two):
     result = invoke("get", str(first.tag))
     assert result.exit_code == 0, result.output
     info = yaml.safe_load(result.output)
-    assert info["tag"] == str(first.tag) and info["module"] == "picklable_model"
+    assert info["tag"] == str(first.tag)
+    assert info["module"] == "picklable_model"
     assert json.loads(invoke("get", "first", "-o", "json").output)["tag"] == str(first.tag)
     assert invoke("get", "first", "-o", "path").output.strip() == first.path
 

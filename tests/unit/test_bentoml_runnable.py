@@ -42,14 +42,16 @@ class Weighted(Scaler):
 def test_custom_runnable_runs_locally() -> None:
     runner = Runner(Scaler, name="scaler", runnable_init_params={"factor": 3.0})
     assert set(runner.methods) == {"scale", "describe"}
-    assert runner.scale.config.batchable and runner.scale.config.batch_dim == (0, 0)
+    assert runner.scale.config.batchable
+    assert runner.scale.config.batch_dim == (0, 0)
     assert not runner.describe.config.batchable
     with pytest.raises(FailedPrecondition, match="init_local"):
         runner.scale.run([1.0])
     runner.init_local(quiet=True)
     np.testing.assert_array_equal(runner.scale.run(np.array([1.0, 2.0])), [3.0, 6.0])
     assert asyncio.run(runner.describe.async_run()) == "x3.0"
-    assert runner.models == [] and [m.name for m in runner.runner_methods] == ["scale", "describe"]
+    assert runner.models == []
+    assert [m.name for m in runner.runner_methods] == ["scale", "describe"]
     runner.destroy()
     with pytest.raises(FailedPrecondition):
         runner.describe.run()
@@ -98,7 +100,8 @@ def test_runner_options_per_method() -> None:
         max_latency_ms=50,
         method_configs={"scale": {"max_batch_size": 8}},
     )
-    assert runner.scale.max_batch_size == 8 and runner.scale.max_latency_ms == 50.0
+    assert runner.scale.max_batch_size == 8
+    assert runner.scale.max_latency_ms == 50.0
     assert runner.describe.max_batch_size == 32
     assert Runner(Scaler, name="plain").scale.max_batch_size is None  # the worker's flag
     with pytest.raises(InvalidArgument, match="does not have"):
@@ -126,7 +129,7 @@ def test_init_local_warns_unless_quiet(caplog) -> None:
     assert "init_local" in caplog.text
 
 
-@pytest.fixture()
+@pytest.fixture
 def iris(store_home):
     x, y = load_iris(return_X_y=True)
     clf = LogisticRegression(max_iter=1000).fit(x, y)
@@ -148,7 +151,8 @@ def test_to_runnable_can_be_subclassed(iris) -> None:
             return self.model.predict_proba(data).argmax(axis=1)
 
     runner = Runner(Clipped, name="clipped", models=[model])
-    assert runner.predict.config.batchable and runner.models == [model]
+    assert runner.predict.config.batchable
+    assert runner.models == [model]
     runner.init_local(quiet=True)
     np.testing.assert_array_equal(runner.predict.run(x), np.minimum(clf.predict(x), 1))
     np.testing.assert_array_equal(runner.classes.run(x), clf.predict(x))
@@ -160,8 +164,10 @@ def test_to_runner_options_and_models(iris) -> None:
     runner = model.to_runner(
         name="iris_fast", max_batch_size=16, method_configs={"predict": {"max_latency_ms": 5}}
     )
-    assert runner.name == "iris_fast" and runner.models == [model]
-    assert runner.predict.max_batch_size == 16 and runner.predict.max_latency_ms == 5.0
+    assert runner.name == "iris_fast"
+    assert runner.models == [model]
+    assert runner.predict.max_batch_size == 16
+    assert runner.predict.max_latency_ms == 5.0
     assert runner.predict_proba.max_latency_ms is None
     assert runner.address == (model.tag.name, model.tag.version)
 
@@ -184,7 +190,8 @@ def test_torch_runner_answers_tensors(store_home) -> None:
     runner.init_local(quiet=True)
     x = np.random.default_rng(0).random((5, 4), dtype=np.float32)
     out = runner.run(x)  # numpy in
-    assert isinstance(out, torch.Tensor) and out.shape == (5, 3)
+    assert isinstance(out, torch.Tensor)
+    assert out.shape == (5, 3)
     assert out.argmax(dim=1).shape == (5,)
     expected = Net()(torch.from_numpy(x)).detach().numpy()
     np.testing.assert_allclose(out.detach().cpu().numpy(), expected, rtol=1e-5)
@@ -207,5 +214,6 @@ def test_torch_runner_tensors_from_any_backend(store_home) -> None:
 
     runner.bind(NumpyBackend())
     out = runner.run(np.zeros((2, 4), np.float32))
-    assert isinstance(out, torch.Tensor) and out.argmax(dim=1).tolist() == [2, 2]
+    assert isinstance(out, torch.Tensor)
+    assert out.argmax(dim=1).tolist() == [2, 2]
     assert isinstance(asyncio.run(runner.async_run(np.zeros((2, 4)))), torch.Tensor)

@@ -18,7 +18,8 @@ SPEC = "tests.integration.bentoml_examples.custom_runner:svc"
 def test_custom_runner_hosted_under_its_name_with_its_options() -> None:
     (hosted,) = service_runners(SPEC)
     assert hosted.name == "polarity_runner"
-    assert hosted.source.info.name == "polarity_runner" and hosted.source.info.version == "1"
+    assert hosted.source.info.name == "polarity_runner"
+    assert hosted.source.info.version == "1"
     assert hosted.source.info.signatures["is_positive"].batchable
     assert not hosted.source.info.signatures["stats"].batchable
     assert hosted.options["is_positive"].max_batch_size == 8
@@ -48,14 +49,19 @@ def test_tensors_a_custom_runnable_answers_go_back_as_numpy() -> None:
     runner = runnerfleet.Runner(TorchRunnable, name="torchy")
     runnable = CustomRunnerModel(runner).load_runnable()
     doubled, plus = runnable.methods["double"](np.ones(3, np.float32))
-    assert isinstance(doubled, np.ndarray) and isinstance(plus, np.ndarray)
+    assert isinstance(doubled, np.ndarray)
+    assert isinstance(plus, np.ndarray)
     np.testing.assert_array_equal(doubled, [2, 2, 2])
 
 
 def test_worker_flags() -> None:
     settings = load_settings({"service": SPEC, "runners": "a,b"}, environ={})
-    assert settings.service == SPEC and settings.runners == ("a", "b") and settings.models == ()
+    assert settings.service == SPEC
+    assert settings.runners == ("a", "b")
+    assert settings.models == ()
     result = CliRunner().invoke(cli, ["worker", "--models", "m", "--runners", "a"])
-    assert result.exit_code != 0 and "--runners needs --service" in result.output
+    assert result.exit_code != 0
+    assert "--runners needs --service" in result.output
     result = CliRunner().invoke(cli, ["worker"])
-    assert result.exit_code != 0 and "--models or --service" in result.output
+    assert result.exit_code != 0
+    assert "--models or --service" in result.output

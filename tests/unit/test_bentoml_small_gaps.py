@@ -18,7 +18,7 @@ import runnerfleet
 from protos.errors import InvalidArgument, NotFound
 
 
-@pytest.fixture()
+@pytest.fixture
 def iris(store_home):
     x, y = load_iris(return_X_y=True)
     clf = LogisticRegression(max_iter=1000).fit(x, y)
@@ -35,7 +35,8 @@ class Net(torch.nn.Module):
 
 
 def test_top_level_names():
-    assert runnerfleet.__version__ and isinstance(runnerfleet.__version__, str)
+    assert runnerfleet.__version__
+    assert isinstance(runnerfleet.__version__, str)
     assert runnerfleet.Model is runnerfleet.types.Model
     assert issubclass(runnerfleet.exceptions.NotFound, runnerfleet.exceptions.BentoMLException)
     assert issubclass(runnerfleet.exceptions.NotFound, runnerfleet.exceptions.RunnerFleetException)
@@ -67,7 +68,9 @@ def test_info_api_version_and_context(iris):
 def test_model_hashable_equal_by_tag_and_with_options(iris):
     model, _, _ = iris
     again = runnerfleet.models.get(str(model.tag))
-    assert again == model and hash(again) == hash(model) and len({model, again}) == 1
+    assert again == model
+    assert hash(again) == hash(model)
+    assert len({model, again}) == 1
     tuned = model.with_options(partial_kwargs={"predict": {"x": 1}})
     assert tuned.info.options == {"partial_kwargs": {"predict": {"x": 1}}}
     assert runnerfleet.models.get(model.tag).info.options == {}  # stored version unchanged
@@ -76,7 +79,8 @@ def test_model_hashable_equal_by_tag_and_with_options(iris):
 def test_upper_case_names_lowered_with_warning(store_home, caplog):
     with caplog.at_level(logging.WARNING):
         saved = runnerfleet.pytorch.save_model("MyNet", Net())
-    assert saved.tag.name == "mynet" and "lowercase" in caplog.text
+    assert saved.tag.name == "mynet"
+    assert "lowercase" in caplog.text
     assert runnerfleet.models.get("MyNet:latest").tag == saved.tag
     assert runnerfleet.Tag("ABC", "V1") == runnerfleet.Tag("abc", "v1")
 
@@ -91,7 +95,8 @@ def test_labels_coerced_and_nan_metadata_kept(store_home):
     info = runnerfleet.models.get(saved.tag).info
     assert info.labels == {"epochs": "3", "ok": "True"}
     assert math.isnan(info.metadata["loss"])
-    assert info.metadata["best"] == math.inf and info.metadata["worst"] == -math.inf
+    assert info.metadata["best"] == math.inf
+    assert info.metadata["worst"] == -math.inf
 
 
 def test_get_of_another_framework_is_not_found(store_home):
@@ -122,7 +127,8 @@ def test_models_create(store_home):
         with open(draft.path_of("weights.txt"), "w") as f:
             f.write("0.5")
     model = runnerfleet.models.get("handmade")
-    assert model.tag == draft.tag and model.info.labels == {"k": "1"}
+    assert model.tag == draft.tag
+    assert model.info.labels == {"k": "1"}
     assert model.info.options == {"module": "files", "o": 2}
     with open(model.path_of("weights.txt")) as f:
         assert f.read() == "0.5"
@@ -131,7 +137,8 @@ def test_models_create(store_home):
 def test_export_bare_path_formats_and_reimport(iris, tmp_path):
     model, clf, x = iris
     bare = runnerfleet.models.export_model(model.tag, str(tmp_path / "iris"))
-    assert bare == str(tmp_path / "iris.rfmodel") and os.path.isfile(bare)
+    assert bare == str(tmp_path / "iris.rfmodel")
+    assert os.path.isfile(bare)
     gz = runnerfleet.models.export_model(model.tag, str(tmp_path / "iris"), output_format="gz")
     assert gz.endswith(".rfmodel.gz")
     with open(gz, "rb") as f:

@@ -17,7 +17,7 @@ from runnerfleet import client as client_mod
 from runnerfleet.client import MAX_MESSAGE_BYTES, AsyncClient, Client
 
 
-@pytest.fixture()
+@pytest.fixture
 def dead_address() -> str:
     """An address nothing listens on (a port the OS just handed out and we released)."""
     with socket.socket() as sock:
@@ -30,9 +30,8 @@ def test_unreachable_server_raises_unavailable_after_retries(dead_address, monke
     attempts = []
     real_backoff = client_mod._backoff_s
     monkeypatch.setattr(client_mod, "_backoff_s", lambda a: attempts.append(a) or real_backoff(a))
-    with Client(dead_address, retries=3, timeout_s=10) as client:
-        with pytest.raises(Unavailable):
-            client.infer("iris_clf", np.zeros((1, 4)))
+    with Client(dead_address, retries=3, timeout_s=10) as client, pytest.raises(Unavailable):
+        client.infer("iris_clf", np.zeros((1, 4)))
     assert attempts == [0, 1, 2]  # three retries after the first attempt
 
 

@@ -98,7 +98,8 @@ async def test_big_requests_go_as_their_own_calls_beside_the_queue() -> None:
     results = await asyncio.gather(*big, *small)
     assert [r.payload for r in results[:3]] == [b"solo:B"] * 3
     assert [r.payload for r in results[3:]] == [b"ok:s%d" % i for i in range(4)]
-    assert len(solo) == 3 and [len(b) for b in call.batches] == [4]
+    assert len(solo) == 3
+    assert [len(b) for b in call.batches] == [4]
     assert coalescer.inflight == 0
 
 
@@ -150,7 +151,8 @@ async def test_close_fails_queued_items_as_retryable() -> None:
     second = coalescer.submit(b"b", None)
     coalescer.close()
     for outcome in await asyncio.gather(first, big, second):
-        assert outcome.code is ErrorCode.UNAVAILABLE and outcome.transport
+        assert outcome.code is ErrorCode.UNAVAILABLE
+        assert outcome.transport
     assert coalescer.inflight == 0
 
 
@@ -202,7 +204,8 @@ async def test_unavailable_is_retried_on_another_replica() -> None:
     forwarder = _forwarder(FakePool(dead, alive), retries)
     results = await asyncio.gather(*(forwarder.forward(HEADER, b"r", None) for _ in range(20)))
     assert results == [b"ok:r"] * 20
-    assert retries and set(retries) == {"iris"}
+    assert retries
+    assert set(retries) == {"iris"}
 
 
 @sync
@@ -217,7 +220,8 @@ async def test_all_replicas_down_is_unavailable() -> None:
 
 
 @pytest.mark.parametrize(
-    "code, error", [(ErrorCode.INVALID_ARGUMENT, InvalidArgument), (ErrorCode.NOT_FOUND, NotFound)]
+    ("code", "error"),
+    [(ErrorCode.INVALID_ARGUMENT, InvalidArgument), (ErrorCode.NOT_FOUND, NotFound)],
 )
 @sync
 async def test_request_errors_are_returned_not_retried(code: ErrorCode, error: type) -> None:
@@ -226,7 +230,8 @@ async def test_request_errors_are_returned_not_retried(code: ErrorCode, error: t
     retries: list[str] = []
     with pytest.raises(error, match="worker says no"):
         await _forwarder(pool, retries).forward(HEADER, b"r", None)
-    assert retries == [] and len(bad.batches) == 1
+    assert retries == []
+    assert len(bad.batches) == 1
 
 
 @sync
@@ -267,4 +272,5 @@ async def test_call_is_cancelled_when_every_caller_cancelled() -> None:
         future.cancel()
     await asyncio.wait_for(cancelled.wait(), 2)
     assert (await asyncio.wait_for(coalescer.submit(b"y", None), 2)).payload == b"ok"
-    assert calls == [3, 1] and coalescer.inflight == 0
+    assert calls == [3, 1]
+    assert coalescer.inflight == 0

@@ -163,7 +163,8 @@ def test_big_endian_encodes_little_endian_bytes():
 def test_bytes_wire_format_matches_protocol_notes():
     tensor, raw = codec.encode_output("y", np.array([b"hi", b"hello"], dtype=object))
     assert raw == b"\x02\x00\x00\x00hi\x05\x00\x00\x00hello"
-    assert tensor.datatype == "BYTES" and list(tensor.shape) == [2]
+    assert tensor.datatype == "BYTES"
+    assert list(tensor.shape) == [2]
 
 
 def test_raw_decode_is_zero_copy_and_read_only():
@@ -190,7 +191,8 @@ def test_method_and_names_in_request():
         request_id="r-1",
     )
     assert request.parameters["method"].string_param == "predict_proba"
-    assert request.model_version == "v1" and request.id == "r-1"
+    assert request.model_version == "v1"
+    assert request.id == "r-1"
     assert request.inputs[0].name == "features"
 
 
@@ -244,7 +246,9 @@ def test_error_raw_size_mismatch_says_bytes_and_shape():
 
 def test_error_unknown_datatype_lists_valid_ones():
     msg = _error(codec.decode_input, _input(datatype="FLOAT"), b"")
-    assert "unknown datatype 'FLOAT'" in msg and "FP32" in msg and "BYTES" in msg
+    assert "unknown datatype 'FLOAT'" in msg
+    assert "FP32" in msg
+    assert "BYTES" in msg
 
 
 def test_error_bf16_is_explicit():
@@ -253,13 +257,15 @@ def test_error_bf16_is_explicit():
 
 def test_error_negative_dim():
     msg = _error(codec.decode_input, _input(shape=(-1, 4)), b"")
-    assert "negative dimension" in msg and "[-1, 4]" in msg
+    assert "negative dimension" in msg
+    assert "[-1, 4]" in msg
 
 
 def test_error_bytes_length_prefix_past_end():
     raw = struct.pack("<I", 2) + b"hi" + struct.pack("<I", 10) + b"abc"
     msg = _error(codec.decode_input, _input("BYTES", (2,)), raw)
-    assert "element 1 declares 10 bytes" in msg and "only 3 bytes remain" in msg
+    assert "element 1 declares 10 bytes" in msg
+    assert "only 3 bytes remain" in msg
 
 
 def test_error_bytes_truncated_prefix():
@@ -329,7 +335,8 @@ def test_error_duplicate_input_name():
 
 def test_error_unsupported_numpy_dtype():
     msg = _error(codec.encode_output, "y", np.zeros(2, dtype=np.complex64))
-    assert "output 'y'" in msg and "complex64" in msg
+    assert "output 'y'" in msg
+    assert "complex64" in msg
 
 
 def test_error_unencodable_text():
@@ -350,7 +357,8 @@ def test_error_unknown_requested_output():
     request = pb.ModelInferRequest()
     request.outputs.add(name="nope")
     msg = _error(codec.encode_response, request, [np.zeros(1)], ["output__0"])
-    assert "'nope' does not exist" in msg and "output__0" in msg
+    assert "'nope' does not exist" in msg
+    assert "output__0" in msg
 
 
 def test_error_response_raw_count():

@@ -45,7 +45,8 @@ def policy(cost: BatchCostModel | None = None) -> DeadlineAdmission:
 
 def test_estimate_counts_batches_rows_slots_and_half_the_running_batch() -> None:
     cost = learned()
-    assert abs(cost.fixed_s - 0.020) < 1e-6 and abs(cost.per_row_s - 0.003) < 1e-6
+    assert abs(cost.fixed_s - 0.020) < 1e-6
+    assert abs(cost.per_row_s - 0.003) < 1e-6
     # 16 queued + 1 own = 17 rows: 3 batches of <= 8 -> 3 * 20 ms + 17 * 3 ms = 111 ms
     one = estimate_wait_s(cost, rows_ahead=16, rows=1, running_rows=0, max_batch_size=8, slots=1)
     assert abs(one - 0.111) < 1e-6
@@ -65,7 +66,8 @@ def test_admit_refuses_at_once_what_cannot_finish_by_its_own_deadline() -> None:
     ok = a.admit(Arrival(1, 1, deadline_s=0.2), Backlog(queued=16, queued_rows=16), 0.0)
     assert ok is None  # 111 ms < 200 ms
     late = a.admit(Arrival(1, 1, deadline_s=0.1), Backlog(queued=16, queued_rows=16), 0.0)
-    assert late is not None and late.reason == REASON
+    assert late is not None
+    assert late.reason == REASON
     assert isinstance(late.error, ResourceExhausted)
     assert "estimated wait 111.0 ms vs remaining deadline 100.0 ms" in late.error.message
     # no deadline: only the bounded queue applies; unknown cost: nothing refused by estimate
@@ -88,10 +90,12 @@ def test_drop_answers_queued_requests_that_can_no_longer_finish() -> None:
     a = policy()
     assert a.drop(Waiting(1, 0.0, deadline_s=0.2), Backlog(8, 8), 0.1) is None  # 44 < 100 ms
     gone = a.drop(Waiting(1, 0.0, deadline_s=0.2), Backlog(8, 8), 0.17)  # 44 > 30 ms left
-    assert gone is not None and gone.reason == REASON
+    assert gone is not None
+    assert gone.reason == REASON
     assert "vs remaining deadline 30.0 ms" in gone.error.message
     passed = a.drop(Waiting(1, 0.0, deadline_s=0.2), Backlog(8, 8), 0.2)
-    assert passed is not None and isinstance(passed.error, DeadlineExceeded)
+    assert passed is not None
+    assert isinstance(passed.error, DeadlineExceeded)
     assert a.drop(Waiting(1, 0.0), Backlog(8, 8), 50.0) is None  # no deadline, no budget here
 
 
@@ -99,6 +103,8 @@ def test_shed_uses_the_formed_batch_and_then_the_latency_budget() -> None:
     a = policy()
     assert a.shed(Waiting(1, 0.0, deadline_s=0.2), 8, 0.15) is None  # 44 ms <= 50 ms
     late = a.shed(Waiting(1, 0.0, deadline_s=0.2), 8, 0.16)
-    assert late is not None and late.reason == REASON
+    assert late is not None
+    assert late.reason == REASON
     over = a.shed(Waiting(1, 0.0), 8, 1.5)  # no deadline: waited past max_latency_s
-    assert over is not None and over.reason == "latency_budget"
+    assert over is not None
+    assert over.reason == "latency_budget"

@@ -14,7 +14,8 @@ def test_iris_and_digits_and_echo(store_home):
     iris = runnerfleet.models.get(iris_tag)
     assert set(iris.info.signatures) == {"predict", "predict_proba"}
     for sig in iris.info.signatures.values():
-        assert sig.batchable and sig.input_spec[0].shape == (-1, 4)
+        assert sig.batchable
+        assert sig.input_spec[0].shape == (-1, 4)
         assert sig.input_spec[0].dtype == "float64"
     x, y = demo_models.iris_data()
     runner = iris.to_runner()
@@ -23,7 +24,8 @@ def test_iris_and_digits_and_echo(store_home):
 
     digits = runnerfleet.models.get(demo_models.save_digits_torch())
     sig = digits.info.signatures["__call__"]
-    assert sig.batchable and sig.batch_dim == (0, 0)
+    assert sig.batchable
+    assert sig.batch_dim == (0, 0)
     assert sig.input_spec == [store.TensorSpec("input__0", "float32", (-1, 64))]
     assert sig.output_spec == [store.TensorSpec("output__0", "float32", (-1, 10))]
     dx, dy = demo_models.digits_data()

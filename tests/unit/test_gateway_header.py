@@ -42,7 +42,7 @@ def test_big_tensor_is_skipped_not_parsed() -> None:
 
 
 @pytest.mark.parametrize(
-    "data, message",
+    ("data", "message"),
     [
         (b"", "model_name is required"),
         (b"\x0a\x05ab", "truncated"),

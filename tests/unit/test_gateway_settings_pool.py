@@ -21,20 +21,23 @@ def test_flags_win_over_env_and_defaults() -> None:
         "RUNNERFLEET_WORKERS": "a:1, b:2",
     }
     settings = GatewaySettings.load({"port": 1234, "metrics_port": None}, env)
-    assert settings.port == 1234 and settings.max_inflight == 7 and settings.metrics_port == 8002
+    assert settings.port == 1234
+    assert settings.max_inflight == 7
+    assert settings.metrics_port == 8002
     assert settings.workers == ("a:1", "b:2")
     assert settings.max_message_bytes == 256 * 1024 * 1024
 
 
 def test_token_never_in_repr() -> None:
     settings = GatewaySettings.load({"workers": "a:1"}, {"RUNNERFLEET_AUTH_TOKEN": "hunter2"})
-    assert settings.auth_token == "hunter2" and "hunter2" not in repr(settings)
+    assert settings.auth_token == "hunter2"
+    assert "hunter2" not in repr(settings)
     settings = GatewaySettings.load({"workers": "a:1"}, {"RUNNERFLEET_AUTH_TOKEN_FILE": "/t"})
     assert settings.auth_token_file == "/t"
 
 
 @pytest.mark.parametrize(
-    "flags, message",
+    ("flags", "message"),
     [
         ({}, "exactly one"),
         ({"workers": "a:1", "workers_dns": "svc:1"}, "exactly one"),
@@ -74,8 +77,11 @@ def test_statistics_sum_per_model_and_version() -> None:
     merged = statistics.merge(replies)
     by_name = {s.name: s for s in merged.model_stats}
     m = by_name["m"]
-    assert m.inference_stats.success.count == 8 and m.inference_stats.success.ns == 8000
-    assert m.inference_count == 16 and m.execution_count == 2 and m.last_inference == 5
+    assert m.inference_stats.success.count == 8
+    assert m.inference_stats.success.ns == 8000
+    assert m.inference_count == 16
+    assert m.execution_count == 2
+    assert m.last_inference == 5
     assert [(b.batch_size, b.compute_infer.count) for b in m.batch_stats] == [(2, 2)]
     assert by_name["n"].inference_count == 1
 

@@ -35,7 +35,9 @@ def test_p95_follows_the_slow_tail() -> None:
 
 def test_budget_is_a_ratio_of_requests_with_a_burst() -> None:
     hedger = Hedger(HedgePolicy(budget_ratio=0.1, burst=2.0))
-    assert hedger.try_acquire() and hedger.try_acquire() and not hedger.try_acquire()
+    assert hedger.try_acquire()
+    assert hedger.try_acquire()
+    assert not hedger.try_acquire()
     granted = 0
     for _ in range(1000):
         hedger.on_request()
@@ -74,7 +76,8 @@ async def test_a_slow_forward_is_hedged_first_answer_wins_loser_cancelled() -> N
     outliers.on_success("stuck", 0.001)
     forwarder = _hedging_forwarder(pool, hedges, outliers)
     answer = await asyncio.wait_for(forwarder.forward(HEADER, b"r", clock_s + 5.0), 2.0)
-    assert answer == b"ok:r" and hedges == ["iris"]
+    assert answer == b"ok:r"
+    assert hedges == ["iris"]
     await asyncio.sleep(0)
     assert pool.workers[0].coalescer.inflight == 0  # the loser's call was cancelled
     assert outliers.is_ejected("stuck")  # abandoned far past its latency: a slow strike
@@ -102,4 +105,6 @@ async def test_a_failed_hedge_waits_for_the_first_call() -> None:
     pool.workers[1].coalescer.inflight = 50
     hedges: list[str] = []
     answer = await _hedging_forwarder(pool, hedges).forward(HEADER, b"r", None)
-    assert answer == b"ok:r" and hedges == ["iris"] and len(broken.batches) == 1
+    assert answer == b"ok:r"
+    assert hedges == ["iris"]
+    assert len(broken.batches) == 1

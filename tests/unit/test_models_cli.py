@@ -15,7 +15,7 @@ import runnerfleet
 from runnerfleet.cli import cli
 
 
-@pytest.fixture()
+@pytest.fixture
 def saved(store_home):
     x, y = load_iris(return_X_y=True)
     clf = LogisticRegression(max_iter=1000).fit(x, y)
@@ -34,10 +34,12 @@ def test_list_table_and_json(saved):
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
     assert lines[0].split() == ["TAG", "MODULE", "SIZE", "CREATED", "LABELS"]
-    assert str(b.tag) in lines[1] and str(a.tag) in lines[2]  # newest first, as bentoml
+    assert str(b.tag) in lines[1]
+    assert str(a.tag) in lines[2]
     rows = json.loads(invoke("list", "-o", "json", "--label", "stage=prod").output)
     assert [r["tag"] for r in rows] == [str(b.tag)]
-    assert rows[0]["module"] == "sklearn" and rows[0]["size_bytes"] > 0
+    assert rows[0]["module"] == "sklearn"
+    assert rows[0]["size_bytes"] > 0
 
 
 def test_get_json(saved):
@@ -45,7 +47,8 @@ def test_get_json(saved):
     result = invoke("get", "iris_clf:latest", "-o", "json")
     assert result.exit_code == 0, result.output
     info = json.loads(result.output)
-    assert info["tag"] == str(b.tag) and info["labels"] == {"stage": "prod"}
+    assert info["tag"] == str(b.tag)
+    assert info["labels"] == {"stage": "prod"}
     assert set(info["signatures"]) == {"predict", "predict_proba"}
     assert "module:" in invoke("get", str(b.tag)).output
 
@@ -56,11 +59,14 @@ def test_export_import_delete(saved, tmp_path):
     result = invoke("export", str(a.tag), str(path))
     assert result.exit_code == 0 and path.exists(), result.output
     again = invoke("import", str(path))
-    assert again.exit_code == 0 and "identical: nothing imported" in again.output
+    assert again.exit_code == 0
+    assert "identical: nothing imported" in again.output
     refused = invoke("delete", str(a.tag), input="n\n")
-    assert refused.exit_code != 0 and runnerfleet.models.get(a.tag)
+    assert refused.exit_code != 0
+    assert runnerfleet.models.get(a.tag)
     deleted = invoke("delete", str(a.tag), "-y")
-    assert deleted.exit_code == 0 and str(a.tag) in deleted.output
+    assert deleted.exit_code == 0
+    assert str(a.tag) in deleted.output
     assert invoke("import", str(path)).exit_code == 0
     assert runnerfleet.models.get(a.tag).tag == a.tag
     confirmed = invoke("delete", "iris_clf", input="y\n")
@@ -103,5 +109,6 @@ def test_real_process_error_is_one_line(store_home, tmp_path):
         timeout=60,
     )
     assert proc.returncode == 1
-    assert proc.stderr.strip().count("\n") == 0 and "not a valid" in proc.stderr
+    assert proc.stderr.strip().count("\n") == 0
+    assert "not a valid" in proc.stderr
     assert "Traceback" not in proc.stderr

@@ -36,7 +36,8 @@ def test_consecutive_faults_eject_and_a_success_resets_the_streak() -> None:
     detector.on_success("a", 0.01)  # streak broken
     detector.on_fault("a")
     detector.on_fault("a")
-    assert not detector.is_ejected("a") and ejections == []
+    assert not detector.is_ejected("a")
+    assert ejections == []
     detector.on_fault("a")
     assert detector.is_ejected("a")
     assert ejections == [("a", "consecutive_errors", 1.0)]
@@ -49,7 +50,8 @@ def test_ejection_ends_after_its_time_then_probation_re_ejects_longer() -> None:
     clock.now_s += 0.99
     assert detector.is_ejected("a")
     clock.now_s += 0.02
-    assert not detector.is_ejected("a") and returns == ["a"]
+    assert not detector.is_ejected("a")
+    assert returns == ["a"]
     detector.on_fault("a")  # on probation: one fault is enough
     assert detector.is_ejected("a")
     assert [d for _, _, d in ejections] == [1.0, 2.0]

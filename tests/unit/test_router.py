@@ -114,12 +114,15 @@ def test_choice_always_obeys_the_rules(workers, version, cap, seed) -> None:
         assert any(w.serving and w.hosts("iris", version) and w.inflight >= cap for w in workers)
         assert not any(w.serving and w.hosts("iris", version) and w.inflight < cap for w in workers)
     except NotFound:
-        assert workers and all(w.described for w in workers)
+        assert workers
+        assert all(w.described for w in workers)
         assert not any(w.hosts("iris", version) for w in workers)
     except Unavailable:
         assert not any(w.serving and w.hosts("iris", version) for w in workers)
     else:
-        assert chosen.serving and chosen.hosts("iris", version) and chosen.inflight < cap
+        assert chosen.serving
+        assert chosen.hosts("iris", version)
+        assert chosen.inflight < cap
         eligible = [
             w for w in workers if w.serving and w.hosts("iris", version) and w.inflight < cap
         ]

@@ -15,7 +15,7 @@ from protos.errors import FailedPrecondition, InvalidArgument
 from runnerfleet.runner import LocalBackend, Runner
 
 
-@pytest.fixture()
+@pytest.fixture
 def iris_runner(store_home):
     x, y = load_iris(return_X_y=True)
     clf = LogisticRegression(max_iter=1000).fit(x, y)
@@ -27,7 +27,8 @@ def iris_runner(store_home):
 
 def test_run_methods_locally(iris_runner):
     runner, clf, x = iris_runner
-    assert runner.name == "iris_clf" and set(runner.methods) == {"predict", "predict_proba"}
+    assert runner.name == "iris_clf"
+    assert set(runner.methods) == {"predict", "predict_proba"}
     with pytest.raises(FailedPrecondition, match="init_local"):
         runner.predict.run(x)
     runner.init_local()
@@ -83,7 +84,8 @@ def test_call_binds_to_run_and_batch_dim_1_semantics(store_home):
     )
     sig = m.info.signatures["__call__"]
     assert sig.batch_dim == (1, 1)
-    assert sig.input_spec[0].shape == (4, -1) and sig.output_spec[0].shape == (3, -1)
+    assert sig.input_spec[0].shape == (4, -1)
+    assert sig.output_spec[0].shape == (3, -1)
     runner = m.to_runner()
     runner.init_local()
     rng = np.random.default_rng(0)
@@ -111,7 +113,8 @@ def test_batch_dim_pair(store_home):
     )
     sig = m.info.signatures["__call__"]
     assert sig.batch_dim == (0, 1)
-    assert sig.input_spec[0].shape == (-1, 3) and sig.output_spec[0].shape == (3, -1)
+    assert sig.input_spec[0].shape == (-1, 3)
+    assert sig.output_spec[0].shape == (3, -1)
 
 
 def test_local_backend_is_a_runner_backend(iris_runner):

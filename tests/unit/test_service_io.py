@@ -17,7 +17,8 @@ from runnerfleet.service import Service, ServiceApi
 
 def test_no_declaration_accepts_anything_as_ndarray():
     out = NumpyNdarray().validate([[1, 2], [3, 4]])
-    assert isinstance(out, np.ndarray) and out.shape == (2, 2)
+    assert isinstance(out, np.ndarray)
+    assert out.shape == (2, 2)
 
 
 def test_dtype_converts_when_not_enforced():
@@ -101,12 +102,15 @@ def test_api_registers_sync_and_async_functions():
 
     assert set(svc.apis) == {"classify", "classify-async"}
     api = svc.apis["classify"]
-    assert isinstance(api, ServiceApi) and api.func is classify and not api.is_async
+    assert isinstance(api, ServiceApi)
+    assert api.func is classify
+    assert not api.is_async
     assert svc.apis["classify-async"].is_async
     assert classify(np.ones(1)).tolist() == [2.0]  # the decorator returns the function unchanged
     assert api.call([1, 2]).tolist() == [2, 4]
     out = asyncio.run(svc.apis["classify-async"].async_call(np.arange(2)))
-    assert out.dtype == np.float32 and out.tolist() == [1.0, 2.0]
+    assert out.dtype == np.float32
+    assert out.tolist() == [1.0, 2.0]
     assert asyncio.run(api.async_call(np.arange(2))).tolist() == [0, 2]
 
 

@@ -13,7 +13,7 @@ def test_only_unavailable_or_a_broken_call_is_retried() -> None:
     assert [c for c in ErrorCode if is_retryable(c)] == [ErrorCode.UNAVAILABLE]
     broken = [c for c in ErrorCode if is_retryable(c, transport=True)]
     assert broken == [ErrorCode.CANCELLED, ErrorCode.UNAVAILABLE]
-    assert RETRYABLE_CODES == {grpc.StatusCode.UNAVAILABLE}
+    assert {grpc.StatusCode.UNAVAILABLE} == RETRYABLE_CODES
 
 
 def test_a_call_that_failed_on_the_request_is_not_retried() -> None:
@@ -30,7 +30,8 @@ def test_shown_cuts_long_names_and_says_how_long() -> None:
 
     assert shown("iris") == "'iris'"
     long = shown("x" * 10_000)
-    assert len(long) < SHOWN_NAME_CHARS + 40 and "10000 characters" in long
+    assert len(long) < SHOWN_NAME_CHARS + 40
+    assert "10000 characters" in long
 
 
 @pytest.mark.parametrize("code", [None, *ErrorCode])

@@ -25,7 +25,7 @@ def clf():
     return LogisticRegression(max_iter=1000).fit(x, y)
 
 
-@pytest.fixture()
+@pytest.fixture
 def exported(store_home, clf, tmp_path):
     """(model, archive path) for a saved iris_clf."""
     m = runnerfleet.sklearn.save_model(
@@ -63,7 +63,7 @@ def write_tar(path: pathlib.Path, entries: list[tuple[tarfile.TarInfo, bytes]]) 
 
 def reseal(entries):
     """Recompute the manifest so the archive is self-consistent."""
-    manifest = json.loads(dict((m.name, d) for m, d in entries)["manifest.json"])
+    manifest = json.loads({m.name: d for m, d in entries}["manifest.json"])
     for m, d in entries:
         if m.name in manifest["files"]:
             manifest["files"][m.name] = {
@@ -78,13 +78,15 @@ def reseal(entries):
 def test_round_trip(exported, store_home):
     m, path = exported
     names = [info.name for info, _ in members(path)]
-    assert names[0] == "manifest.json" and "info.json" in names
+    assert names[0] == "manifest.json"
+    assert "info.json" in names
     runnerfleet.models.delete(m.tag)
     assert runnerfleet.models.list() == []
     imported = runnerfleet.models.import_model(str(path))
     assert imported.tag == m.tag
     got = runnerfleet.models.get("iris_clf")
-    assert got.custom_objects == {"k": 1} and got.info.labels == {"a": "b"}
+    assert got.custom_objects == {"k": 1}
+    assert got.info.labels == {"a": "b"}
     assert got.info.metadata == {"m": 1}
     assert runnerfleet.sklearn.load_model(m.tag).predict(np.ones((1, 4))).shape == (1,)
 
@@ -101,7 +103,8 @@ def test_reimport_identical_is_a_noop_that_says_so(exported, store_home):
     m, path = exported
     before = snapshot(store_home)
     result = store.import_model(str(path))
-    assert result.outcome == "unchanged" and "already in the store" in result.message
+    assert result.outcome == "unchanged"
+    assert "already in the store" in result.message
     assert result.model.tag == m.tag
     assert snapshot(store_home) == before
 
@@ -109,7 +112,7 @@ def test_reimport_identical_is_a_noop_that_says_so(exported, store_home):
 def test_different_archive_under_same_tag_needs_force(exported, store_home, tmp_path):
     m, path = exported
     entries = members(path)
-    info = json.loads(dict((e.name, d) for e, d in entries)["info.json"])
+    info = json.loads({e.name: d for e, d in entries}["info.json"])
     info["labels"] = {"a": "changed"}
     changed = [(e, json.dumps(info).encode() if e.name == "info.json" else d) for e, d in entries]
     other = write_tar(tmp_path / "other.rfmodel", reseal(changed))
@@ -174,9 +177,8 @@ def test_bad_archives_refused_store_unchanged(exported, store_home, tmp_path, mu
     with pytest.raises(InvalidArgument, match=message):
         runnerfleet.models.import_model(str(bad))
     assert snapshot(store_home) == before
-    assert (
-        not (tmp_path.parent / "evil.txt").exists() and not pathlib.Path("/tmp/evil.txt").exists()
-    )
+    assert not (tmp_path.parent / "evil.txt").exists()
+    assert not pathlib.Path("/tmp/evil.txt").exists()
     assert runnerfleet.models.list() == []
 
 
@@ -226,13 +228,13 @@ def test_archive_with_unknown_framework_or_no_info_refused(exported, store_home,
     m, path = exported
     runnerfleet.models.delete(m.tag)
     entries = members(path)
-    info = json.loads(dict((e.name, d) for e, d in entries)["info.json"])
+    info = json.loads({e.name: d for e, d in entries}["info.json"])
     info["module"] = "tensorflow"
     foreign = [(e, json.dumps(info).encode() if e.name == "info.json" else d) for e, d in entries]
     with pytest.raises(InvalidArgument, match="unknown model framework 'tensorflow'"):
         runnerfleet.models.import_model(str(write_tar(tmp_path / "tf.rfmodel", reseal(foreign))))
     no_info = [(e, d) for e, d in entries if e.name != "info.json"]
-    manifest = json.loads(dict((e.name, d) for e, d in no_info)["manifest.json"])
+    manifest = json.loads({e.name: d for e, d in no_info}["manifest.json"])
     del manifest["files"]["info.json"]
     no_info = [
         (e, json.dumps(manifest).encode() if e.name == "manifest.json" else d) for e, d in no_info

@@ -30,7 +30,7 @@ def clf():
     return LogisticRegression(max_iter=1000).fit(X, Y)
 
 
-@pytest.fixture()
+@pytest.fixture
 def saved(store_home, clf):
     return runnerfleet.sklearn.save_model("iris_clf", clf, custom_objects={"k": 1})
 
@@ -117,12 +117,14 @@ def test_cli_get_verify(saved, store_home):
     ok = CliRunner().invoke(cli, ["models", "get", str(saved.tag), "--verify", "-o", "json"])
     assert ok.exit_code == 0, ok.output
     shown = json.loads(ok.output)
-    assert shown["verified"] == "ok" and len(shown["manifest_sha256"]) == 64
+    assert shown["verified"] == "ok"
+    assert len(shown["manifest_sha256"]) == 64
     swap_model_file(saved)
     before = tree_digest(store_home)
     bad = CliRunner().invoke(cli, ["models", "get", str(saved.tag), "--verify"])
     assert bad.exit_code == 1
-    assert "model.joblib" in bad.output and "Traceback" not in bad.output
+    assert "model.joblib" in bad.output
+    assert "Traceback" not in bad.output
     assert tree_digest(store_home) == before  # a refused check changes nothing
 
 

@@ -23,7 +23,7 @@ from protos.errors import InvalidArgument, ResourceExhausted
 GIB = 1 << 30
 
 
-@pytest.fixture()
+@pytest.fixture
 def stocked(store_home, tmp_path):
     """A store holding iris_clf, and an honest archive of it (not in the store's folder)."""
     x, y = load_iris(return_X_y=True)
@@ -96,11 +96,14 @@ def test_pax_sparse_member_declaring_1_gib_refused_before_writing(stocked, store
     assert archive.stat().st_size < 64 * 1024
     with tarfile.open(archive) as tar:  # the fixture really is what it claims
         sparse = [m for m in tar if m.name == "model.joblib"]
-        assert sparse and sparse[0].issparse() and sparse[0].size == GIB
+        assert sparse
+        assert sparse[0].issparse()
+        assert sparse[0].size == GIB
     before = tree(tmp_path, archive.parent)
     used_before = du_bytes(store_home)
     message = assert_refused_cleanly(store_home, tmp_path, archive, before)
-    assert "sparse" in message and "model.joblib" in message
+    assert "sparse" in message
+    assert "model.joblib" in message
     assert du_bytes(store_home) - used_before < 1 << 20
     assert [m.tag for m in store.list()] == [model.tag]
 
@@ -142,7 +145,8 @@ def test_size_bomb_header_refused_before_writing(stocked, store_home, tmp_path):
         f.write(b"\0" * (1 << 20))
     before = tree(tmp_path, archive.parent)
     message = assert_refused_cleanly(store_home, tmp_path, archive, before)
-    assert "beyond its limit" in message and "model.joblib" in message
+    assert "beyond its limit" in message
+    assert "model.joblib" in message
 
 
 def test_byte_cap_checked_while_streaming(stocked, store_home, tmp_path):
@@ -174,7 +178,8 @@ def test_limit_settings_from_env(monkeypatch):
     monkeypatch.setenv("RUNNERFLEET_MAX_EXTRACT_RATIO", "2.5")
     monkeypatch.setenv("RUNNERFLEET_MIN_FREE_BYTES", "0")
     policy = store.policy_from_env()
-    assert policy.extract_cap_bytes(1000) == 2500 and policy.min_free_bytes == 0
+    assert policy.extract_cap_bytes(1000) == 2500
+    assert policy.min_free_bytes == 0
     monkeypatch.setenv("RUNNERFLEET_MAX_EXTRACT_BYTES", "77")
     assert store.policy_from_env().extract_cap_bytes(1000) == 77
     monkeypatch.setenv("RUNNERFLEET_MAX_EXTRACT_RATIO", "-1")

@@ -25,7 +25,7 @@ def whole(model: store.Model) -> bool:
     )
 
 
-@pytest.fixture()
+@pytest.fixture
 def two_archives(store_home, tmp_path):
     """(tag, archive A, archive B): the same tag, different content (B was saved over A)."""
     a = store.save_model(
@@ -60,7 +60,8 @@ def test_replace_keeps_resolved_content_readable(two_archives):
     assert store.import_model(b, force=True).outcome == "replaced"
     after = store.get(tag)
     assert after.path != before.path
-    assert whole(before) and whole(after)  # the old reader still reads the old content, whole
+    assert whole(before)
+    assert whole(after)
     assert before.load_model().predict([[5.0]]).tolist() == [0]
     assert after.load_model().predict([[5.0]]).tolist() == [1]
 
@@ -97,5 +98,6 @@ def test_pre_link_store_replaced_in_one_exchange(two_archives, store_home):
     shutil.move(str(target), str(link))  # now a plain folder, as older stores have it
     assert store.get(tag).path == str(link)
     assert store.import_model(b, force=True).outcome == "replaced"
-    assert link.is_symlink() and whole(store.get(tag))
+    assert link.is_symlink()
+    assert whole(store.get(tag))
     assert store.get(tag).load_model().predict([[5.0]]).tolist() == [1]

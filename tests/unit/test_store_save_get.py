@@ -42,7 +42,8 @@ def test_save_with_labels_metadata_custom_objects(store_home, iris):
         signatures={"predict": {"batchable": True, "batch_dim": 0}},
     )
     m = runnerfleet.models.get("iris_clf:latest")
-    assert m.tag == saved.tag and m.tag.name == "iris_clf"
+    assert m.tag == saved.tag
+    assert m.tag.name == "iris_clf"
     # the version is a link to its content folder; Model.path is the folder it resolved to
     assert os.path.samefile(m.path, store_home / "models" / "iris_clf" / m.tag.version)
     assert m.custom_objects == {"tokenizer": {"vocab": ["a", "b"]}}
@@ -57,7 +58,8 @@ def test_save_with_labels_metadata_custom_objects(store_home, iris):
     assert m.info.module == "sklearn"
     assert m.info.context["framework"] == "sklearn"
     assert m.info.context["python_version"] == platform.python_version()
-    assert m.info.context["framework_version"] and m.info.context["runnerfleet_version"]
+    assert m.info.context["framework_version"]
+    assert m.info.context["runnerfleet_version"]
     loaded = runnerfleet.sklearn.load_model("iris_clf:latest")
     np.testing.assert_array_equal(loaded.predict(x), clf.predict(x))
 
@@ -193,7 +195,8 @@ def test_pytorch_runnable_numpy_in_numpy_out(store_home):
     runnable = store.get(m.tag).load_runnable("cpu")
     assert runnable.default_method == "__call__"
     doubled, sums = runnable.methods["__call__"](x)
-    assert isinstance(doubled, np.ndarray) and isinstance(sums, np.ndarray)
+    assert isinstance(doubled, np.ndarray)
+    assert isinstance(sums, np.ndarray)
     np.testing.assert_array_equal(doubled, x * 2)
     np.testing.assert_array_equal(runnable.methods["embed"](x), x + 1)
     read_only = np.frombuffer(x.tobytes(), dtype=np.float32).reshape(2, 3)

@@ -23,7 +23,7 @@ def invoke(*args: str):
     return CliRunner().invoke(cli, ["models", *args])
 
 
-@pytest.fixture()
+@pytest.fixture
 def keys(tmp_path):
     """Two key pairs made by the CLI: ours (trusted) and a stranger's."""
     out = {}
@@ -35,7 +35,7 @@ def keys(tmp_path):
     return out
 
 
-@pytest.fixture()
+@pytest.fixture
 def saved(store_home):
     x, y = load_iris(return_X_y=True)
     return runnerfleet.sklearn.save_model("iris_clf", LogisticRegression(max_iter=500).fit(x, y))
@@ -103,7 +103,8 @@ def test_unsigned_foreign_or_tampered_archives_refused(saved, keys, tmp_path, st
         "import", str(archive), "--force", "--require-signature", "--trusted-key", trusted
     )
     assert result.exit_code == 1
-    assert reason in result.output and "Traceback" not in result.output
+    assert reason in result.output
+    assert "Traceback" not in result.output
     assert snapshot(store_home) == before  # nothing in the store lost or changed
     policy = store.TrustPolicy(require_signature=True, trusted_keys=(trusted,))
     with pytest.raises(SignatureError, match=reason) as info:
@@ -114,7 +115,8 @@ def test_unsigned_foreign_or_tampered_archives_refused(saved, keys, tmp_path, st
 def test_require_signature_needs_a_key(saved, tmp_path):
     archive = export(saved.tag, tmp_path / "a.rfmodel")
     result = invoke("import", str(archive), "--require-signature")
-    assert result.exit_code != 0 and "--trusted-key" in result.output
+    assert result.exit_code != 0
+    assert "--trusted-key" in result.output
 
 
 def test_stored_version_signature_checked_at_load(saved, keys):

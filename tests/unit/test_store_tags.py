@@ -26,7 +26,8 @@ def test_parse_accepts_only_the_grammar(text):
     except InvalidArgument as exc:
         assert "model" in str(exc)
     else:
-        assert len(tag.name) <= 63 and (tag.version is None or len(tag.version) <= 63)
+        assert len(tag.name) <= 63
+        assert tag.version is None or len(tag.version) <= 63
 
 
 @pytest.mark.parametrize(
@@ -44,7 +45,8 @@ def test_bad_tags(text, message):
 
 
 def test_latest_and_plain_name():
-    assert Tag.from_str("iris").is_latest and Tag.from_str("iris:latest").is_latest
+    assert Tag.from_str("iris").is_latest
+    assert Tag.from_str("iris:latest").is_latest
     assert not Tag.from_str("iris:abc").is_latest
 
 

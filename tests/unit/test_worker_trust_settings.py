@@ -10,7 +10,8 @@ from runner_worker.settings import load_settings
 
 def test_defaults_verify_and_do_not_require_signatures():
     policy = load_settings({}, {}).trust_policy
-    assert policy.verify_integrity and not policy.require_signature
+    assert policy.verify_integrity
+    assert not policy.require_signature
 
 
 def test_env_turns_checks_off_or_requires_signatures():
@@ -20,7 +21,8 @@ def test_env_turns_checks_off_or_requires_signatures():
         "RUNNERFLEET_TRUSTED_KEYS": "/keys/a.pub, /keys/b.pub",
     }
     policy = load_settings({}, env).trust_policy
-    assert not policy.verify_integrity and policy.require_signature
+    assert not policy.verify_integrity
+    assert policy.require_signature
     assert policy.trusted_keys == ("/keys/a.pub", "/keys/b.pub")
 
 
