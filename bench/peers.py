@@ -36,10 +36,15 @@ def _sklearn_version() -> str:
 def requirements(name: str) -> list[list[str]]:
     """pip install steps per peer (torch first, alone, so pip takes the local CPU wheel)."""
     sk = f"scikit-learn=={_sklearn_version()}"  # the same pickle format as the project's store
-    if name == "mlserver":
-        return [["mlserver==1.7.*", "mlserver-sklearn==1.7.*", "uvloop<0.22", sk]]
+    torch = "torch==2.13.0"
+    if name == "mlserver":  # torch: the custom TorchScript runtime (bench/peer_mlserver_runtime.py)
+        return [[torch], ["mlserver==1.7.*", "mlserver-sklearn==1.7.*", "uvloop<0.22", sk, torch]]
     if name == "pytriton":
-        return [["torch==2.13.0"], ["nvidia-pytriton==0.7.*", sk, "torch==2.13.0"]]
+        return [[torch], ["nvidia-pytriton==0.7.*", sk, torch]]
+    if name == "bentoml":
+        return [[torch], ["bentoml==1.4.*", sk, torch]]
+    if name == "rayserve":
+        return [[torch], ["ray[serve]==2.*", sk, torch]]
     raise ValueError(name)
 
 
