@@ -148,8 +148,14 @@ def start_mlserver(
     *,
     max_batch_size: int,
     max_batch_time_s: float,
+    parallel_workers: int | None = None,
     timeout: float = 120.0,
 ) -> Served:
+    """MLServer with scikit-learn models (its own runtime) and torch ones (a TorchScript runtime).
+
+    Adaptive batching is off when `max_batch_size` <= 1; `parallel_workers` None keeps MLServer's
+    default (1), 0 runs inference in the server process itself.
+    """
     py = ensure_venv("mlserver", run_dir / "logs" / "mlserver-install.log")
     repo = run_dir / "mlserver-repo"
     repo.mkdir(parents=True, exist_ok=True)
@@ -165,6 +171,7 @@ def start_mlserver(
                 "grpc_max_message_length": 256 * 2**20,
                 "metrics_dir": str(run_dir / "mlserver-metrics"),
                 "environments_dir": str(run_dir / "mlserver-envs"),
+                **({} if parallel_workers is None else {"parallel_workers": parallel_workers}),
             },
             indent=1,
         )
@@ -172,21 +179,28 @@ def start_mlserver(
     served = []
     for name in models:
         spec = plan["models"][name]
-        if spec.get("peer_kind") != "sklearn":
-            continue  # MLServer 1.7 ships no torch runtime: only the scikit-learn model
+        if spec.get("peer_kind") == "sklearn":
+            impl = "peer_mlserver_runtime.CountingSKLearnModel"
+            extra = {"predict_fn": spec["method"]}
+        elif spec.get("peer_kind") == "torchscript":
+            impl = "peer_mlserver_torch.TorchScriptModel"
+            extra = {"output_name": spec["output_name"]}
+        else:
+            continue  # echo: no MLServer runtime for it
         mdir = repo / name
         mdir.mkdir(exist_ok=True)
+        batching = (
+            {"max_batch_size": max_batch_size, "max_batch_time": max_batch_time_s}
+            if max_batch_size > 1
+            else {}
+        )
         (mdir / "model-settings.json").write_text(
             json.dumps(
                 {
                     "name": name,
-                    "implementation": "peer_mlserver_runtime.CountingSKLearnModel",
-                    "max_batch_size": max_batch_size,
-                    "max_batch_time": max_batch_time_s,
-                    "parameters": {
-                        "uri": spec["peer_artifact"],
-                        "extra": {"predict_fn": spec["method"]},
-                    },
+                    "implementation": impl,
+                    **batching,
+                    "parameters": {"uri": spec["peer_artifact"], "extra": extra},
                 },
                 indent=1,
             )
@@ -223,9 +237,10 @@ def start_mlserver(
         "versions": peer_versions(py, ["mlserver", "mlserver-sklearn", "scikit-learn", "uvloop"]),
         "models": served,
         "settings": {
+            "adaptive_batching": max_batch_size > 1,
             "max_batch_size": max_batch_size,
             "max_batch_time_s": max_batch_time_s,
-            "parallel_workers": "default (1)",
+            "parallel_workers": "default (1)" if parallel_workers is None else parallel_workers,
         },
     }
     return s
@@ -238,6 +253,7 @@ def start_pytriton(
     *,
     max_batch_size: int,
     queue_delay_us: int,
+    instances: int = 1,
     timeout: float = 180.0,
 ) -> Served:
     py = ensure_venv("pytriton", run_dir / "logs" / "pytriton-install.log")
@@ -273,6 +289,8 @@ def start_pytriton(
         str(max_batch_size),
         "--queue-delay-us",
         str(queue_delay_us),
+        "--instances",
+        str(instances),
         "--workspace",
         str(run_dir / "pytriton-ws"),
         "--ready-file",
@@ -300,7 +318,7 @@ def start_pytriton(
         "settings": {
             "max_batch_size": max_batch_size,
             "max_queue_delay_microseconds": queue_delay_us,
-            "instances": 1,
+            "instances": instances,
             "backend": "python (PyTriton proxy)",
         },
     }
