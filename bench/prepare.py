@@ -130,7 +130,12 @@ def memory_bandwidth(nbytes: int = 4 * 2**20, seconds: float = 0.3) -> dict:
         np.copyto(dst, src)
         n += 1
     dt = time.perf_counter() - t0
-    return {"bytes": nbytes, "copies": n, "gib_per_s": n * nbytes / dt / 2**30, "copy_ms": dt / n * 1e3}
+    return {
+        "bytes": nbytes,
+        "copies": n,
+        "gib_per_s": n * nbytes / dt / 2**30,
+        "copy_ms": dt / n * 1e3,
+    }
 
 
 def _row_shape(spec_shape, fallback: list[int]) -> list[int]:

@@ -89,7 +89,9 @@ class Pool:
             ins, refs = [], []
             for k in range(self.n):
                 x = np.ascontiguousarray(self.x[k, :rows])
-                inp = self._grpc.InferInput(self.spec["input_name"], list(x.shape), self.spec["datatype"])
+                inp = self._grpc.InferInput(
+                    self.spec["input_name"], list(x.shape), self.spec["datatype"]
+                )
                 inp.set_data_from_numpy(x)
                 ins.append(inp)
                 refs.append(np.asarray(self.y[k, :rows]))
@@ -198,12 +200,21 @@ async def _run(spec: dict) -> dict:
         return True
 
     async def closed(p: dict, seconds: float, tally: Tally | None) -> float:
-        stop_at = time.perf_counter() + seconds
+        now = time.perf_counter()
+        stop_at = now + seconds
+        # A measured window runs on past `seconds` until it holds `min_samples` answers, but
+        # never past `max_duration_s` (the sample count is reported either way).
+        hard_stop = now + max(seconds, float(p.get("max_duration_s") or 0))
+        need = int(p.get("min_samples") or 0) if tally is not None else 0
         counter = iter(range(1 << 62))
 
+        def going() -> bool:
+            t = time.perf_counter()
+            return t < stop_at or (t < hard_stop and tally is not None and len(tally.lat) < need)
+
         async def worker() -> None:
-            # Bounded: stops at `stop_at`, whatever the server does (per-call timeout).
-            while time.perf_counter() < stop_at:
+            # Bounded: stops by `hard_stop`, whatever the server does (per-call timeout).
+            while going():
                 t0 = time.perf_counter()
                 if not await call(next(counter), p["models"], p["rows"], t0, tally):
                     await asyncio.sleep(0.001)
@@ -240,7 +251,9 @@ async def _run(spec: dict) -> dict:
         if tally is not None:
             tally.errors += dropped
             if dropped:
-                tally.first_error = tally.first_error or f"{dropped} dropped: {MAX_IN_FLIGHT} in flight"
+                tally.first_error = (
+                    tally.first_error or f"{dropped} dropped: {MAX_IN_FLIGHT} in flight"
+                )
         return max(time.perf_counter() - t0, float(offsets[-1]))
 
     try:
@@ -285,9 +298,7 @@ async def _run(spec: dict) -> dict:
                 point["offered_rps"] = float(p["rate"])
                 point["send_lag_p99_ms"] = _ms(_percentile(lag, 99))
             if len(p["models"]) > 1:
-                point["per_model"] = {
-                    m: _summary(v, elapsed) for m, v in tally.per_model.items()
-                }
+                point["per_model"] = {m: _summary(v, elapsed) for m, v in tally.per_model.items()}
             point["mean_batch"] = None
             if before and before.get(p["models"][0]) is not None:
                 try:
