@@ -10,9 +10,10 @@ the model plan (bench/results/tmp/.../plan.json, written by bench/prepare.py) an
 - ``echo``: identity on an FP32 tensor (bandwidth).
 
 Each model gets `--instances` instances (a list of infer callables: PyTriton runs one model
-instance per callable) and Triton's dynamic batcher (``max_batch_size`` and ``max_queue_delay_microseconds``
-from the command line; 0 us is Triton's default). Access-restricted endpoints (statistics among
-them) use the fixed token given with ``--token``; perf_analyzer passes it as the header
+instance per callable) and Triton's dynamic batcher (``max_batch_size`` and
+``max_queue_delay_microseconds`` from the command line; 0 us is Triton's default).
+Access-restricted endpoints (statistics among them) use the fixed token given with
+``--token``; perf_analyzer passes it as the header
 ``triton-grpc-protocol-triton-access-token``. When the server is ready it writes ``--ready-file``.
 """
 

@@ -123,7 +123,6 @@ PROFILES = {
     "quick": RaceProfile(
         name="quick",
         entries=[
-            "bare",
             "zerocopy",
             "rf",
             "triton-d100-i1",
@@ -335,28 +334,6 @@ class Race:
             want = [m for m in want if self.plan["models"][m]["peer_kind"] != "identity"]
         return want
 
-    def verify(self, entry: str, served: peers.Served, model: str) -> bool | str:
-        spec = self.plan["models"][model]
-        vout = self.run_dir / f"verify-{entry}-{model}.npy"
-        vout.unlink(missing_ok=True)
-        args = [
-            *harness._loadgen_argv(served, model, spec, "1"),
-            "--verify-in",
-            spec["verify_in"],
-            "--verify-out",
-            str(vout),
-            "--verify-only",
-            "--out",
-            str(self.run_dir / f"verify-{entry}-{model}.json"),
-        ]
-        for k, v in served.headers:
-            args += ["--header", f"{k}:{v}"]
-        try:
-            harness._run_py(args, env=self.env, timeout=120, log_path=self.logs / "verify.log")
-        except Exception as e:  # noqa: BLE001
-            return f"verification call failed: {str(e)[-300:]}"
-        return self.h.verify(model, vout) if vout.exists() else "no answer"
-
     def load(self, entry: str, served: peers.Served, models: list[str], rep: int) -> dict:
         pts = points_for(self.p, models)
         spec = {
@@ -374,6 +351,14 @@ class Race:
                 for m in models
             },
             "points": pts,
+            "verify": {
+                m: {
+                    "in": self.plan["models"][m]["verify_in"],
+                    "ref": self.plan["models"][m]["verify_ref"],
+                    "out": str(self.run_dir / f"verify-{entry}-r{rep}-{m}.npy"),
+                }
+                for m in models
+            },
         }
         sp = self.run_dir / f"load-{entry}-r{rep}.spec.json"
         out = self.run_dir / f"load-{entry}-r{rep}.json"
@@ -391,7 +376,14 @@ class Race:
         except Exception as e:  # noqa: BLE001
             if not out.exists():
                 return {"error": str(e)[-800:], "points": []}
-        return json.loads(out.read_text())
+        res = json.loads(out.read_text())
+        res["verified"] = {
+            m: self.h.verify(m, pathlib.Path(v["out"]))
+            if pathlib.Path(v["out"]).exists()
+            else "no answer to the fixed input"
+            for m, v in spec["verify"].items()
+        }
+        return res
 
     def perf_analyzer(self, entry: str, served: peers.Served, models: list[str]) -> list[dict]:
         if ENTRIES[entry]["kind"] not in ("rf", "triton", "bare"):
@@ -452,9 +444,9 @@ class Race:
         cold_s = time.perf_counter() - t0
         r: dict = {"status": "ok", "cold_start_s": cold_s, "info": served.info, "models": models}
         try:
-            r["verified"] = {m: self.verify(entry, served, m) for m in models}
             lg = self.load(entry, served, models, rep)
             r["points"], r["error"] = lg.get("points", []), lg.get("error", "")
+            r["verified"] = lg.get("verified", {})
             r["perf_analyzer"] = self.perf_analyzer(entry, served, models)
         except Exception:  # noqa: BLE001
             r["status"], r["reason"] = "failed", traceback.format_exc()[-1500:]

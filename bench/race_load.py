@@ -99,8 +99,8 @@ class Pool:
         k = i % self.n
         return self._inputs[rows][k], self._refs[rows][k]
 
-    def check(self, res, ref: np.ndarray) -> str:
-        """'' when the answer equals the in-process one, else what differs."""
+    def answer(self, res) -> np.ndarray | None:
+        """The answer's first output as an array (raw or typed contents)."""
         name = self.spec["output_name"]
         try:
             y = res.as_numpy(name)
@@ -109,10 +109,17 @@ class Pool:
         if y is None:
             out = res.get_response().outputs
             if not out:
-                return "no output"
+                return None
             c = out[0].contents
             vals = c.int64_contents or c.fp32_contents or c.fp64_contents or c.int_contents
             y = np.asarray(list(vals))
+        return y
+
+    def check(self, res, ref: np.ndarray) -> str:
+        """'' when the answer equals the in-process one, else what differs."""
+        y = self.answer(res)
+        if y is None:
+            return "no output"
         if y.size != ref.size:
             return f"{y.size} values, expected {ref.size}"
         y = y.reshape(ref.shape)
@@ -257,6 +264,22 @@ async def _run(spec: dict) -> dict:
         return max(time.perf_counter() - t0, float(offsets[-1]))
 
     try:
+        for model, v in (spec.get("verify") or {}).items():
+            # One fixed input, all its rows in one request, answer saved for the runner to check.
+            x = np.load(v["in"])
+            inp = pools[model]._grpc.InferInput(
+                spec["models"][model]["input_name"],
+                list(x.shape),
+                spec["models"][model]["datatype"],
+            )
+            inp.set_data_from_numpy(x)
+            res = await client.infer(model, [inp], headers=headers, client_timeout=60)
+            ref_shape = np.load(v["ref"]).shape
+            y = pools[model].answer(res)
+            np.save(
+                v["out"],
+                y if y is None or y.size != int(np.prod(ref_shape)) else y.reshape(ref_shape),
+            )
         for p in spec["points"]:
             p = {"rows": 1, **p}
             warm = float(p.get("warmup_s", 0.0))

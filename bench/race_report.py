@@ -333,7 +333,8 @@ def evaluate_targets(res: dict, summary: dict) -> list[dict]:
                 rfk[0]["knee_rps"] / t[0] if t[0] else None,
                 1.3,
                 True,
-                f"{rfk[0]['knee_rps']:,.0f} vs {t[0]:,.0f} req/s ({t[1]}) at p99 < {KNEE_P99_MS:.0f} ms{cap}",
+                f"{rfk[0]['knee_rps']:,.0f} vs {t[0]:,.0f} req/s ({t[1]}) "
+                f"at p99 < {KNEE_P99_MS:.0f} ms{cap}",
             )
             break
     else:
@@ -461,6 +462,10 @@ def _spread(p: dict, key: str, nd: int) -> str:
     return f"{_f(p.get(key), nd)} [{_f(lo, nd)}-{_f(hi, nd)}]"
 
 
+def _header(*cols: str) -> list[str]:
+    return ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+
+
 def _kept_sections(old: str) -> list[str]:
     return [
         m.group(0) for m in re.finditer(r"<!-- begin:([\w.-]+) -->.*?<!-- end:\1 -->", old, re.S)
@@ -482,7 +487,8 @@ def markdown(res: dict, md_dir: pathlib.Path, plot_paths: list[pathlib.Path], ol
     )
     L.append("")
     L.append(
-        f"- Machine: {m.get('cpu', '?')}, {m.get('cores', '?')} cores, {m.get('memory_gib', '?')} GiB, "
+        f"- Machine: {m.get('cpu', '?')}, {m.get('cores', '?')} cores, "
+        f"{m.get('memory_gib', '?')} GiB, "
         f"{m.get('os', '')}, Python {m.get('python', '?')}"
     )
     la0, la1 = meta.get("loadavg_start") or [0, 0, 0], meta.get("loadavg_end") or [0, 0, 0]
@@ -568,16 +574,22 @@ def markdown(res: dict, md_dir: pathlib.Path, plot_paths: list[pathlib.Path], ol
     plan = res.get("plan", {})
     L.append("## Models")
     L.append("")
-    L.append(
-        "| model | store tag | request row | weights sha256 | pool | in-process load s | in-process best batch |"
+    L += _header(
+        "model",
+        "store tag",
+        "request row",
+        "weights sha256",
+        "pool",
+        "in-process load s",
+        "in-process best batch",
     )
-    L.append("|---|---|---|---|---|---|---|")
     ip = res.get("inprocess", {}).get("models", {})
     for name, pl in plan.items():
         b = ip.get(name, {}).get("best")
         best = f"{_f(b['rows_per_s'])} rows/s at {b['batch']}" if b else "-"
         L.append(
-            f"| {name} | `{pl.get('tag')}` | {pl.get('request_shape', [])[1:]} {pl.get('datatype')} "
+            f"| {name} | `{pl.get('tag')}` | "
+            f"{pl.get('request_shape', [])[1:]} {pl.get('datatype')} "
             f"| `{(pl.get('weights_sha256') or '-')[:16]}` | {pl.get('pool_requests')} x "
             f"{pl.get('max_rows')} rows | {_f(pl.get('load_s'), 2)} | {best} |"
         )
@@ -615,10 +627,13 @@ def markdown(res: dict, md_dir: pathlib.Path, plot_paths: list[pathlib.Path], ol
     # resources
     L.append("## Resources")
     L.append("")
-    L.append(
-        "| entry | cold start s (spawn to SERVING, all its models) | RSS MiB (all processes, max) | largest processes | settings |"
+    L += _header(
+        "entry",
+        "cold start s (spawn to SERVING, all its models)",
+        "RSS MiB (all processes, max)",
+        "largest processes",
+        "settings",
     )
-    L.append("|---|---|---|---|---|")
     for e, v in sorted(summary["entries"].items()):
         if not v["ok_repeats"]:
             continue
@@ -645,11 +660,22 @@ def markdown(res: dict, md_dir: pathlib.Path, plot_paths: list[pathlib.Path], ol
             continue
         L.append(f"## {model}: closed loop")
         L.append("")
-        L.append(
-            "| entry | c | rows | req/s [min-max] | p50 ms | p99 ms [min-max] | samples | wrong | errors "
-            "| mean batch | CPU ms/req | client cores | best of its peer | RF ÷ it |"
+        L += _header(
+            "entry",
+            "c",
+            "rows",
+            "req/s [min-max]",
+            "p50 ms",
+            "p99 ms [min-max]",
+            "samples",
+            "wrong",
+            "errors",
+            "mean batch",
+            "CPU ms/req",
+            "client cores",
+            "best of its peer",
+            "RF ÷ it",
         )
-        L.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
         rows.sort(key=lambda x: (x[1]["rows"], x[1]["c"], x[0]))
         for e, p in rows:
             fam = family(e)
@@ -659,7 +685,8 @@ def markdown(res: dict, md_dir: pathlib.Path, plot_paths: list[pathlib.Path], ol
             L.append(
                 f"| {e} | {p['c']} | {p['rows']} | {_spread(p, 'rps', 0)} | {_f(p['p50_ms'], 2)} | "
                 f"{_spread(p, 'p99', 1)} | {p['samples']:,} | {p['wrong']} | {p['errors']} | "
-                f"{_f(p['mean_batch'], 1)} | {_f(p['cpu_ms_per_req'], 3)} | {_f(p['client_cores'], 2)} | "
+                f"{_f(p['mean_batch'], 1)} | {_f(p['cpu_ms_per_req'], 3)} | "
+                f"{_f(p['client_cores'], 2)} | "
                 f"{'yes' if is_best and fam in PEERS else ''} | {ratio} |"
             )
         L.append("")
@@ -672,10 +699,18 @@ def markdown(res: dict, md_dir: pathlib.Path, plot_paths: list[pathlib.Path], ol
         if opens:
             L.append(f"### {model}: open loop (latency from each request's scheduled time)")
             L.append("")
-            L.append(
-                "| entry | arrivals | offered req/s | achieved req/s | p50 ms | p99 ms [min-max] | samples | wrong | errors | client send lag p99 ms |"
+            L += _header(
+                "entry",
+                "arrivals",
+                "offered req/s",
+                "achieved req/s",
+                "p50 ms",
+                "p99 ms [min-max]",
+                "samples",
+                "wrong",
+                "errors",
+                "client send lag p99 ms",
             )
-            L.append("|---|---|---|---|---|---|---|---|---|---|")
             opens.sort(key=lambda x: (x[1]["arrival"], x[0], x[1]["rate"]))
             for e, p in opens:
                 L.append(
@@ -701,10 +736,17 @@ def markdown(res: dict, md_dir: pathlib.Path, plot_paths: list[pathlib.Path], ol
     if mixes:
         L.append("## A mix of models in one cluster (round robin)")
         L.append("")
-        L.append(
-            "| entry | models | c | req/s [min-max] | p99 ms | per model req/s, p99 ms | samples | wrong | errors |"
+        L += _header(
+            "entry",
+            "models",
+            "c",
+            "req/s [min-max]",
+            "p99 ms",
+            "per model req/s, p99 ms",
+            "samples",
+            "wrong",
+            "errors",
         )
-        L.append("|---|---|---|---|---|---|---|---|---|")
         for e, p in sorted(mixes, key=lambda x: (x[1]["c"], x[0])):
             per = "; ".join(
                 f"{m}: {_f(v['rps'])}, {_f(v['p99_ms'], 1)}"
