@@ -448,13 +448,22 @@ class Race:
         models = self.entry_models(entry)
         if not models:
             return {"status": "skipped", "reason": "no model of this run that it serves"}
-        t0 = time.perf_counter()
-        try:
-            served = self.start(entry, models)
-        except Exception as e:  # noqa: BLE001 - one entry never sinks the run
-            return {"status": "failed", "reason": f"{type(e).__name__}: {e}"[-1500:]}
+        first_failure = ""
+        for attempt in (1, 2):  # one retry: a peer's start can fail once on a busy machine
+            t0 = time.perf_counter()
+            try:
+                served = self.start(entry, models)
+                break
+            except Exception as e:  # noqa: BLE001 - one entry never sinks the run
+                why = f"{type(e).__name__}: {e}"[-1500:]
+                if attempt == 2 or ENTRIES[entry]["kind"] == "http-peer":
+                    return {"status": "failed", "reason": why, "first_failure": first_failure}
+                first_failure = why
+                log(f"    start failed, retrying once: {why.splitlines()[0][:200]}")
         cold_s = time.perf_counter() - t0
         r: dict = {"status": "ok", "cold_start_s": cold_s, "info": served.info, "models": models}
+        if first_failure:
+            r["first_start_failure"] = first_failure
         try:
             lg = self.load(entry, served, models, rep)
             r["points"], r["error"] = lg.get("points", []), lg.get("error", "")
@@ -500,7 +509,10 @@ class Race:
             for m, v in self.plan["models"].items()
         }
         self.res["inprocess"] = self.h.results.get("inprocess", {})
-        entries = [e for e in self.p.entries if not only or e in only]
+        unknown = [e for e in only or [] if e not in ENTRIES]
+        if unknown:
+            raise SystemExit(f"unknown entries {unknown}; known: {', '.join(ENTRIES)}")
+        entries = list(only) if only else list(self.p.entries)  # --only: any entry
         rng = random.Random(self.seed)
         for rep in range(self.p.repeats):
             order = entries[:]

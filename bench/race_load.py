@@ -100,20 +100,23 @@ class Pool:
         return self._inputs[rows][k], self._refs[rows][k]
 
     def answer(self, res) -> np.ndarray | None:
-        """The answer's first output as an array (raw or typed contents)."""
-        name = self.spec["output_name"]
-        try:
-            y = res.as_numpy(name)
-        except Exception:  # noqa: BLE001 - servers that answer typed contents (MLServer)
-            y = None
-        if y is None:
-            out = res.get_response().outputs
-            if not out:
-                return None
-            c = out[0].contents
-            vals = c.int64_contents or c.fp32_contents or c.fp64_contents or c.int_contents
-            y = np.asarray(list(vals))
-        return y
+        """The answer's output as an array: by the plan's name, else the first output (MLServer
+        names it after the method), from raw or typed contents."""
+        outs = res.get_response().outputs
+        for name in (self.spec["output_name"], outs[0].name if outs else None):
+            if name is None:
+                continue
+            try:
+                y = res.as_numpy(name)
+            except Exception:  # noqa: BLE001 - typed contents: below
+                y = None
+            if y is not None:
+                return y
+        if not outs:
+            return None
+        c = outs[0].contents
+        vals = c.int64_contents or c.fp32_contents or c.fp64_contents or c.int_contents
+        return np.asarray(list(vals))
 
     def check(self, res, ref: np.ndarray) -> str:
         """'' when the answer equals the in-process one, else what differs."""

@@ -85,8 +85,8 @@ def _agg_points(runs: list[dict]) -> dict[str, dict]:
             "mib_per_s": _med([p.get("mib_per_s") for p in ps]),
             "p50_ms": _med([p.get("p50_ms") for p in ps]),
             "p99_ms": _med(p99),
-            "p99_min": min(p99) if p99 else None,
-            "p99_max": max(p99) if p99 else None,
+            "p99_ms_min": min(p99) if p99 else None,
+            "p99_ms_max": max(p99) if p99 else None,
             "samples": sum(p["requests"] for p in ps),
             "samples_min": min(p["requests"] for p in ps),
             "wrong": sum(p.get("wrong", 0) for p in ps),
@@ -684,10 +684,10 @@ def markdown(res: dict, md_dir: pathlib.Path, plot_paths: list[pathlib.Path], ol
             ratio = f"{rf[1]['rps'] / p['rps']:.2f}x" if rf and p["rps"] and fam != "rf" else ""
             L.append(
                 f"| {e} | {p['c']} | {p['rows']} | {_spread(p, 'rps', 0)} | {_f(p['p50_ms'], 2)} | "
-                f"{_spread(p, 'p99', 1)} | {p['samples']:,} | {p['wrong']} | {p['errors']} | "
+                f"{_spread(p, 'p99_ms', 1)} | {p['samples']:,} | {p['wrong']} | {p['errors']} | "
                 f"{_f(p['mean_batch'], 1)} | {_f(p['cpu_ms_per_req'], 3)} | "
                 f"{_f(p['client_cores'], 2)} | "
-                f"{'yes' if is_best and fam in PEERS else ''} | {ratio} |"
+                f"{'yes' if is_best and fam in PEERS and p['rps'] else ''} | {ratio} |"
             )
         L.append("")
         opens = [
@@ -715,7 +715,7 @@ def markdown(res: dict, md_dir: pathlib.Path, plot_paths: list[pathlib.Path], ol
             for e, p in opens:
                 L.append(
                     f"| {e} | {p['arrival']} | {_f(p['rate'])} | {_spread(p, 'rps', 0)} | "
-                    f"{_f(p['p50_ms'], 2)} | {_spread(p, 'p99', 1)} | {p['samples']:,} | "
+                    f"{_f(p['p50_ms'], 2)} | {_spread(p, 'p99_ms', 1)} | {p['samples']:,} | "
                     f"{p['wrong']} | {p['errors']} | {_f(p['send_lag_p99_ms'], 2)} |"
                 )
             L.append("")
