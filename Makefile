@@ -33,7 +33,7 @@ proto-check: install ## fail when the generated modules drift from the .proto so
 lint: install ## ruff, mypy and the import layers (lint-imports, contracts in pyproject.toml)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy protos/codec.py protos/errors.py protos/status.py protos/settings_loader.py protos/stream.py protos/server_info.py store runner_worker api_gateway runnerfleet
+	$(BIN)/mypy protos store runner_worker api_gateway runnerfleet
 	$(BIN)/lint-imports
 
 test-fast: install ## unit tests only (pure, no processes; under a minute)
@@ -50,9 +50,14 @@ test: install test-deps ## run the whole test suite (unit, integration, deploy, 
 	$(MAKE) --no-print-directory proto-check
 	$(BIN)/python -m pytest -q tests --ignore=tests/compat
 	$(MAKE) --no-print-directory test-compat
+	$(MAKE) --no-print-directory test-compose
 
 test-compat: install ## tritonclient / perf_analyzer tests (own process: they can't share one with protos/)
 	$(BIN)/python -m pytest -q tests/compat; rc=$$?; [ $$rc -eq 5 ] && rc=0; exit $$rc
+
+.PHONY: test-compose
+test-compose: install test-deps ## build the image, run the docker-compose cluster for real, check it (own dockerd if none runs)
+	VENV=$(VENV) bash deploy/ci/test-compose.sh
 
 demo: install ## save the demo models, start a local cluster, query it (runnerfleet.client + tritonclient), stop
 	$(BIN)/python -m runnerfleet.cluster_demo

@@ -17,13 +17,14 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from api_gateway.auth import BearerTokenInterceptor, load_token, server_credentials
+from api_gateway.auth import auth_interceptor, server_credentials, worker_credentials
 from api_gateway.forwarder import Forwarder
 from api_gateway.metrics import GatewayMetrics
 from api_gateway.plane import GatewayPlane
 from api_gateway.pool import WorkerPool
 from api_gateway.servicer import SERVICE_NAME, GatewayServicer, generic_handler
 from api_gateway.settings import GatewaySettings
+from protos.auth import is_loopback
 
 __all__ = ["GatewayApp", "serve", "run", "write_port_file"]
 
@@ -36,8 +37,12 @@ class GatewayApp:
     def __init__(self, settings: GatewaySettings) -> None:
         self.settings = settings
         self.metrics = GatewayMetrics()
+        self.worker_credentials = worker_credentials(settings)  # read once; tokens stay inside
         self.pool = WorkerPool(
-            settings, on_change=self._on_pool_change, on_batch=self.metrics.observe_batch
+            settings,
+            on_change=self._on_pool_change,
+            on_batch=self.metrics.observe_batch,
+            credentials=self.worker_credentials,
         )
         self.forwarder = Forwarder(
             self.pool,
@@ -72,7 +77,9 @@ class GatewayApp:
     async def start(self) -> None:
         """Bind everything, discover workers, then report SERVING and write the port file."""
         settings = self.settings
-        token = load_token(settings)
+        policy, auth = auth_interceptor(
+            settings, on_reject=lambda reason: self.metrics.rejected.labels(reason).inc()
+        )
         credentials = server_credentials(settings)
         apis = None
         if settings.service:
@@ -83,13 +90,14 @@ class GatewayApp:
             self.apis = apis
             for name in apis.names():
                 self.metrics.touch_model(name)
-        self.metrics_port = self.metrics.serve(settings.host, settings.metrics_port)
-        interceptors = []
-        if token:
-            interceptors.append(
-                BearerTokenInterceptor(
-                    token, on_reject=lambda: self.metrics.rejected.labels("unauthenticated").inc()
-                )
+        metrics_host = settings.metrics_host or settings.host
+        self.metrics_port = self.metrics.serve(metrics_host, settings.metrics_port, settings)
+        interceptors = [auth] if auth is not None else []
+        if not policy.enabled and not is_loopback(settings.host):
+            log.warning(
+                "serving %s without authentication: anyone who reaches it may call every rpc "
+                "(configure tokens or --tls-client-ca; docs/SECURITY.md)",
+                settings.host,
             )
         limit = settings.max_message_bytes
         self.server = grpc.aio.server(
@@ -128,9 +136,10 @@ class GatewayApp:
         if settings.port_file:
             write_port_file(settings.port_file, self.grpc_port, self.metrics_port)
         log.info(
-            "listening grpc=%s:%d metrics=%s:%d tls=%s auth=%s workers=%d",
-            settings.host, self.grpc_port, settings.host, self.metrics_port,
-            credentials is not None, bool(token), len(self.pool.workers),
+            "listening grpc=%s:%d metrics=%s:%d tls=%s auth=%s worker_tls=%s workers=%d",
+            settings.host, self.grpc_port, metrics_host, self.metrics_port,
+            credentials is not None, policy.enabled, self.worker_credentials.channel is not None,
+            len(self.pool.workers),
         )  # fmt: skip
 
     async def drain(self) -> bool:

@@ -5,7 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from protos.metrics_http import MetricsServer, metrics_access, serve_metrics
+from protos.trust_settings import TrustSettings
 
 __all__ = ["GatewayMetrics", "REJECT_REASONS"]
 
@@ -66,7 +69,7 @@ class GatewayMetrics:
             self.rejected.labels(reason)
         self._model_children: dict[tuple[str, str], tuple[Any, Any]] = {}
         self._known_workers: set[str] = set()
-        self._server: Any = None
+        self._server: MetricsServer | None = None
 
     def observe_request(self, model: str, code: str, duration_s: float) -> None:
         """Count one answered request and its duration (after the handler finished)."""
@@ -111,17 +114,15 @@ class GatewayMetrics:
         self._known_workers = current
         self.workers.set(len(workers))
 
-    def serve(self, host: str, port: int) -> int:
-        """Start the /metrics HTTP server; returns the bound port (port 0 = any free one)."""
-        server, _thread = start_http_server(port, addr=host, registry=self.registry)
-        self._server = server
-        return int(server.server_port)
+    def serve(self, host: str, port: int, access: TrustSettings | None = None) -> int:
+        """Serve /metrics on a daemon thread (TLS / basic auth per `access`); the bound port."""
+        self._server = serve_metrics(self.registry, host, port, **metrics_access(access))
+        return self._server.port
 
     def shutdown(self) -> None:
         """Stop the /metrics HTTP server."""
         if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+            self._server.close()
             self._server = None
 
 

@@ -23,6 +23,7 @@ from collections.abc import Awaitable, Callable, Mapping
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from api_gateway.auth import WorkerCredentials
 from api_gateway.coalescer import Coalescer, ForwardOutcome
 from api_gateway.settings import GatewaySettings, parse_address
 from protos import grpc_service_pb2 as pb
@@ -41,9 +42,14 @@ _RECONNECT_BACKOFF_S = (0.1, 0.2, 0.5, 1.0)
 _MODEL_INFER_PATH = "/inference.GRPCInferenceService/ModelInfer"
 
 
-def channel_options(max_message_bytes: int) -> list[tuple[str, int]]:
+def channel_options(
+    max_message_bytes: int, tls_server_name: str | None = None
+) -> list[tuple[str, int | str]]:
     """Channel options for gateway -> worker: big messages, fast reconnects, keepalive."""
-    return [
+    name: list[tuple[str, int | str]] = (
+        [("grpc.ssl_target_name_override", tls_server_name)] if tls_server_name else []
+    )
+    return name + [
         ("grpc.max_send_message_length", max_message_bytes),
         ("grpc.max_receive_message_length", max_message_bytes),
         ("grpc.initial_reconnect_backoff_ms", 100),
@@ -60,12 +66,21 @@ class Worker:
     """One worker: its channel and stubs, health, hosted models and forward queue."""
 
     def __init__(
-        self, address: str, settings: GatewaySettings, on_batch: Callable[[str, int, float], None]
+        self,
+        address: str,
+        settings: GatewaySettings,
+        on_batch: Callable[[str, int, float], None],
+        credentials: WorkerCredentials | None = None,
     ) -> None:
         self.address = address
-        self.channel = grpc.aio.insecure_channel(
-            address, options=channel_options(settings.max_message_bytes)
-        )
+        creds = credentials or WorkerCredentials()
+        options = channel_options(settings.max_message_bytes, creds.server_name)
+        if creds.channel is not None:  # TLS: a plaintext worker fails the handshake, never joins
+            self.channel = grpc.aio.secure_channel(address, creds.channel, options=options)
+        else:
+            self.channel = grpc.aio.insecure_channel(address, options=options)
+        self.inference_metadata = creds.inference  # bearer token per scope (None: no token)
+        self.control_metadata = creds.control
         self.health = health_pb2_grpc.HealthStub(self.channel)
         self.internal = internal_pb2_grpc.WorkerInternalStub(self.channel)
         self.inference = grpc_service_pb2_grpc.GRPCInferenceServiceStub(self.channel)
@@ -105,7 +120,9 @@ class Worker:
         """This worker's ModelStatistics for name/version (empty name = all); raises on failure."""
         request = pb.ModelStatisticsRequest(name=name, version=version)
         try:
-            return await self.inference.ModelStatistics(request, timeout=timeout_s)
+            return await self.inference.ModelStatistics(
+                request, timeout=timeout_s, metadata=self.control_metadata
+            )
         except grpc.aio.AioRpcError as exc:
             raise error_from_rpc_error(exc) from None
 
@@ -117,7 +134,9 @@ class Worker:
         for key, value in parameters.items():
             request.parameters[key].CopyFrom(value)
         try:
-            await self.inference.RepositoryModelLoad(request, timeout=timeout_s)
+            await self.inference.RepositoryModelLoad(
+                request, timeout=timeout_s, metadata=self.control_metadata
+            )
         except grpc.aio.AioRpcError as exc:
             raise error_from_rpc_error(exc) from None
 
@@ -129,7 +148,9 @@ class Worker:
         for key, value in parameters.items():
             request.parameters[key].CopyFrom(value)
         try:
-            await self.inference.RepositoryModelUnload(request, timeout=timeout_s)
+            await self.inference.RepositoryModelUnload(
+                request, timeout=timeout_s, metadata=self.control_metadata
+            )
         except grpc.aio.AioRpcError as exc:
             raise error_from_rpc_error(exc) from None
 
@@ -155,7 +176,9 @@ class Worker:
             items=[internal_pb2.ForwardItem(request=r, timeout_s=t) for r, t in items]
         )
         try:
-            response = await self.internal.ForwardBatch(request, timeout=timeout_s)
+            response = await self.internal.ForwardBatch(
+                request, timeout=timeout_s, metadata=self.inference_metadata
+            )
         except grpc.aio.AioRpcError as exc:
             return [_failed_call(self.address, exc)] * len(items)
         return [
@@ -166,7 +189,9 @@ class Worker:
     async def _forward_one(self, request: bytes, timeout_s: float) -> ForwardOutcome:
         """One request as a plain ModelInfer call: no wrapping, so no copies of big tensors."""
         try:
-            response = await self._infer_bytes(request, timeout=timeout_s or None)
+            response = await self._infer_bytes(
+                request, timeout=timeout_s or None, metadata=self.inference_metadata
+            )
         except grpc.aio.AioRpcError as exc:
             return _failed_call(self.address, exc)
         return ForwardOutcome(None, response)
@@ -191,8 +216,10 @@ class WorkerPool:
         *,
         on_change: Callable[[WorkerPool], None] = lambda pool: None,
         on_batch: Callable[[str, int, float], None] = lambda worker, n, s: None,
+        credentials: WorkerCredentials | None = None,
     ) -> None:
         self._settings = settings
+        self._credentials = credentials
         self._on_change = on_change
         self._on_batch = on_batch
         self.workers: list[Worker] = []
@@ -236,10 +263,14 @@ class WorkerPool:
         """Refresh one worker's hosted models (errors leave the previous answer in place)."""
         try:
             response = await worker.internal.DescribeModels(
-                internal_pb2.DescribeModelsRequest(), timeout=self._settings.describe_timeout_s
+                internal_pb2.DescribeModelsRequest(),
+                timeout=self._settings.describe_timeout_s,
+                metadata=worker.inference_metadata,
             )
         except grpc.aio.AioRpcError as exc:
-            log.warning("DescribeModels on %s failed: %s", worker.address, exc.code().name)
+            log.warning(
+                "DescribeModels on %s failed: %s %s", worker.address, exc.code().name, exc.details()
+            )
             return
         worker.set_models(response)
         self._on_change(self)
@@ -251,7 +282,7 @@ class WorkerPool:
     def _add(self, address: str) -> None:
         if address in self._by_address:
             return
-        worker = Worker(address, self._settings, self._on_batch)
+        worker = Worker(address, self._settings, self._on_batch, self._credentials)
         self.workers = [*self.workers, worker]
         self._by_address[address] = worker
         self._first_seen[address] = asyncio.Event()

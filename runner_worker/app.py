@@ -23,6 +23,8 @@ from grpc_reflection.v1alpha import reflection
 from protos import grpc_service_pb2, internal_pb2
 from protos import grpc_service_pb2_grpc as pb_grpc
 from protos import internal_pb2_grpc as ipb_grpc
+from protos.auth import ScopedAuthInterceptor, is_loopback, policy_from_settings
+from protos.auth import server_credentials as tls_server_credentials
 from protos.errors import RunnerFleetError
 from runner_worker.device import configure_runtime
 from runner_worker.hosting import ModelHost
@@ -62,8 +64,24 @@ async def serve(settings: WorkerSettings) -> int:
         ("grpc.max_receive_message_length", settings.max_message_bytes),
         ("grpc.so_reuseport", 0),
     ]
-    server = grpc.aio.server(options=options)
-    port = server.add_insecure_port(f"{settings.host}:{settings.port}")
+    # every rpc but health needs a credential with its scope (protos.auth); tokens read once
+    policy = policy_from_settings(settings)
+    interceptors = [ScopedAuthInterceptor(policy)] if policy.enabled else []
+    server = grpc.aio.server(interceptors=interceptors, options=options)
+    credentials = tls_server_credentials(
+        settings.tls_cert, settings.tls_key, settings.tls_client_ca
+    )
+    address = f"{settings.host}:{settings.port}"
+    if credentials is not None:
+        port = server.add_secure_port(address, credentials)
+    else:
+        port = server.add_insecure_port(address)
+    if not policy.enabled and not is_loopback(settings.host):
+        _log.warning(
+            "serving %s without authentication: anyone who reaches it may infer, load, unload "
+            "and drain (configure tokens or --tls-client-ca; docs/SECURITY.md)",
+            settings.host,
+        )
     worker_id = _worker_id(settings, port)
     metrics = WorkerMetrics(worker_id, settings.device)
     life = Lifecycle(worker_id, settings.device, metrics)
@@ -95,12 +113,14 @@ async def serve(settings: WorkerSettings) -> int:
         server,
     )
     await server.start()
-    metrics_port = metrics.serve(settings.host, settings.metrics_port)
+    metrics_host = settings.metrics_host or settings.host
+    metrics_port = metrics.serve(metrics_host, settings.metrics_port, settings)
     if settings.port_file:
         write_port_file(settings.port_file, port, metrics_port)
     # always printed (whatever the log level): process supervisors wait for this line
     print(
-        f"listening grpc={settings.host}:{port} metrics={settings.host}:{metrics_port}",
+        f"listening grpc={settings.host}:{port} metrics={metrics_host}:{metrics_port} "
+        f"tls={credentials is not None} auth={policy.enabled}",
         file=sys.stderr,
         flush=True,
     )

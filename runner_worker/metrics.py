@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from protos.metrics_http import metrics_access, serve_metrics
+from protos.trust_settings import TrustSettings
 from runner_worker.batcher import BatchReport
 
 __all__ = ["WorkerMetrics", "MethodMetrics", "CODES", "SHED_REASONS", "REJECT_REASONS"]
@@ -126,10 +128,10 @@ class WorkerMetrics:
         """The label children of one model method, touched so dashboards have no gaps."""
         return MethodMetrics(self, model, method)
 
-    def serve(self, host: str, port: int) -> int:
-        """Serve ``/metrics`` over HTTP on a daemon thread; return the bound port."""
-        server, _thread = start_http_server(port, addr=host, registry=self.registry)
-        return int(server.server_port)
+    def serve(self, host: str, port: int, access: TrustSettings | None = None) -> int:
+        """Serve /metrics on a daemon thread (TLS / basic auth per `access`); the bound port."""
+        self._server = serve_metrics(self.registry, host, port, **metrics_access(access))
+        return self._server.port
 
 
 class MethodMetrics:

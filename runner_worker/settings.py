@@ -15,6 +15,7 @@ from typing import Any
 from protos.errors import InvalidArgument
 from protos.settings_loader import ENV_PREFIX, load_values, process_environ
 from protos.settings_loader import store_root as default_store_root
+from protos.trust_settings import TRUST_PARSERS, TrustSettings
 from store.policy import parse_key_paths
 
 __all__ = ["WorkerSettings", "load_settings", "parse_cpus", "parse_models", "ENV_PREFIX"]
@@ -23,14 +24,14 @@ MIB = 1024 * 1024
 
 
 @dataclasses.dataclass(frozen=True)
-class WorkerSettings:
-    """Everything a worker process needs to know, fixed at start."""
+class WorkerSettings(TrustSettings):
+    """Everything a worker process needs to know, fixed at start (TLS, tokens: TrustSettings)."""
 
     models: tuple[str, ...] = ()
     device: str = "cpu"
     cpus: tuple[int, ...] | None = None
     threads: int | None = None
-    host: str = "0.0.0.0"
+    host: str = "127.0.0.1"  # deploy/ passes 0.0.0.0 where containers need it
     port: int = 8101
     metrics_port: int = 8102
     port_file: str | None = None
@@ -50,6 +51,7 @@ class WorkerSettings:
     trusted_keys: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        self.check_trust()
         if self.device != "cpu" and not _is_cuda_device(self.device):
             raise InvalidArgument(f"--device must be 'cpu' or 'cuda:N', got {self.device!r}")
         for name in ("max_batch_size", "max_queue_size", "max_inflight_batches"):
@@ -118,6 +120,7 @@ _PARSERS: dict[str, Any] = {
     "cpus": parse_cpus,
     "threads": int,
     "trusted_keys": parse_key_paths,
+    **TRUST_PARSERS,
 }
 
 

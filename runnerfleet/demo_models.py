@@ -7,7 +7,7 @@ Each model is saved with a ``sample_input`` so its tensor specs are concrete.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -25,6 +25,7 @@ __all__ = [
     "save_heavy_mlp",
     "save_echo",
     "seed_demo",
+    "seed_demo_report",
     "iris_data",
     "digits_data",
     "HEAVY_IN_FEATURES",
@@ -186,9 +187,38 @@ def save_echo() -> Tag:
     return model.tag
 
 
-def seed_demo(heavy: bool = False) -> list[Tag]:
-    """Save iris_clf, digits_mlp and echo (and heavy_mlp when ``heavy``)."""
-    tags = [save_iris(), save_digits_torch(), save_echo()]
+def _latest(name: str) -> Tag | None:
+    """The newest stored version of ``name``, or None when the store has none."""
+    import store
+    from protos.errors import NotFound
+
+    try:
+        return store.get(f"{name}:latest").tag
+    except NotFound:
+        return None
+
+
+def seed_demo_report(heavy: bool = False, force: bool = False) -> list[tuple[Tag, bool]]:
+    """Save each demo model the store lacks; (tag, saved) per model, saved False when kept.
+
+    Idempotent unless ``force``: a model with any stored version is left as it is, so running
+    the seeding job again (docker compose re-runs store-init on every ``up --scale``; a
+    Kubernetes Job may be retried) never changes which version ``latest`` serves.
+    """
+    savers: list[tuple[str, Callable[[], Tag]]] = [
+        ("iris_clf", save_iris),
+        ("digits_mlp", save_digits_torch),
+        ("echo", save_echo),
+    ]
     if heavy:
-        tags.append(save_heavy_mlp())
-    return tags
+        savers.append(("heavy_mlp", save_heavy_mlp))
+    out = []
+    for name, save in savers:
+        existing = None if force else _latest(name)
+        out.append((existing, False) if existing is not None else (save(), True))
+    return out
+
+
+def seed_demo(heavy: bool = False, force: bool = False) -> list[Tag]:
+    """Tags of iris_clf, digits_mlp and echo (and heavy_mlp when ``heavy``), saving the missing."""
+    return [tag for tag, _ in seed_demo_report(heavy=heavy, force=force)]

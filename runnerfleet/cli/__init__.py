@@ -14,6 +14,7 @@ _SUBCOMMANDS = {
     "worker": "runnerfleet.cli.worker_cmd:worker",
     "gateway": "runnerfleet.cli.gateway_cmd:gateway",
     "cluster": "runnerfleet.cli.cluster_cmd:cluster",
+    "certs": "runnerfleet.cli.certs_cmd:certs",
 }
 
 

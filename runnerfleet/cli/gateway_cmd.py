@@ -7,11 +7,13 @@ from typing import Any
 
 import click
 
+from runnerfleet.cli.trust_flags import trust_options
+
 __all__ = ["gateway"]
 
 
 @click.command()
-@click.option("--host", default=None, help="Interface to bind (default 0.0.0.0).")
+@click.option("--host", default=None, help="Interface to bind (default 127.0.0.1; 0.0.0.0 = all).")
 @click.option("--port", type=int, default=None, help="gRPC port (default 8001; 0 = any free port).")
 @click.option(
     "--metrics-port", type=int, default=None, help="/metrics HTTP port (default 8002; 0 = any)."
@@ -32,13 +34,18 @@ __all__ = ["gateway"]
 @click.option(
     "--max-message-bytes", type=int, default=None, help="Max gRPC message size (256 MiB)."
 )
-@click.option("--tls-cert", default=None, help="Server certificate (PEM) for TLS.")
-@click.option("--tls-key", default=None, help="Server private key (PEM) for TLS.")
+@trust_options
+@click.option("--worker-tls-ca", default=None, help="CA (PEM) to verify workers: TLS to workers.")
+@click.option("--worker-tls-cert", default=None, help="Client certificate presented to workers.")
+@click.option("--worker-tls-key", default=None, help="Key of --worker-tls-cert.")
 @click.option(
-    "--tls-client-ca", default=None, help="CA (PEM) that client certificates must chain to (mTLS)."
+    "--worker-tls-server-name", default=None, help="Name worker certificates carry (pod IPs)."
 )
 @click.option(
-    "--auth-token-file", default=None, help="File holding the bearer token clients must send."
+    "--cluster-token-file", default=None, help="Inference-scope token presented to workers."
+)
+@click.option(
+    "--cluster-control-token-file", default=None, help="Control-scope token presented to workers."
 )
 @click.option("--log-level", default="INFO", show_default=True, help="Python logging level.")
 def gateway(log_level: str, **flags: Any) -> None:

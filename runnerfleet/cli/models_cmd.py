@@ -292,10 +292,16 @@ def delete_cmd(tags: tuple[str, ...], yes: bool) -> None:
 
 @models.command("seed-demo")
 @click.option("--heavy", is_flag=True, help="Also save heavy_mlp (64-4096-4096-10, ~68 MB).")
+@click.option(
+    "--force", is_flag=True, help="Save new versions even of the demo models already stored."
+)
 @_one_line_errors
-def seed_demo_cmd(heavy: bool) -> None:
-    """Train and save the demo models (iris_clf, digits_mlp, echo[, heavy_mlp])."""
-    from runnerfleet.demo_models import seed_demo
+def seed_demo_cmd(heavy: bool, force: bool) -> None:
+    """Train and save the demo models the store lacks (iris_clf, digits_mlp, echo[, heavy_mlp]).
 
-    for tag in seed_demo(heavy=heavy):
-        click.echo(f"saved {tag}")
+    Idempotent: a model already stored is kept, so re-running the job changes nothing.
+    """
+    from runnerfleet.demo_models import seed_demo_report
+
+    for tag, saved in seed_demo_report(heavy=heavy, force=force):
+        click.echo(f"saved {tag}" if saved else f"kept {tag} (already stored)")

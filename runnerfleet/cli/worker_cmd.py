@@ -7,6 +7,8 @@ import sys
 
 import click
 
+from runnerfleet.cli.trust_flags import trust_options
+
 __all__ = ["worker"]
 
 
@@ -15,7 +17,7 @@ __all__ = ["worker"]
 @click.option("--device", help="cpu or cuda:N (N among the visible GPUs). Default cpu.")
 @click.option("--cpus", help="CPU affinity, e.g. 0-3 or 0,2.")
 @click.option("--threads", type=int, help="Torch and BLAS/OpenMP threads.")
-@click.option("--host", help="Address to bind (default 0.0.0.0).")
+@click.option("--host", help="Address to bind (default 127.0.0.1; 0.0.0.0 = all).")
 @click.option("--port", type=int, help="gRPC port (0 = any free port; default 8101).")
 @click.option("--metrics-port", type=int, help="Prometheus /metrics port (0 = any; default 8102).")
 @click.option("--port-file", help="Write {grpc_port, metrics_port, pid} as JSON here once bound.")
@@ -26,6 +28,7 @@ __all__ = ["worker"]
 @click.option("--max-message-bytes", type=int, help="gRPC message limit both ways (256 MiB).")
 @click.option("--worker-id", help="Stable worker name (default host:port).")
 @click.option("--drain-timeout-s", type=float, help="Longest drain on SIGTERM (default 30).")
+@trust_options
 @click.option("--log-level", default="INFO", show_default=True, help="Python logging level.")
 def worker(log_level: str, **flags: object) -> None:
     """Load models from the store, warm them up, serve them over gRPC until SIGTERM."""
@@ -46,4 +49,8 @@ def worker(log_level: str, **flags: object) -> None:
 
     from runner_worker.app import run
 
-    sys.exit(run(settings))
+    try:
+        status = run(settings)
+    except RunnerFleetError as exc:  # unreadable token or TLS files: say so, no traceback
+        raise click.ClickException(exc.message) from None
+    sys.exit(status)

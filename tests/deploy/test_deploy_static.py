@@ -66,7 +66,9 @@ def test_compose_wiring() -> None:
     assert s["gateway"]["depends_on"]["worker"]["condition"] == "service_healthy"
     assert s["grafana"]["depends_on"]["prometheus"]["condition"] == "service_healthy"
     # gateway: Triton's ports, discovery of the worker replicas by DNS
-    assert {"8001:8001", "8002:8002"} <= set(s["gateway"]["ports"])
+    # published on 8001/8002 unless RUNNERFLEET_GRPC_PORT / RUNNERFLEET_METRICS_PORT say otherwise
+    published = {re.sub(r"\$\{\w+:-([^}]*)\}", r"\1", p) for p in s["gateway"]["ports"]}
+    assert {"0.0.0.0:8001:8001", "0.0.0.0:8002:8002"} <= published, published
     cmd = s["gateway"]["command"]
     assert cmd[cmd.index("--workers-dns") + 1] == "worker:8001"
     assert s["worker"]["deploy"]["replicas"] >= 2
@@ -77,6 +79,16 @@ def test_compose_wiring() -> None:
     assert dev["driver"] == "nvidia" and "gpu" in dev["capabilities"]
     assert "worker" in gpu["networks"]["default"]["aliases"]
     assert gpu["command"][gpu["command"].index("--device") + 1].startswith("cuda:")
+    # a one-shot job makes the dev certificates into a volume; workers take mTLS only, the
+    # gateway verifies them and presents its own certificate
+    assert s["certs-init"]["command"][:2] == ["runnerfleet", "certs"]
+    for name in ("worker", "worker-gpu"):
+        env = s[name]["environment"]
+        assert env["RUNNERFLEET_TLS_CLIENT_CA"] and env["RUNNERFLEET_TLS_CERT"], name
+        assert s[name]["depends_on"]["certs-init"]["condition"] == "service_completed_successfully"
+    assert s["gateway"]["environment"]["RUNNERFLEET_WORKER_TLS_CA"]
+    for name in ("worker", "worker-gpu", "gateway"):
+        assert s[name]["environment"]["RUNNERFLEET_HOST"] == "0.0.0.0", name
     # healthchecks ask gRPC health through the script the image carries
     for name in ("worker", "worker-gpu", "gateway"):
         test = s[name]["healthcheck"]["test"]
@@ -90,6 +102,34 @@ def test_compose_wiring() -> None:
         (DEPLOY / "grafana/provisioning/dashboards/runnerfleet.yml").read_text()
     )
     assert provider["providers"][0]["options"]["path"] == dash_mount.split(":")[1]
+
+
+def test_dockerfile_builds_without_a_registry_frontend() -> None:
+    """No `# syntax=` line (BuildKit would fetch that frontend image from a registry) and no
+    BuildKit-only flags (the legacy builder refuses them)."""
+    text = (DEPLOY / "Dockerfile").read_text()
+    assert not re.search(r"^#\s*syntax\s*=", text, re.M | re.I)
+    dockerfile = need_module("dockerfile")
+    for c in dockerfile.parse_file(str(DEPLOY / "Dockerfile")):
+        for flag in c.flags:
+            assert not flag.startswith(("--mount", "--chmod", "--link", "--security")), (c, flag)
+    # both builders read the same context filter
+    assert (REPO / ".dockerignore").read_text().splitlines()[2:] == (
+        (DEPLOY / "Dockerfile.dockerignore").read_text().splitlines()[2:]
+    )
+
+
+def test_cuda_variant_builds_from_the_same_file() -> None:
+    compose = need_tool("docker-compose")
+    res = run(compose, "-f", str(COMPOSE_FILE), "--profile", "gpu", "config")
+    assert res.returncode == 0, res.stderr
+    services = yaml.safe_load(res.stdout)["services"]
+    cpu, gpu = services["worker"]["build"], services["worker-gpu"]["build"]
+    assert gpu["dockerfile"] == cpu["dockerfile"] == "deploy/Dockerfile"
+    assert gpu["args"]["TORCH_INDEX_URL"].endswith("/whl/cu128")
+    assert cpu["args"]["TORCH_INDEX_URL"].endswith("/whl/cpu")
+    text = (DEPLOY / "Dockerfile").read_text()
+    assert '--index-url "${TORCH_INDEX_URL}" "torch==${TORCH_VERSION}"' in text
 
 
 def test_dockerfile() -> None:
@@ -247,7 +287,13 @@ def test_k8s_base_semantics() -> None:
         for c in tmpl["spec"]["containers"]:
             assert c["resources"]["requests"]["cpu"] and c["resources"]["requests"]["memory"]
             for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
-                assert c[probe]["grpc"]["port"] == 8001, (c["name"], probe)
+                if dep is gateway:
+                    assert c[probe]["grpc"]["port"] == 8001, (c["name"], probe)
+                else:  # mTLS port: kubelet's gRPC probe has no TLS, the image's script does
+                    assert c[probe]["exec"]["command"][1:] == [
+                        "/opt/runnerfleet/healthcheck.py", "127.0.0.1:8001"]  # fmt: skip
+            env = {e["name"]: e.get("value") for e in c.get("env", [])}
+            assert env["RUNNERFLEET_HOST"] == "0.0.0.0"  # the CLI binds 127.0.0.1 by default
             cmd = c["command"]
             assert cmd[cmd.index("--port") + 1] == "8001"
             assert cmd[cmd.index("--metrics-port") + 1] == "8002"
@@ -255,6 +301,25 @@ def test_k8s_base_semantics() -> None:
     compose = load_compose()["services"]
     wcmd = worker["spec"]["template"]["spec"]["containers"][0]["command"]
     assert wcmd == compose["worker"]["command"]
+    # cluster traffic: workers take mTLS from Secrets with cert-manager's file names, the
+    # gateway verifies them and presents its own certificate
+    secrets = {
+        v["secret"]["secretName"]: v["name"]
+        for dep in (worker, gateway)
+        for v in dep["spec"]["template"]["spec"]["volumes"]
+        if "secret" in v
+    }
+    assert set(secrets) == {"runnerfleet-worker-tls", "runnerfleet-gateway-worker-client-tls"}
+    wenv = {
+        e["name"]: e["value"] for e in worker["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
+    genv = {
+        e["name"]: e["value"] for e in gateway["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
+    assert wenv["RUNNERFLEET_TLS_CLIENT_CA"].endswith("/ca.crt")
+    assert wenv["RUNNERFLEET_TLS_CERT"].endswith("/tls.crt")
+    assert genv["RUNNERFLEET_WORKER_TLS_CA"].endswith("/ca.crt")
+    assert genv["RUNNERFLEET_WORKER_TLS_CERT"].endswith("/tls.crt")
 
 
 def test_k8s_gpu_overlay_requests_gpus() -> None:
