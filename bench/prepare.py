@@ -216,6 +216,12 @@ def prepare(out_dir: pathlib.Path, names: list[str]) -> dict:
             import joblib
 
             est = runnerfleet.sklearn.load_model(entry["tag"])
+            # Fit-time random generators (HistGradientBoosting's feature-subsample RNG) pickle
+            # in numpy 2's format, which the Triton venv's numpy 1.26 cannot read; predict never
+            # uses them, so the peers' copy goes without (every answer is still checked).
+            for attr, val in list(vars(est).items()):
+                if isinstance(val, np.random.Generator):
+                    delattr(est, attr)
             path = out_dir / f"{name}.joblib"
             joblib.dump(est, path)
             entry["peer_kind"], entry["peer_artifact"] = "sklearn", str(path)
