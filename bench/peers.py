@@ -12,9 +12,11 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 
@@ -115,6 +117,7 @@ class Served:
     info: dict = field(default_factory=dict)
     pids: dict[str, int] = field(default_factory=dict)  # role -> PID, for --profile
     pgids: list[int] = field(default_factory=list)  # process groups whose CPU is reported
+    cleanup: list[pathlib.Path] = field(default_factory=list)  # removed once stopped
 
     def __post_init__(self) -> None:
         if not self.pgids:
@@ -123,6 +126,8 @@ class Served:
     def stop(self, timeout: float = 20.0) -> None:
         for p in reversed(self.procs):
             procs.stop(p, timeout=timeout)
+        for path in self.cleanup:
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def _peer_ports(count: int) -> list[int]:
@@ -265,6 +270,10 @@ def start_pytriton(
         check=True,
     ).stdout.strip()
     grpc_port, http_port, metrics_port = _peer_ports(3)
+    # PyTriton puts its model instances' ZeroMQ IPC sockets in the workspace: their paths must
+    # fit sockaddr_un (107 bytes), which a run folder deep in a worktree does not.
+    short = pathlib.Path(tempfile.mkdtemp(prefix="rf-pyt-"))
+    workspace = short / "ws"  # PyTriton creates it: it refuses an existing folder
     ready = run_dir / "pytriton.ready"
     ready.unlink(missing_ok=True)
     env = {
@@ -292,7 +301,7 @@ def start_pytriton(
         "--instances",
         str(instances),
         "--workspace",
-        str(run_dir / "pytriton-ws"),
+        str(workspace),
         "--ready-file",
         str(ready),
     ]
@@ -304,6 +313,7 @@ def start_pytriton(
         procs=[proc],
         headers=hdr,
         stats_targets=[f"127.0.0.1:{grpc_port}"],
+        cleanup=[short],
     )
     try:
         procs.wait_for("PyTriton ready file", ready.exists, timeout, proc)

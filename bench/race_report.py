@@ -407,7 +407,8 @@ def plots(res: dict, out_dir: pathlib.Path) -> list[pathlib.Path]:
             ax.set_title(m)
             ax.set_xlabel("concurrency")
             ax.set_ylabel("req/s (median; peers: best config)")
-        axes[0][0].legend(fontsize=7)
+        if axes[0][0].get_legend_handles_labels()[0]:
+            axes[0][0].legend(fontsize=7)
         fig.tight_layout()
         p = out_dir / "race_throughput_vs_concurrency.png"
         fig.savefig(p, dpi=90)
@@ -439,7 +440,8 @@ def plots(res: dict, out_dir: pathlib.Path) -> list[pathlib.Path]:
             ax.set_title(f"{model}, {arrival} arrivals")
             ax.set_xlabel("offered req/s")
             ax.set_ylabel("p99 ms (median)")
-        axes[0][0].legend(fontsize=6)
+        if axes[0][0].get_legend_handles_labels()[0]:
+            axes[0][0].legend(fontsize=6)
         fig.tight_layout()
         p = out_dir / "race_latency_vs_offered_load.png"
         fig.savefig(p, dpi=90)
