@@ -147,7 +147,7 @@ PROFILES = {
         inproc_batches={
             "iris_clf": [1, 64, 1024],
             "heavy_mlp": [1, 64, 256],
-            "resnet18": [1, 16],
+            "resnet18": [1, 8],
             "hgb": [1, 64, 1024],
             "transformer": [1, 16],
         },
@@ -172,10 +172,10 @@ PROFILES = {
             "transformer": [1, 16, 64],
         },
         rows={"iris_clf": [8, 64], "heavy_mlp": [8, 64], "hgb": [8, 64], "transformer": [8]},
-        rows_concurrency=[1, 16],
+        rows_concurrency=[16],
         open_rates={
-            "iris_clf": [250.0, 500.0, 1000.0, 2000.0, 3000.0, 4000.0, 5000.0],
-            "heavy_mlp": [100.0, 200.0, 400.0, 700.0, 1000.0, 1300.0],
+            "iris_clf": [500.0, 1000.0, 2000.0, 3000.0, 4500.0],
+            "heavy_mlp": [200.0, 400.0, 700.0, 1000.0],
         },
         open_arrivals=["constant", "poisson"],
         mix=["iris_clf", "heavy_mlp", "hgb", "transformer"],
@@ -184,10 +184,10 @@ PROFILES = {
         max_window_s=20.0,
         inproc_seconds=2.0,
         inproc_batches={},  # bench/inprocess.py's full sweep
-        pa_closed={"iris_clf": [1, 16, 64], "heavy_mlp": [16, 64]},
-        pa_rates={"iris_clf": [1000, 2000, 3000], "heavy_mlp": [400, 800]},
-        pa_interval_ms=5000,
-        pa_trials=10,
+        pa_closed={"iris_clf": [16, 64], "heavy_mlp": [64]},
+        pa_rates={"iris_clf": [1000, 3000]},
+        pa_interval_ms=2000,
+        pa_trials=6,
     ),
 }
 
