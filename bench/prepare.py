@@ -82,7 +82,7 @@ def _call(fn, x: np.ndarray) -> np.ndarray:
 
 
 def _pool(name: str, fn, row: list[int], dtype: str, out_dir: pathlib.Path) -> dict:
-    """POOL x MAX_ROWS distinct rows and their in-process answers (computed 64 rows at a time)."""
+    """POOL x MAX_ROWS distinct rows and their in-process answers (torch: 64 rows a call)."""
     rng = np.random.default_rng(4321)
     p, r = POOL.get(name, 64), MAX_ROWS.get(name, 64)
     if name == "echo":
@@ -90,7 +90,8 @@ def _pool(name: str, fn, row: list[int], dtype: str, out_dir: pathlib.Path) -> d
         y = x.copy()
     else:
         flat = _inputs(name, p * r, row, dtype, rng)
-        outs = [_call(fn, flat[i : i + 64]) for i in range(0, len(flat), 64)]
+        step = 64 if name in ("heavy_mlp", "resnet18", "transformer") else len(flat)
+        outs = [_call(fn, flat[i : i + step]) for i in range(0, len(flat), step)]
         y_flat = np.concatenate(outs)
         x = flat.reshape(p, r, *flat.shape[1:])
         y = y_flat.reshape(p, r, *y_flat.shape[1:])

@@ -8,7 +8,7 @@ weights to the peers (TorchScript trace / joblib) and hashes them.
   3x224x224 FP32 images, written with torch.nn: torchvision is not a project dependency and
   its PyPI wheels pin their own torch build (see bench/README.md), so the same architecture is
   defined here, seeded, untrained (serving cost does not depend on the weights' values).
-- `hgb`: scikit-learn HistGradientBoostingRegressor, 200 trees of depth <= 8 on 32 features,
+- `hgb`: scikit-learn HistGradientBoostingRegressor, 100 trees of depth <= 6 on 32 features,
   fitted on a seeded synthetic regression set (float outputs, so swapped answers show).
 - `transformer`: torch.nn.TransformerEncoder, 2 layers, d_model 128, 4 heads, FFN 512, on
   sequences of 128 tokens' embeddings (FP32 [128, 128] per row), mean-pooled into 10 logits.
@@ -124,10 +124,10 @@ def save_hgb():
     import runnerfleet
 
     rng = np.random.default_rng(_SEED)
-    x = rng.standard_normal((4000, HGB_FEATURES))
-    y = x[:, :8] @ rng.standard_normal(8) + np.sin(x[:, 8] * 3) + 0.1 * rng.standard_normal(4000)
+    x = rng.standard_normal((2000, HGB_FEATURES))
+    y = x[:, :8] @ rng.standard_normal(8) + np.sin(x[:, 8] * 3) + 0.1 * rng.standard_normal(2000)
     est = HistGradientBoostingRegressor(
-        max_iter=200, max_depth=8, early_stopping=False, random_state=0
+        max_iter=100, max_depth=6, early_stopping=False, random_state=0
     ).fit(x, y)
     model = runnerfleet.sklearn.save_model(
         "hgb",
