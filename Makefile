@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 PROTO_SRC := $(wildcard protos/*.proto)
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help install proto proto-check lint test test-fast test-deps test-deploy test-compat demo cluster cluster-compose bench bench-quick gpu-check clean
+.PHONY: help install proto proto-check lint test test-fast test-deps test-deploy test-compat test-chaos demo cluster cluster-compose bench bench-quick bench-chaos gpu-check clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -48,12 +48,15 @@ test-deploy: test-deps ## compose, Prometheus, Grafana and Kubernetes checks onl
 
 test: install test-deps ## run the whole test suite (unit, integration, deploy, then tritonclient compat)
 	$(MAKE) --no-print-directory proto-check
-	$(BIN)/python -m pytest -q tests --ignore=tests/compat
+	$(BIN)/python -m pytest -q tests --ignore=tests/compat --ignore=tests/chaos
 	$(MAKE) --no-print-directory test-compat
 	$(MAKE) --no-print-directory test-compose
 
 test-compat: install ## tritonclient / perf_analyzer tests (own process: they can't share one with protos/)
 	$(BIN)/python -m pytest -q tests/compat; rc=$$?; [ $$rc -eq 5 ] && rc=0; exit $$rc
+
+test-chaos: install ## chaos suite: overload, hostile input, failures over real processes (< 5 min)
+	$(BIN)/python -m pytest -q tests/chaos; rc=$$?; [ $$rc -eq 5 ] && rc=0; exit $$rc
 
 .PHONY: test-compose
 test-compose: install test-deps ## build the image, run the docker-compose cluster for real, check it (own dockerd if none runs)
@@ -73,6 +76,9 @@ bench: install ## the race: every peer configuration, 3 repeats, 5 s windows (ho
 
 bench-quick: install ## the race, short: fewer configurations and points, 1 repeat (< 5 minutes once peers are installed)
 	$(BIN)/python -m bench.race --quick
+
+bench-chaos: install ## chaos scenarios at full length (writes the chaos section of BENCHMARKS.md)
+	$(BIN)/python -m bench.chaos
 
 gpu-check: install ## GPU tests and GPU benchmark (on a machine with an NVIDIA GPU)
 	$(BIN)/python -m pytest -q -m gpu tests/gpu

@@ -87,6 +87,7 @@ class GatewayApp:
 
             apis = ServiceApiHost.load(settings.service, self.forwarder)
             apis.bind(asyncio.get_running_loop())
+            await apis.startup()
             self.apis = apis
             for name in apis.names():
                 self.metrics.touch_model(name)
@@ -160,6 +161,7 @@ class GatewayApp:
             task.cancel()
         self.metrics.shutdown()
         if self.apis is not None:
+            await self.apis.shutdown()
             self.apis.close()
 
 
@@ -193,6 +195,8 @@ async def serve(settings: GatewaySettings, *, exit_after_drain: bool = False) ->
         log.info("stopping: draining requests in flight (grace %.1f s)", settings.stop_grace_s)
         if exit_after_drain:
             idle = await app.drain()
+            if app.apis is not None:
+                await app.apis.shutdown()  # the service's on_shutdown hooks, after the drain
             log.info("stopped (%s)", "drained" if idle else "grace period over")
             logging.shutdown()
             os._exit(0)

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from protos.errors import InvalidArgument
+from protos.codec import DEFAULT_LIMITS, MODEL_NAME_REQUIRED
+from protos.errors import InvalidArgument, shown
 
 __all__ = ["RequestHeader", "parse_request_header", "wrap_stream_response"]
 
@@ -71,8 +72,13 @@ def parse_request_header(data: bytes) -> RequestHeader:
         raise InvalidArgument("malformed ModelInferRequest: truncated message")
     name = fields.get(_NAME, "")
     if not name:
-        raise InvalidArgument("ModelInferRequest.model_name is empty: name the model to run")
-    return RequestHeader(name, fields.get(_VERSION, ""), fields.get(_ID, ""))
+        raise InvalidArgument(MODEL_NAME_REQUIRED)
+    version = fields.get(_VERSION, "")
+    limit = DEFAULT_LIMITS.max_name_chars  # the worker's limit: refuse here, not a hop later
+    for what, value in (("model_name", name), ("model_version", version)):
+        if len(value) > limit:
+            raise InvalidArgument(f"{what} {shown(value)} is longer than {limit} characters")
+    return RequestHeader(name, version, fields.get(_ID, ""))
 
 
 def _encode_varint(value: int) -> bytes:

@@ -12,7 +12,7 @@ from protos.trust_settings import TrustSettings
 
 __all__ = ["GatewayMetrics", "REJECT_REASONS"]
 
-REJECT_REASONS = ("overload", "unauthenticated", "no_worker")
+REJECT_REASONS = ("overload", "unauthenticated", "no_worker", "deadline_unmeetable")
 _LATENCY_BUCKETS_S = (
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
     0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
@@ -116,6 +116,9 @@ class GatewayMetrics:
 
     def serve(self, host: str, port: int, access: TrustSettings | None = None) -> int:
         """Serve /metrics on a daemon thread (TLS / basic auth per `access`); the bound port."""
+        from runnerfleet.sdk.metrics import export_into
+
+        export_into(self.registry)  # runnerfleet.metrics created by user code, on the same page
         self._server = serve_metrics(self.registry, host, port, **metrics_access(access))
         return self._server.port
 

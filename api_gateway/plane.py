@@ -43,6 +43,7 @@ from collections.abc import Mapping
 from typing import Any, Protocol
 
 from api_gateway import statistics
+from api_gateway.deadline_floor import LatencyFloor, ServiceRate, estimated_wait_s
 from api_gateway.forwarder import Forwarder
 from api_gateway.header import RequestHeader, parse_request_header
 from api_gateway.metrics import GatewayMetrics
@@ -50,11 +51,16 @@ from api_gateway.pool import Worker, WorkerPool
 from api_gateway.repository import Repository
 from protos import grpc_service_pb2 as pb
 from protos import internal_pb2, model_config_pb2
-from protos.errors import NotFound, ResourceExhausted, RunnerFleetError, Unavailable
+from protos.errors import NotFound, ResourceExhausted, RunnerFleetError, Unavailable, shown
 from protos.server_info import SERVER_NAME, server_version
 from store.versions import served_version
 
 __all__ = ["GatewayPlane", "ServiceApis"]
+
+# codes of requests a worker spent its time on (they count towards the answer rate)
+_ANSWERED = frozenset({"OK", "INTERNAL"})
+# an estimated wait must fit the remaining deadline with this much to spare
+_WAIT_MARGIN = 1.5
 
 
 class ServiceApis(Protocol):
@@ -101,6 +107,9 @@ class GatewayPlane:
         self._forwarder = forwarder
         self._metrics = metrics
         self._max_inflight = max_inflight
+        self._floor = LatencyFloor()  # fastest recent answer per model (deadline refusals)
+        self._rate = ServiceRate()  # answers per second per model (estimated waits)
+        self._model_inflight: dict[str, int] = {}
         self._statistics_timeout_s = statistics_timeout_s  # one worker's ModelStatistics answer
         self._repository_timeout_s = repository_timeout_s  # load/unload without a deadline
         self._apis: Any = apis if apis is not None else _NoApis()
@@ -129,12 +138,14 @@ class GatewayPlane:
 
     async def infer(self, request: bytes, deadline_s: float | None) -> bytes:
         """Admit, route and answer one serialized ModelInferRequest; every outcome is counted."""
+        model_inflight = self._model_inflight
         started_s = time.perf_counter()
         header: RequestHeader | None = None
         code = "OK"
         admitted = False
         try:
             header = parse_request_header(request)
+            self._refuse_if_unmeetable(header.model_name, deadline_s)
             if self.draining:
                 raise Unavailable(
                     "the gateway is shutting down: retry (it restarts, or another serves)"
@@ -146,6 +157,7 @@ class GatewayPlane:
                 )
             admitted = True
             self.inflight += 1
+            model_inflight[header.model_name] = model_inflight.get(header.model_name, 0) + 1
             if header.model_name in self._apis:
                 return await self._apis.infer(header, request, deadline_s)
             return await self._forwarder.forward(self._route(header), request, deadline_s)
@@ -158,10 +170,40 @@ class GatewayPlane:
         finally:
             if admitted:
                 self.inflight -= 1
+                assert header is not None
+                model_inflight[header.model_name] -= 1
+                if code in _ANSWERED:
+                    self._rate.observe(header.model_name)
                 if self.draining and self.inflight == 0:
                     self._idle.set()
-            self._metrics.observe_request(
-                self._model_label(header, code), code, time.perf_counter() - started_s
+            duration_s = time.perf_counter() - started_s
+            if code == "OK" and header is not None:
+                self._floor.observe(header.model_name, duration_s)
+            self._metrics.observe_request(self._model_label(header, code), code, duration_s)
+
+    def _refuse_if_unmeetable(self, model: str, deadline_s: float | None) -> None:
+        """RESOURCE_EXHAUSTED now for what cannot finish in time (api_gateway/deadline_floor.py):
+        the deadline left is below the fastest recent answer, or below the estimated wait of
+        the requests already in flight for the model at its recent answer rate."""
+        if deadline_s is None:
+            return
+        remaining_s = deadline_s - time.monotonic()
+        floor_s = self._floor.floor_s(model)
+        if floor_s is not None and remaining_s < floor_s:
+            self._metrics.rejected.labels("deadline_unmeetable").inc()
+            raise ResourceExhausted(
+                f"remaining deadline {remaining_s * 1000:.1f} ms is shorter than the fastest "
+                f"recent answer of model {shown(model)} ({floor_s * 1000:.1f} ms); send it "
+                "with a longer deadline"
+            )
+        inflight = self._model_inflight.get(model, 0)
+        wait_s = estimated_wait_s(inflight, self._rate.rate_per_s(model))
+        if wait_s * _WAIT_MARGIN > remaining_s:
+            self._metrics.rejected.labels("deadline_unmeetable").inc()
+            raise ResourceExhausted(
+                f"estimated wait {wait_s * 1000:.1f} ms vs remaining deadline "
+                f"{remaining_s * 1000:.1f} ms ({inflight} requests of model {shown(model)} in "
+                "flight); retry later, elsewhere, or with a longer deadline"
             )
 
     def _route(self, header: RequestHeader) -> RequestHeader:

@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 from api_gateway.pool import Worker, WorkerPool
 from protos import grpc_service_pb2 as pb
+from protos.codec import MODEL_NAME_REQUIRED
 from protos.errors import InvalidArgument, NotFound, RunnerFleetError, Unavailable
 
 __all__ = ["Repository", "WORKER_PARAMETER"]
@@ -64,7 +65,7 @@ class Repository:
         self, name: str, parameters: Parameters, default: Callable[[Worker], bool]
     ) -> list[Worker]:
         if not name:
-            raise InvalidArgument("model_name is empty: name the model to load or unload")
+            raise InvalidArgument(MODEL_NAME_REQUIRED)
         if WORKER_PARAMETER in parameters:
             address = parameters[WORKER_PARAMETER].string_param
             worker = self._pool.get(address)

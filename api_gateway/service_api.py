@@ -12,7 +12,9 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextvars
-import importlib
+import functools
+import inspect
+import logging
 import time
 from typing import Any
 
@@ -29,30 +31,16 @@ from protos.errors import (
     InvalidArgument,
     RunnerFleetError,
 )
-from runnerfleet.sdk.service import Service
+from runnerfleet.sdk.context import Context, error_for_status
+from runnerfleet.sdk.io_descriptors import WireTensor
+from runnerfleet.sdk.service_loader import load_service
 
 __all__ = ["RemoteBackend", "ServiceApiHost", "load_service"]
 
+_log = logging.getLogger(__name__)
 _deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar("deadline", default=None)
 _INPUT, _OUTPUT = "input__0", "output__0"
 _PLATFORM = "runnerfleet_service"
-
-
-def load_service(spec: str) -> Any:
-    """Import `module:attr` and return the runnerfleet.Service it names."""
-    module_name, sep, attr = spec.partition(":")
-    if not sep or not module_name or not attr:
-        raise InvalidArgument(f"--service {spec!r}: expected module:attr, e.g. my_service:svc")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise InvalidArgument(f"--service {spec!r}: cannot import {module_name}: {exc}") from None
-    service = getattr(module, attr, None)
-    if not isinstance(service, Service):
-        raise InvalidArgument(
-            f"--service {spec!r}: {attr} is {type(service).__name__}, not a runnerfleet.Service"
-        )
-    return service
 
 
 class RemoteBackend:
@@ -68,11 +56,11 @@ class RemoteBackend:
             raise InvalidArgument(
                 f"runner {runner.name}.{method}: remote calls take positional arrays only"
             )
-        tag = runner.model.tag
+        name, version = runner.address
         request = codec.encode_request(
-            tag.name, [np.asarray(a) for a in args], model_version=tag.version, method=method
+            name, [_to_numpy(a) for a in args], model_version=version, method=method
         )
-        header = RequestHeader(tag.name, tag.version, "")
+        header = RequestHeader(name, version, "")
         payload = await self._forwarder.forward(
             header, request.SerializeToString(), _deadline.get()
         )
@@ -94,6 +82,14 @@ class RemoteBackend:
         coro = self.async_call(runner, method, args, kwargs)
         future = asyncio.run_coroutine_threadsafe(_in_context(context, coro), self._loop)
         return future.result()
+
+
+def _to_numpy(value: Any) -> np.ndarray:
+    """A call argument as numpy (torch tensors from any device included)."""
+    detach = getattr(value, "detach", None)
+    if detach is not None:
+        return np.asarray(detach().to("cpu").numpy())
+    return np.asarray(value)
 
 
 async def _in_context(context: contextvars.Context, coro: Any) -> Any:
@@ -127,6 +123,8 @@ class ServiceApiHost:
         )
         self._forwarder = forwarder
         self._bound = False
+        self._state: dict[str, Any] = {}  # Context.state, filled by on_startup hooks
+        self._shutdown_hooks = list(service.shutdown_hooks)
 
     @classmethod
     def load(cls, spec: str, forwarder: Forwarder) -> ServiceApiHost:
@@ -147,8 +145,27 @@ class ServiceApiHost:
         """The API names (each served as a model)."""
         return sorted(self._apis)
 
+    async def startup(self) -> None:
+        """Run the service's on_deployment, then on_startup hooks (sync hooks in a thread)."""
+        for hook in self.service.deployment_hooks:
+            await _call_hook(hook)
+        for hook in self.service.startup_hooks:
+            await _call_hook(hook, self._hook_context())
+
+    async def shutdown(self) -> None:
+        """Run the service's on_shutdown hooks once; a failing hook is logged, the rest run."""
+        hooks, self._shutdown_hooks = self._shutdown_hooks, []
+        for hook in hooks:
+            try:
+                await _call_hook(hook, self._hook_context())
+            except Exception:  # noqa: BLE001 - user code at shutdown: report, go on
+                _log.exception("on_shutdown hook %s failed", getattr(hook, "__name__", hook))
+
+    def _hook_context(self) -> Context:
+        return Context(state=self._state)
+
     async def infer(self, header: RequestHeader, request: bytes, deadline: float | None) -> bytes:
-        """Decode the one input, run the API (validated in and out), encode the answer."""
+        """Decode the input tensors, run the API (validated in and out), encode the answer."""
         if not self._bound:
             self.bind(asyncio.get_running_loop())
         api = self._apis[header.model_name]
@@ -157,50 +174,65 @@ class ServiceApiHost:
         try:
             message = pb.ModelInferRequest.FromString(request)
             arrays = codec.decode_request_inputs(message)
-            if len(arrays) != 1:
-                raise InvalidArgument(
-                    f"API {api.name} takes exactly one input tensor, got {len(arrays)}"
-                )
+            tensors = [
+                WireTensor(t.name, a, _string_param(t.parameters, "content_type"))
+                for t, a in zip(message.inputs, arrays, strict=True)
+            ]
+            ctx = Context(_parameters(message.parameters), state=self._state)
             _deadline.set(deadline)
             timeout_s = None if deadline is None else max(deadline - time.monotonic(), 0.0)
             try:
-                result = await asyncio.wait_for(self._run(api, arrays[0]), timeout_s)
+                outputs = await asyncio.wait_for(self._run(api, tensors, ctx), timeout_s)
             except TimeoutError:
                 raise DeadlineExceeded(
                     f"API {api.name} did not finish within the deadline"
                 ) from None
-            response = codec.encode_response(message, [result], [_OUTPUT])
+            error = error_for_status(ctx.response.status_code, api.name)
+            if error is not None:
+                raise error
+            response = codec.encode_response(
+                message, [t.array for t in outputs], [t.name for t in outputs]
+            )
+            for tensor, out in zip(outputs, response.outputs, strict=True):
+                if tensor.content_type:
+                    out.parameters["content_type"].string_param = tensor.content_type
+            for key, value in ctx.response.headers.items():
+                response.parameters[str(key)].string_param = str(value)
             ok = True
             return response.SerializeToString()
         finally:
             self._stats[api.name].record(ok, time.perf_counter() - started_s)
 
-    async def _run(self, api: Any, value: np.ndarray) -> np.ndarray:
+    async def _run(self, api: Any, tensors: list[WireTensor], ctx: Context) -> list[WireTensor]:
         try:
-            value = api.input.validate(value)
+            args, kwargs = api.bind_args(api.input.from_wire(tensors), ctx)
             if api.is_async:
-                result = await api.func(value)
+                result = await api.func(*args, **kwargs)
             else:
                 loop = asyncio.get_running_loop()
                 context = contextvars.copy_context()
-                result = await loop.run_in_executor(self._executor, context.run, api.func, value)
-            return api.output.validate(result)
+                call = functools.partial(api.func, *args, **kwargs)
+                result = await loop.run_in_executor(self._executor, context.run, call)
+            return list(api.output.to_wire(result, "output"))
         except RunnerFleetError:
             raise
         except Exception as exc:  # noqa: BLE001 - user code: report, keep serving
             raise Internal(f"API {api.name} failed: {type(exc).__name__}: {exc}") from exc
 
     def metadata(self, name: str) -> pb.ModelMetadataResponse:
-        """ModelMetadata synthesised from the API's io specs."""
+        """ModelMetadata synthesised from the API's io specs (one entry per wire tensor)."""
         api = self._apis[name]
         response = pb.ModelMetadataResponse(name=name, versions=[""], platform=_PLATFORM)
-        for spec, target in (
-            (api.input.to_spec(_INPUT), response.inputs),
-            (api.output.to_spec(_OUTPUT), response.outputs),
+        for specs, target in (
+            (api.input.wire_specs("input"), response.inputs),
+            (api.output.wire_specs("output"), response.outputs),
         ):
-            target.add(
-                name=spec["name"], datatype=spec["datatype"] or "FP32", shape=spec["shape"] or [-1]
-            )
+            for spec in specs:
+                target.add(
+                    name=spec["name"],
+                    datatype=spec["datatype"] or "FP32",
+                    shape=spec["shape"] or [-1],
+                )
         return response
 
     def config(self, name: str) -> model_config_pb2.ModelConfig:
@@ -226,6 +258,37 @@ class ServiceApiHost:
     def close(self) -> None:
         """Stop the API thread pool."""
         self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+def _parameters(params: Any) -> dict[str, Any]:
+    """A protobuf InferParameter map as plain values."""
+    out: dict[str, Any] = {}
+    for key, param in params.items():
+        which = param.WhichOneof("parameter_choice")
+        if which is not None:
+            out[key] = getattr(param, which)
+    return out
+
+
+def _string_param(params: Any, key: str) -> str | None:
+    if key in params and params[key].WhichOneof("parameter_choice") == "string_param":
+        return str(params[key].string_param)
+    return None
+
+
+async def _call_hook(hook: Any, *args: Any) -> None:
+    """Call a lifecycle hook with the arguments it declares (none, or the Context)."""
+    try:
+        wanted = len(inspect.signature(hook).parameters)
+    except (TypeError, ValueError):
+        wanted = len(args)
+    call_args = args[:wanted]
+    if inspect.iscoroutinefunction(hook):
+        await hook(*call_args)
+        return
+    result = await asyncio.to_thread(hook, *call_args)
+    if inspect.isawaitable(result):
+        await result
 
 
 def _data_type(datatype: str) -> int:

@@ -682,7 +682,7 @@ class Harness:
         self.results["meta"]["plots"] = [str(p) for p in plots]
         (self.out_dir / "latest.json").write_text(json.dumps(self.results, indent=1, default=str))
         md = report.markdown(self.results, self.markdown.parent, plots)
-        self.markdown.write_text(md)
+        self.markdown.write_text(report.keep_chaos_section(md, self.markdown))
         print(report.targets_table(self.results["targets"]), flush=True)
         log(
             f"wrote {self.out_dir / 'latest.json'}, {self.markdown}, "

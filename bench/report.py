@@ -689,6 +689,17 @@ def _profiles_md(res: dict) -> list[str]:
     return L
 
 
+def keep_chaos_section(text: str, md: pathlib.Path) -> str:
+    """`text` with the chaos section `make bench-chaos` wrote into `md` kept (bench/chaos.py)."""
+    from bench.chaos import SECTION_BEGIN, SECTION_END, splice_section
+
+    old = md.read_text() if md.exists() else ""
+    start, end = old.find(SECTION_BEGIN), old.find(SECTION_END)
+    if start == -1 or end < start:
+        return text
+    return splice_section(text, old[start + len(SECTION_BEGIN) + 1 : end])
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("json")
@@ -699,7 +710,7 @@ def main(argv: list[str] | None = None) -> int:
     out_dir = pathlib.Path(a.json).resolve().parent
     ps = plots(res, out_dir)
     md = pathlib.Path(a.markdown).resolve()
-    md.write_text(markdown(res, md.parent, ps))
+    md.write_text(keep_chaos_section(markdown(res, md.parent, ps), md))
     print(targets_table(res["targets"]))
     return 0
 

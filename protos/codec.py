@@ -6,10 +6,19 @@ the request's bytes, so the array is **read-only** (copy it before writing in pl
 entry per output, in order), because ``tritonclient`` decodes nothing else. BYTES elements travel
 as a 4-byte little-endian length followed by the bytes, row-major. Every malformed tensor raises
 ``protos.errors.InvalidArgument`` with a message that says what to fix.
+
+Hostile input is refused in O(1) before any per-element, per-row or per-chunk work:
+``check_request_limits`` (run first by ``decode_request_inputs``) bounds the inputs, each
+tensor's rank, each element count, the rows (dim 0) and, for a tensor that carries no
+elements at all, every dimension: a 34-byte request of shape ``[1073741824, 0]`` declares a
+billion rows it sent no bytes for, and whatever a process does per row (split into chunks,
+queue, allocate outputs) would be work proportional to a number the caller chose rather than
+to the bytes it sent. ``parse_infer_request`` turns unparseable bytes into INVALID_ARGUMENT.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import struct
 import sys
@@ -17,15 +26,21 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
+from google.protobuf.message import DecodeError
 
 from protos import grpc_service_pb2 as pb
-from protos.errors import Internal, InvalidArgument
+from protos.errors import Internal, InvalidArgument, shown
 
 __all__ = [
     "DATATYPE_TO_NUMPY",
     "DATATYPES",
     "numpy_to_datatype",
     "datatype_to_numpy",
+    "DecodeLimits",
+    "DEFAULT_LIMITS",
+    "MODEL_NAME_REQUIRED",
+    "check_request_limits",
+    "parse_infer_request",
     "decode_input",
     "decode_request_inputs",
     "encode_output",
@@ -86,13 +101,103 @@ _MAX_ELEMENT_BYTES = 0xFFFFFFFF
 _BIG_ENDIAN_HOST = sys.byteorder == "big"
 
 
+# The one answer to a request without a model name, at the gateway and at the worker.
+MODEL_NAME_REQUIRED = "model_name is required"
+
+
+@dataclasses.dataclass(frozen=True)
+class DecodeLimits:
+    """Bounds every request is checked against before any work that grows with its numbers.
+
+    Counts that are backed by bytes (elements of a tensor with data: the byte length is checked
+    against the shape first) are bounded by the message size already; these bound what is not.
+    """
+
+    max_inputs: int = 64  # input tensors per request
+    max_rank: int = 16  # dimensions per tensor
+    max_elements: int = 1 << 28  # elements per tensor (the product of its dims)
+    max_rows: int = 1 << 20  # dim 0 of every input (a request of more rows is refused)
+    max_empty_dim: int = 4096  # any dim of a tensor with no elements (rows without data)
+    max_name_chars: int = 256  # model name, version, input names
+
+
+DEFAULT_LIMITS = DecodeLimits()
+
+
+def _check_name(what: str, name: str, limits: DecodeLimits) -> None:
+    if len(name) > limits.max_name_chars:
+        raise InvalidArgument(
+            f"{what} {shown(name)} is longer than {limits.max_name_chars} characters"
+        )
+
+
+def check_request_limits(request: Any, limits: DecodeLimits = DEFAULT_LIMITS) -> None:
+    """Refuse, in O(inputs x rank), a request whose declared sizes exceed ``limits``.
+
+    Runs before anything reads tensor data or counts rows: names, number of inputs, rank,
+    element count (the product is computed with a bound, so a huge shape costs nothing), the
+    rows (dim 0), and the dims of tensors that carry no elements.
+    """
+    _check_name("model_name", request.model_name, limits)
+    _check_name("model_version", request.model_version, limits)
+    inputs = request.inputs
+    if len(inputs) > limits.max_inputs:
+        raise InvalidArgument(
+            f"request has {len(inputs)} input tensors; at most {limits.max_inputs} are accepted"
+        )
+    for tensor in inputs:
+        _check_name("input name", tensor.name, limits)
+        what = f"input {shown(tensor.name)}"
+        shape = tensor.shape
+        if len(shape) > limits.max_rank:
+            raise InvalidArgument(
+                f"{what}: {len(shape)} dimensions; at most {limits.max_rank} are accepted"
+            )
+        count = 1
+        for dim in shape:
+            if dim < 0:
+                raise InvalidArgument(
+                    f"{what}: shape {list(shape)} has a negative dimension; "
+                    "tensors on the wire need concrete, non-negative dims"
+                )
+            if count <= limits.max_elements:  # stop multiplying once over: O(1) big ints
+                count *= dim
+        if 0 in shape:
+            count = 0
+        if count > limits.max_elements:
+            raise InvalidArgument(
+                f"{what}: shape {list(shape)} has more than {limits.max_elements} elements"
+            )
+        if shape and shape[0] > limits.max_rows:
+            raise InvalidArgument(
+                f"{what}: {shape[0]} rows (dim 0) in one request; at most {limits.max_rows} "
+                "are accepted: split the request"
+            )
+        if count == 0 and shape and max(shape) > limits.max_empty_dim:
+            raise InvalidArgument(
+                f"{what}: shape {list(shape)} has no elements but declares a dimension of "
+                f"{max(shape)}; a tensor without data may declare at most "
+                f"{limits.max_empty_dim} (send the data, or 0 rows)"
+            )
+
+
+def parse_infer_request(data: bytes) -> Any:
+    """Serialized bytes -> ModelInferRequest; unparseable bytes are InvalidArgument."""
+    try:
+        return pb.ModelInferRequest.FromString(data)
+    except (DecodeError, RuntimeWarning, ValueError) as exc:
+        raise InvalidArgument(f"request is not a valid ModelInferRequest: {exc}") from None
+
+
 def datatype_to_numpy(datatype: str, *, what: str = "tensor") -> np.dtype:
     """The numpy dtype for a wire datatype name; unknown names list the valid ones."""
     dtype = DATATYPE_TO_NUMPY.get(datatype)
     if dtype is None:
         if datatype == "BF16":
             raise InvalidArgument(f"{what}: datatype BF16 is not supported; send FP32 or FP16")
-        raise InvalidArgument(f"{what}: unknown datatype {datatype!r}; valid datatypes: {_VALID}")
+        raise InvalidArgument(
+            f"{what}: unknown datatype {shown(datatype)}; valid datatypes: {_VALID}"
+        )
     return dtype
 
 
@@ -262,7 +367,7 @@ def _has_typed(tensor: Any) -> bool:
 
 
 def _decode_tensor(tensor: Any, raw: bytes | None, kind: str) -> np.ndarray:
-    what = f"{kind} {tensor.name!r}"
+    what = f"{kind} {shown(tensor.name)}"
     datatype = tensor.datatype
     dtype = datatype_to_numpy(datatype, what=what)
     shape, count = _shape_and_count(tensor, what)
@@ -309,13 +414,17 @@ def _decode_all(
     return [_decode_tensor(t, r, kind) for t, r in zip(tensors, raws, strict=True)]
 
 
-def decode_request_inputs(request: Any) -> list[np.ndarray]:
-    """All inputs of a ModelInferRequest as numpy, in the order of ``inputs``."""
+def decode_request_inputs(request: Any, limits: DecodeLimits = DEFAULT_LIMITS) -> list[np.ndarray]:
+    """All inputs of a ModelInferRequest as numpy, in the order of ``inputs``.
+
+    ``check_request_limits`` runs first, so nothing is decoded for a request over ``limits``.
+    """
+    check_request_limits(request, limits)
     inputs = request.inputs
     seen: set[str] = set()
     for t in inputs:
         if t.name in seen:
-            raise InvalidArgument(f"input {t.name!r} appears more than once in the request")
+            raise InvalidArgument(f"input {shown(t.name)} appears more than once in the request")
         seen.add(t.name)
     return _decode_all(inputs, request.raw_input_contents, "input", "raw_input_contents")
 

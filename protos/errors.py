@@ -25,7 +25,12 @@ __all__ = [
     "Internal",
     "error_for_code",
     "is_retryable",
+    "shown",
+    "SHOWN_NAME_CHARS",
 ]
+
+# the most characters of a caller-chosen name an error message repeats (see ``shown``)
+SHOWN_NAME_CHARS = 64
 
 
 class ErrorCode(enum.Enum):
@@ -127,17 +132,37 @@ def error_for_code(code: ErrorCode, message: str) -> RunnerFleetError:
     return _BY_CODE.get(code, Internal)(message)
 
 
+def shown(name: str, limit: int = SHOWN_NAME_CHARS) -> str:
+    """``repr(name)``, cut to ``limit`` characters with the full length said.
+
+    The one helper for echoing a caller-chosen name (model, version, method, input) into an
+    error message: a 10,000-character name must not make a 10,000-character message (gRPC's
+    metadata limit would turn the answer into a different error at random).
+    """
+    if len(name) <= limit:
+        return repr(name)
+    return f"{name[:limit]!r}... ({len(name)} characters)"
+
+
 # Codes after which the same request may go to another replica (inference is idempotent).
 _RETRYABLE: frozenset[ErrorCode] = frozenset({ErrorCode.UNAVAILABLE})
+# Codes a call that broke as a whole carries (connection refused or reset, the worker gone
+# mid-call, the call torn down under it): the worker may never have seen the request.
+_TRANSPORT_RETRYABLE: frozenset[ErrorCode] = frozenset({ErrorCode.UNAVAILABLE, ErrorCode.CANCELLED})
 
 
 def is_retryable(code: ErrorCode, *, transport: bool = False) -> bool:
     """Whether a failed request may be sent again, to another replica.
 
-    The one retry rule of the project: UNAVAILABLE (the replica cannot serve now), or any
+    The one retry rule of the project: UNAVAILABLE (the replica cannot serve now), or a
     failure of the call as a whole (``transport``: connection refused or reset, the worker
-    killed mid-call), where the worker may never have seen the request. Everything else
-    (NOT_FOUND, INVALID_ARGUMENT, model errors, RESOURCE_EXHAUSTED) is the answer: retrying a
-    bad request elsewhere only doubles the damage.
+    killed mid-call, the call cancelled under us) where the worker may never have seen the
+    request. A transport-level call that ended with any other status (UNKNOWN, which the
+    status mapping reads as INTERNAL: the worker's handler failed on *this* request) is the
+    request's fault, not the replica's: retrying it only multiplies the damage (issue 10 saw
+    one unparseable request cost six worker calls). Everything else (NOT_FOUND,
+    INVALID_ARGUMENT, model errors, RESOURCE_EXHAUSTED, DEADLINE_EXCEEDED) is the answer.
     """
-    return transport or code in _RETRYABLE
+    if transport:
+        return code in _TRANSPORT_RETRYABLE
+    return code in _RETRYABLE

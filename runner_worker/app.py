@@ -9,12 +9,14 @@ then stops the server gracefully.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import os
 import signal
 import socket
 import sys
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -26,12 +28,14 @@ from protos import internal_pb2_grpc as ipb_grpc
 from protos.auth import ScopedAuthInterceptor, is_loopback, policy_from_settings
 from protos.auth import server_credentials as tls_server_credentials
 from protos.errors import RunnerFleetError
+from protos.parse_guard import add_guarded
 from runner_worker.device import configure_runtime
 from runner_worker.hosting import ModelHost
 from runner_worker.inference import InferencePlane
 from runner_worker.internal_servicer import InternalServicer
 from runner_worker.lifecycle import Lifecycle, State
 from runner_worker.metrics import WorkerMetrics
+from runner_worker.service_runners import HostedRunner, service_runners
 from runner_worker.servicer import InferenceServicer
 from runner_worker.settings import WorkerSettings
 from store.fs_store import FileStore
@@ -96,11 +100,16 @@ async def serve(settings: WorkerSettings) -> int:
             await life.enter(State.DRAINING)
             drained = asyncio.create_task(host.drain(settings.drain_timeout_s), name="drain")
 
-    pb_grpc.add_GRPCInferenceServiceServicer_to_server(
-        InferenceServicer(host, plane, life, settings), server
+    # parse failures are INVALID_ARGUMENT with one rate-limited log line, not UNKNOWN + traceback
+    add_guarded(
+        pb_grpc.add_GRPCInferenceServiceServicer_to_server,
+        InferenceServicer(host, plane, life, settings),
+        server,
     )
-    ipb_grpc.add_WorkerInternalServicer_to_server(
-        InternalServicer(host, plane, life, settings, drain), server
+    add_guarded(
+        ipb_grpc.add_WorkerInternalServicer_to_server,
+        InternalServicer(host, plane, life, settings, drain),
+        server,
     )
     health_pb2_grpc.add_HealthServicer_to_server(life.health, server)
     reflection.enable_server_reflection(
@@ -166,7 +175,14 @@ async def _load_all(host: ModelHost, settings: WorkerSettings) -> None:
             await host.load(tag)
         except (IntegrityError, SignatureError):
             continue  # refused by the store's integrity/signature check (logged): not served
+    if settings.service:
+        for hosted in await asyncio.to_thread(service_runners, settings.service, settings.runners):
+            await host.host(hosted.name, functools.partial(_source, hosted), hosted.options)
     configure_runtime(settings)
+
+
+def _source(hosted: HostedRunner) -> Any:
+    return hosted.source
 
 
 def run(settings: WorkerSettings) -> int:

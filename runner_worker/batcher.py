@@ -56,10 +56,11 @@ import numpy as np
 from protos.errors import InvalidArgument, Unavailable
 from runner_worker import batch_ops
 from runner_worker.adaptive import BatchCostModel
-from runner_worker.admission import Admission, Arrival, BudgetAdmission
+from runner_worker.admission import Admission, Arrival
 from runner_worker.batch_queue import BatchQueue
 from runner_worker.batch_run import Item, run_bisecting
 from runner_worker.batch_types import BatchObserver, BatchPolicy, BatchReport, NullObserver
+from runner_worker.deadline_admission import DeadlineAdmission
 from runner_worker.hold_policy import AdaptiveHold, HoldPolicy, NoHold
 
 __all__ = ["BatchPolicy", "BatchReport", "BatchObserver", "Batcher", "RunBatch"]
@@ -96,13 +97,14 @@ class Batcher:
                 hold = AdaptiveHold(
                     self.cost, max_batch_size=p.max_batch_size, max_latency_s=p.max_latency_s
                 )
-        if admission is None:
-            admission = BudgetAdmission(
+        if admission is None:  # deadline-aware by default (runner_worker/deadline_admission.py)
+            admission = DeadlineAdmission(
                 self.cost,
                 name=name,
-                max_batch_size=p.max_batch_size,
+                max_batch_size=p.max_batch_size if p.batchable else 1,
                 max_queue_size=p.max_queue_size,
                 max_latency_s=p.max_latency_s,
+                max_inflight_batches=p.max_inflight_batches,
             )
         self.hold: HoldPolicy = hold
         self.admission: Admission = admission
@@ -144,15 +146,20 @@ class Batcher:
         if not self._admitting:
             raise Unavailable(f"{self.name}: the worker is draining and admits no new requests")
         self.start()
-        parts = self._parts(list(arrays))
+        arrays = list(arrays)
+        rows, key = self._measure(arrays)
+        limit = self.policy.max_batch_size if self.policy.batchable else 1
         now_s = time.monotonic()
-        arrival = Arrival(sum(rows for _, rows, _ in parts), len(parts), deadline_s)
+        # admission sees the part count before any chunk exists: splitting is O(parts) and
+        # only happens for what is admitted (the queue bounds parts, bytes bound rows)
+        arrival = Arrival(rows, max(-(-rows // limit), 1), deadline_s)
         refusal = self.admission.admit(arrival, self._queue, now_s)
         if refusal is not None and self._queue.purge_cancelled():  # dead entries may be the cause
             refusal = self.admission.admit(arrival, self._queue, now_s)
         if refusal is not None:
             self._observer.on_rejected(refusal.reason)
             raise refusal.error
+        parts = self._parts(arrays, rows, key)
         loop = asyncio.get_running_loop()
         items = [
             Item(part, rows, key, loop.create_future(), now_s, deadline_s, 0.0, not n)
@@ -197,16 +204,21 @@ class Batcher:
             await asyncio.gather(*self._running, return_exceptions=True)
 
     # ------------------------------------------------------------------ admission
-    def _parts(self, arrays: list[np.ndarray]) -> list[_Part]:
+    def _measure(self, arrays: list[np.ndarray]) -> tuple[int, object]:
+        """(rows, stack key) of a request; a non-batchable request is one row, no key."""
         if not self.policy.batchable:
-            return [(arrays, 1, None)]
+            return 1, None
         dim = self.policy.batch_dim[0]
         try:
-            rows = batch_ops.count_rows(arrays, dim)
-            key = batch_ops.stack_key(arrays, dim)
+            return batch_ops.count_rows(arrays, dim), batch_ops.stack_key(arrays, dim)
         except InvalidArgument:
             self._observer.on_rejected("invalid_input")
             raise
+
+    def _parts(self, arrays: list[np.ndarray], rows: int, key: object) -> list[_Part]:
+        if not self.policy.batchable:
+            return [(arrays, 1, None)]
+        dim = self.policy.batch_dim[0]
         limit = self.policy.max_batch_size
         if rows <= limit:
             return [(arrays, rows, key)]

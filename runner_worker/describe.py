@@ -110,12 +110,13 @@ def _instance_group(name: str, device: str) -> mc.ModelInstanceGroup:
 
 
 def config_of(hosted: HostedModel, settings: WorkerSettings) -> mc.ModelConfig:
-    """The synthesised ModelConfig of a hosted model's default method."""
+    """The synthesised ModelConfig of a hosted model's default method (its batcher's knobs)."""
+    policy = hosted.batchers[hosted.runner.default_method].policy
     return model_config(
         hosted.runner,
-        max_batch_size=settings.max_batch_size,
-        max_queue_size=settings.max_queue_size,
-        max_latency_ms=settings.max_latency_ms,
+        max_batch_size=policy.max_batch_size,
+        max_queue_size=policy.max_queue_size,
+        max_latency_ms=round(policy.max_latency_s * 1000.0, 6),
         device=settings.device,
     )
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from protos.errors import NotFound, Unavailable
+from protos.codec import MODEL_NAME_REQUIRED
+from protos.errors import InvalidArgument, NotFound, Unavailable, shown
 from runner_worker.batcher import Batcher, BatchPolicy, BatchReport
 from runner_worker.metrics import MethodMetrics, WorkerMetrics
 from runner_worker.runner import ModelRunner
@@ -98,15 +99,17 @@ class ModelHost:
         """The hosted version (empty = served), or NotFound / Unavailable naming it."""
         versions = self._models.get(name)
         if not versions:
+            if not name:
+                raise InvalidArgument(MODEL_NAME_REQUIRED)
             if name in self._loading:
                 raise Unavailable(f"model {name!r} is loading; retry shortly")
             hosted = ", ".join(sorted(self._models)) or "none"
-            raise NotFound(f"model {name!r} is not hosted by this worker (hosted: {hosted})")
+            raise NotFound(f"model {shown(name)} is not hosted by this worker (hosted: {hosted})")
         key = version or self._served(versions)
         hosted_model = versions.get(key)
         if hosted_model is None:
             raise NotFound(
-                f"model {name!r} has no version {version!r} on this worker "
+                f"model {name!r} has no version {shown(version)} on this worker "
                 f"(versions: {', '.join(sorted(versions))})"
             )
         return hosted_model
@@ -141,33 +144,46 @@ class ModelHost:
     # ------------------------------------------------------------------ load / unload
     async def load(self, tag: str) -> HostedModel:
         """Load ``tag`` from the store, warm it up and serve it (no-op if already hosted)."""
-        name = tag.partition(":")[0]
+        return await self.host(tag.partition(":")[0], lambda: self._store_get(tag))
+
+    async def host(
+        self,
+        name: str,
+        get_model: Callable[[], Any],
+        options: Mapping[str, Any] | None = None,
+    ) -> HostedModel:
+        """Host the model ``get_model()`` returns (a stored model, or a Service's custom runner).
+
+        ``options`` maps a method to its runner's batch options (``max_batch_size``,
+        ``max_latency_ms``; None = this worker's flag).
+        """
         self._loading.add(name)
         try:
             async with self._lock:
-                model = await asyncio.to_thread(self._store_get, tag)
+                model = await asyncio.to_thread(get_model)
                 existing = self._models.get(model.info.name, {}).get(model.info.version)
                 if existing is not None:
                     return existing
-                try:  # hash every file (and check its signature) before anything is unpickled
-                    model = await asyncio.to_thread(model.checked, self._settings.trust_policy)
-                except (IntegrityError, SignatureError) as exc:
-                    _log.error("refusing to serve %s: %s", tag, exc.message)
-                    raise
-                hosted = await self._start(model)
+                if hasattr(model, "checked"):  # a stored model (a custom runner has no files)
+                    try:  # hash every file (and check its signature) before anything is unpickled
+                        model = await asyncio.to_thread(model.checked, self._settings.trust_policy)
+                    except (IntegrityError, SignatureError) as exc:
+                        _log.error("refusing to serve %s: %s", model.tag, exc.message)
+                        raise
+                hosted = await self._start(model, options or {})
                 self._models.setdefault(hosted.name, {})[hosted.version] = hosted
                 _log.info(
                     "loaded %s:%s (manifest sha256 %s) in %.2f s",
                     hosted.name,
                     hosted.version,
-                    model.manifest_sha256,
+                    getattr(model, "manifest_sha256", "none: a custom runner"),
                     hosted.load_s,
                 )
                 return hosted
         finally:
             self._loading.discard(name)
 
-    async def _start(self, model: Any) -> HostedModel:
+    async def _start(self, model: Any, options: Mapping[str, Any]) -> HostedModel:
         s = self._settings
         runner = ModelRunner(model, s.device)
         load_s = await runner.load(warmup=s.warmup)
@@ -177,11 +193,14 @@ class ModelHost:
         method_metrics: dict[str, MethodMetrics] = {}
         for method, info in runner.methods.items():
             mm = self._metrics.method(runner.name, method)
+            chosen = options.get(method)
+            max_batch_size = getattr(chosen, "max_batch_size", None) or s.max_batch_size
+            max_latency_ms = getattr(chosen, "max_latency_ms", None)
             policy = BatchPolicy(
                 batchable=info.batchable,
                 batch_dim=info.batch_dim,
-                max_batch_size=s.max_batch_size,
-                max_latency_s=s.max_latency_s,
+                max_batch_size=max_batch_size,
+                max_latency_s=s.max_latency_s if max_latency_ms is None else max_latency_ms / 1e3,
                 max_queue_size=s.max_queue_size,
                 max_inflight_batches=s.max_inflight_batches,
             )

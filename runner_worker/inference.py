@@ -9,14 +9,18 @@ from __future__ import annotations
 import asyncio
 import time
 
+import numpy as np
+
 from protos import codec
 from protos import grpc_service_pb2 as pb
-from protos.errors import Internal, InvalidArgument, RunnerFleetError
+from protos.errors import ErrorCode, Internal, InvalidArgument, RunnerFleetError
+from protos.ratelimited_log import BAD_REQUESTS
 from runner_worker.hosting import HostedModel, ModelHost
 from runner_worker.metrics import WorkerMetrics
+from runner_worker.runner import MethodInfo
 from runner_worker.validate import validate_inputs
 
-__all__ = ["InferencePlane", "request_method", "request_deadline_s"]
+__all__ = ["InferencePlane", "request_method", "request_deadline_s", "empty_outputs"]
 
 _UNKNOWN = "(unknown)"
 
@@ -46,6 +50,35 @@ def request_deadline_s(request: pb.ModelInferRequest, deadline_s: float | None) 
     return own if deadline_s is None else min(own, deadline_s)
 
 
+def empty_outputs(info: MethodInfo, arrays: list[np.ndarray]) -> list[np.ndarray] | None:
+    """The outputs of a 0-row request to a batchable method, from the output spec.
+
+    None when the request has rows (or the method is not batchable): run it. A 0-row request
+    answers 0 rows of each output the signature recorded, without calling the model (a
+    model's own answer to 0 rows is usually an exception: sklearn raises). A method saved
+    without a sample has no output spec, so there is nothing to answer with:
+    InvalidArgument.
+    """
+    if not info.batchable or not arrays:
+        return None
+    in_dim, out_dim = info.batch_dim
+    first = arrays[0]
+    if first.ndim == 0 or not -first.ndim <= in_dim < first.ndim or first.shape[in_dim] != 0:
+        return None
+    if not info.output_spec:
+        raise InvalidArgument(
+            f"method {info.name!r}: a request of 0 rows has nothing to run, and the method's "
+            "output shapes are unknown (saved without a sample input); send at least one row"
+        )
+    outputs = []
+    for spec in info.output_spec:
+        shape = [0 if d < 0 else d for d in spec.shape]
+        if shape:
+            shape[out_dim % len(shape)] = 0
+        outputs.append(np.empty(shape, dtype=np.dtype(spec.dtype)))
+    return outputs
+
+
 class InferencePlane:
     """Runs ModelInferRequests through the hosted models' batchers."""
 
@@ -62,6 +95,9 @@ class InferencePlane:
         method = _UNKNOWN
         code = "OK"
         try:
+            if not request.model_name:
+                raise InvalidArgument(codec.MODEL_NAME_REQUIRED)
+            codec.check_request_limits(request)  # O(1) refusals before any lookup or decode
             hosted = self._host.get(request.model_name, request.model_version)
             method = request_method(request) or hosted.runner.default_method
             info = hosted.runner.method(method)
@@ -72,10 +108,14 @@ class InferencePlane:
             except InvalidArgument:
                 hosted.metrics[method].on_rejected("invalid_input")
                 raise
-            batcher = hosted.batchers[method]
-            outputs = await batcher.submit(
-                arrays, deadline_s=request_deadline_s(request, deadline_s)
-            )
+            empty = empty_outputs(info, arrays)
+            if empty is not None:  # 0 rows to a batchable method: 0 rows back, no model call
+                outputs = empty
+            else:
+                batcher = hosted.batchers[method]
+                outputs = await batcher.submit(
+                    arrays, deadline_s=request_deadline_s(request, deadline_s)
+                )
             encode_start_s = time.perf_counter()
             response = codec.encode_response(request, outputs, info.output_names(len(outputs)))
             response.model_name = hosted.name
@@ -84,6 +124,8 @@ class InferencePlane:
             return response
         except RunnerFleetError as exc:
             code = exc.code.value
+            if exc.code is ErrorCode.INVALID_ARGUMENT:
+                BAD_REQUESTS.warning("refused a request: %s", exc.message[:200])
             raise
         except asyncio.CancelledError:
             code = "CANCELLED"

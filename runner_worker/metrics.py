@@ -20,8 +20,8 @@ CODES = (
     "UNAVAILABLE",
     "INTERNAL",
 )
-SHED_REASONS = ("deadline", "latency_budget", "cancelled")
-REJECT_REASONS = ("queue_full", "invalid_input")
+SHED_REASONS = ("deadline", "latency_budget", "cancelled", "deadline_unmeetable")
+REJECT_REASONS = ("queue_full", "invalid_input", "deadline_unmeetable")
 SIZE_BUCKETS = tuple(float(2**i) for i in range(11))  # 1, 2, 4, ..., 1024
 LATENCY_BUCKETS_S = (
     0.0005,
@@ -130,6 +130,9 @@ class WorkerMetrics:
 
     def serve(self, host: str, port: int, access: TrustSettings | None = None) -> int:
         """Serve /metrics on a daemon thread (TLS / basic auth per `access`); the bound port."""
+        from runnerfleet.sdk.metrics import export_into
+
+        export_into(self.registry)  # runnerfleet.metrics created by user code, on the same page
         self._server = serve_metrics(self.registry, host, port, **metrics_access(access))
         return self._server.port
 

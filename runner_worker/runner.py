@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from protos.errors import NotFound
+from protos.errors import NotFound, shown
 from runner_worker import batch_ops
 
 __all__ = ["MethodInfo", "ModelRunner", "sample_inputs"]
@@ -81,7 +81,7 @@ class ModelRunner:
         info = self.methods.get(name)
         if info is None or (self._runnable is not None and name not in self._runnable.methods):
             raise NotFound(
-                f"model {self.name!r} version {self.version!r} has no method {name!r}; "
+                f"model {self.name!r} version {self.version!r} has no method {shown(name)}; "
                 f"methods: {', '.join(sorted(self.methods))}"
             )
         return info

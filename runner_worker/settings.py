@@ -28,6 +28,8 @@ class WorkerSettings(TrustSettings):
     """Everything a worker process needs to know, fixed at start (TLS, tokens: TrustSettings)."""
 
     models: tuple[str, ...] = ()
+    service: str | None = None  # module:attr whose runners this worker hosts
+    runners: tuple[str, ...] = ()  # only these runners of the service (empty = all)
     device: str = "cpu"
     cpus: tuple[int, ...] | None = None
     threads: int | None = None
@@ -117,6 +119,7 @@ def parse_cpus(value: str | None) -> tuple[int, ...] | None:
 
 _PARSERS: dict[str, Any] = {
     "models": parse_models,
+    "runners": parse_models,
     "cpus": parse_cpus,
     "threads": int,
     "trusted_keys": parse_key_paths,

@@ -34,7 +34,7 @@ def run_local_demo() -> dict[str, float]:
     runner = digits.to_runner()
     runner.init_local()
     dx, dy = demo_models.digits_data()
-    labels = runner.run(dx).argmax(axis=1)
+    labels = runner.run(dx).argmax(dim=1).numpy()  # torch runners answer tensors (BentoML)
     accuracy["digits_mlp"] = float((labels == dy).mean())
     print(f"saved {digits.tag} -> {digits.path}")
     print(f"  run(x[:8]).argmax = {labels[:8].tolist()}  (true {dy[:8].tolist()})")

@@ -33,6 +33,7 @@ class LocalCluster:
         port: int = 8001,
         metrics_port: int = 8002,
         device: str = "cpu",
+        service: str | None = None,
         worker_flags: dict[str, object] | None = None,
         gateway_flags: dict[str, object] | None = None,
         env: dict[str, str] | None = None,
@@ -42,6 +43,7 @@ class LocalCluster:
             raise ValueError("a cluster needs at least one worker")
         self.host, self.port, self.metrics_port = host, port, metrics_port
         self.n_workers, self.models, self.device = workers, list(models), device
+        self.service = service  # module:attr: workers host its runners, the gateway its APIs
         self.worker_flags = dict(worker_flags or {})
         self.gateway_flags = dict(gateway_flags or {})
         self.supervisor = Supervisor(env=env, echo=echo, own_session=True)
@@ -54,12 +56,15 @@ class LocalCluster:
         deadline = time.monotonic() + timeout_s
         try:
             for index in range(self.n_workers):
-                argv = ["worker", "--models", ",".join(self.models), "--device", self.device]
+                argv = ["worker", "--device", self.device]
+                argv += ["--models", ",".join(self.models)] if self.models else []
+                argv += ["--service", self.service] if self.service else []
                 argv += ["--port", "0", "--metrics-port", "0", *flag_argv(self.worker_flags)]
                 self.workers.append(self._spawn(f"worker-{index}", argv, deadline))
             for worker in self.workers:
                 wait_serving(worker.address, max(deadline - time.monotonic(), 1.0))
             argv = ["gateway", "--workers", ",".join(w.address for w in self.workers)]
+            argv += ["--service", self.service] if self.service else []
             argv += ["--port", str(self.port), "--metrics-port", str(self.metrics_port)]
             argv += flag_argv(self.gateway_flags)
             self.gateway = self._spawn("gateway", argv, deadline)

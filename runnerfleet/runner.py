@@ -1,5 +1,11 @@
 """``runnerfleet.runner``: the old path of the Runner types (now in ``runnerfleet.sdk.runner``)."""
 
-from runnerfleet.sdk.runner import LocalBackend, Runner, RunnerBackend, RunnerMethod
+from runnerfleet.sdk.runner import (
+    CUSTOM_RUNNER_VERSION,
+    LocalBackend,
+    Runner,
+    RunnerBackend,
+    RunnerMethod,
+)
 
-__all__ = ["Runner", "RunnerMethod", "RunnerBackend", "LocalBackend"]
+__all__ = ["Runner", "RunnerMethod", "RunnerBackend", "LocalBackend", "CUSTOM_RUNNER_VERSION"]

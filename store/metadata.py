@@ -1,9 +1,12 @@
-"""Labels and metadata made JSON-able: numpy and datetime values converted, others refused."""
+"""Labels and metadata made JSON-able: numpy and datetime values converted, others refused.
+
+As in BentoML, label values are coerced with ``str()`` and NaN/infinite floats are kept
+(``info.json`` writes them as ``NaN``/``Infinity``, which Python's json reads back).
+"""
 
 from __future__ import annotations
 
 import datetime as dt
-import math
 from typing import Any
 
 from protos.errors import InvalidArgument
@@ -11,20 +14,16 @@ from protos.errors import InvalidArgument
 __all__ = ["normalize_labels", "normalize_metadata"]
 
 
-def normalize_labels(labels: dict[str, str] | None) -> dict[str, str]:
-    """Labels are str -> str; anything else is refused naming the key."""
+def normalize_labels(labels: dict[str, Any] | None) -> dict[str, str]:
+    """Labels are str -> str: keys must be strings, values are coerced with ``str()``."""
     if labels is None:
         return {}
     if not isinstance(labels, dict):
         raise InvalidArgument(f"labels must be a dict of str to str, got {type(labels).__name__}")
-    for key, value in labels.items():
+    for key in labels:
         if not isinstance(key, str) or not key:
             raise InvalidArgument(f"label key {key!r} must be a non-empty string")
-        if not isinstance(value, str):
-            raise InvalidArgument(
-                f"label {key!r} must be a string, got {type(value).__name__} ({value!r})"
-            )
-    return dict(labels)
+    return {key: value if isinstance(value, str) else str(value) for key, value in labels.items()}
 
 
 def normalize_metadata(metadata: dict[str, Any] | None) -> dict[str, Any]:
@@ -48,9 +47,7 @@ def _convert(value: Any, where: str) -> Any:
     if value is None or isinstance(value, bool | str | int):
         return value
     if isinstance(value, float):
-        if not math.isfinite(value):
-            raise InvalidArgument(f"{where} is {value}, which JSON cannot hold")
-        return value
+        return value  # NaN and infinities included (Python's json round-trips them)
     if isinstance(value, np.generic):
         if isinstance(value, np.datetime64 | np.timedelta64) or value.dtype.kind in "OV":
             raise InvalidArgument(f"{where} has unsupported numpy type {value.dtype}")

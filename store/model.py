@@ -23,6 +23,8 @@ __all__ = [
     "ModelInfo",
     "Model",
     "Runnable",
+    "ModelContext",
+    "API_VERSION",
     "INFO_FILE",
     "MANIFEST_FILE",
     "CUSTOM_OBJECTS_FILE",
@@ -33,6 +35,34 @@ INFO_FILE = "info.json"
 MANIFEST_FILE = "manifest.json"
 CUSTOM_OBJECTS_FILE = "custom_objects.pkl"
 SIGNATURE_FILE = "manifest.sig"
+API_VERSION = "v1"  # of the info.json layout (BentoML's ModelInfo.api_version)
+
+# the distribution whose version ``framework_versions`` reports, per framework
+_FRAMEWORK_PACKAGES = {"sklearn": "scikit-learn", "torch": "torch"}
+
+
+class ModelContext(dict):  # type: ignore[type-arg]
+    """The environment a model was saved in: a dict, with BentoML's attribute names too."""
+
+    @property
+    def framework_name(self) -> str:
+        return str(self.get("framework", ""))
+
+    @property
+    def framework_versions(self) -> dict[str, str]:
+        """{distribution: version}, e.g. ``{"scikit-learn": "1.5.2"}``."""
+        name = self.framework_name
+        if not name:
+            return {}
+        return {_FRAMEWORK_PACKAGES.get(name, name): str(self.get("framework_version", ""))}
+
+    @property
+    def python_version(self) -> str:
+        return str(self.get("python_version", ""))
+
+    @property
+    def runnerfleet_version(self) -> str:
+        return str(self.get("runnerfleet_version", ""))
 
 
 @dataclass(frozen=True)
@@ -100,6 +130,11 @@ class ModelInfo:
     signatures: dict[str, ModelSignature]
     context: dict[str, str]
     options: dict[str, Any] = field(default_factory=dict)
+    api_version: str = API_VERSION
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.context, ModelContext):
+            object.__setattr__(self, "context", ModelContext(self.context))
 
     @property
     def tag(self) -> Tag:
@@ -116,6 +151,7 @@ class ModelInfo:
             "signatures": {k: s.to_dict() for k, s in self.signatures.items()},
             "context": dict(self.context),
             "options": self.options,
+            "api_version": self.api_version,
         }
 
     @classmethod
@@ -133,6 +169,7 @@ class ModelInfo:
                 },
                 context=dict(data.get("context", {})),
                 options=dict(data.get("options", {})),
+                api_version=str(data.get("api_version", API_VERSION)),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise InvalidArgument(f"malformed model info: {exc}") from exc
@@ -167,7 +204,7 @@ class Runnable:
         return sorted(self.methods)[0]
 
 
-@dataclass(frozen=True, repr=False)
+@dataclass(frozen=True, repr=False, eq=False)
 class Model:
     """One stored model version: ``tag``, ``path`` (its directory) and ``info``.
 
@@ -176,12 +213,27 @@ class Model:
 
     ``verified`` is True once :func:`store.integrity.check_model` passed for this object, so a
     caller that checked first (the worker) does not pay for hashing twice.
+
+    Equal and hashable by tag (as BentoML's), so models work as dict keys and in sets.
     """
 
     tag: Tag
     path: str
     info: ModelInfo
     verified: bool = field(default=False, compare=False)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Model) and other.tag == self.tag
+
+    def __hash__(self) -> int:
+        return hash(self.tag)
+
+    def with_options(self, **options: Any) -> Model:
+        """A copy whose ``info.options`` has ``options`` added (the stored version is unchanged)."""
+        import dataclasses
+
+        info = dataclasses.replace(self.info, options={**self.info.options, **options})
+        return dataclasses.replace(self, info=info)
 
     @property
     def creation_time(self) -> dt.datetime:

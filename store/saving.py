@@ -5,13 +5,14 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-import pickle
 import platform
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from importlib import metadata as importlib_metadata
+from types import ModuleType
 from typing import Any
 
 from protos.errors import InvalidArgument
+from store import by_value
 from store.fs_store import FileStore, checkpoint, default_store
 from store.manifest import build_manifest, write_manifest
 from store.metadata import normalize_labels, normalize_metadata
@@ -36,10 +37,7 @@ def _pickle_custom_objects(custom_objects: Mapping[str, Any], directory: str) ->
     for key in custom_objects:
         if not isinstance(key, str):
             raise InvalidArgument(f"custom_objects key {key!r} must be a string")
-    try:
-        payload = pickle.dumps(dict(custom_objects), protocol=pickle.HIGHEST_PROTOCOL)
-    except Exception as exc:  # pickling user objects can raise anything
-        raise InvalidArgument(f"custom_objects cannot be pickled: {exc}") from exc
+    payload = by_value.dumps(dict(custom_objects), "custom_objects")
     with open(os.path.join(directory, CUSTOM_OBJECTS_FILE), "wb") as f:
         f.write(payload)
 
@@ -54,14 +52,21 @@ def save_model(
     metadata: dict[str, Any] | None = None,
     custom_objects: Mapping[str, Any] | None = None,
     sample_input: Any = None,
+    external_modules: Iterable[ModuleType] | None = None,
+    options: Mapping[str, Any] | None = None,
     store: FileStore | None = None,
 ) -> Model:
-    """Save ``obj`` with the ``module`` adapter as a new version of ``name``; return it."""
+    """Save ``obj`` with the ``module`` adapter as a new version of ``name``; return it.
+
+    ``external_modules``: modules whose classes and functions are pickled by value with the
+    model (as in BentoML), for code that the serving processes cannot import.
+    """
     from store.frameworks import get_adapter
 
     adapter = get_adapter(module)
     validate_part(name, "name")
     adapter.check(obj)
+    by_value_modules = by_value.check_modules(external_modules)
     sigs, names = normalize_signatures(
         signatures if signatures is not None else adapter.default_signatures(obj),
         lambda method: adapter.has_method(obj, method),
@@ -93,12 +98,14 @@ def save_model(
             "python_version": platform.python_version(),
             "runnerfleet_version": runnerfleet_version(),
         },
+        options=normalize_metadata(dict(options or {})),
     )
     with store.staging("save") as staged:
         checkpoint("staging_created")
-        adapter.save(obj, staged)
-        if custom_objects:
-            _pickle_custom_objects(custom_objects, staged)
+        with by_value.registered(by_value_modules):
+            adapter.save(obj, staged)
+            if custom_objects:
+                _pickle_custom_objects(custom_objects, staged)
         checkpoint("files_written")
         with open(os.path.join(staged, INFO_FILE), "w", encoding="utf-8") as f:
             json.dump(info.to_dict(), f, indent=1, sort_keys=True)

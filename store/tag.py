@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import secrets
 from collections.abc import Iterable
@@ -9,7 +10,17 @@ from dataclasses import dataclass
 
 from protos.errors import InvalidArgument, NotFound
 
-__all__ = ["Tag", "LATEST", "MAX_PART_CHARS", "validate_part", "new_version", "resolve_version"]
+__all__ = [
+    "Tag",
+    "LATEST",
+    "MAX_PART_CHARS",
+    "validate_part",
+    "lower_part",
+    "new_version",
+    "resolve_version",
+]
+
+_log = logging.getLogger(__name__)
 
 _PART_RE = re.compile(r"^[a-z0-9]([-._a-z0-9]*[a-z0-9])?$")
 MAX_PART_CHARS = 63
@@ -33,6 +44,14 @@ def validate_part(value: object, what: str = "name") -> str:
     return value
 
 
+def lower_part(value: object, what: str = "name") -> object:
+    """``value`` lower-cased, with a warning when that changed it (as BentoML does)."""
+    if isinstance(value, str) and value != value.lower():
+        _log.warning("model %s %r converted to lowercase: %r", what, value, value.lower())
+        return value.lower()
+    return value
+
+
 @dataclass(frozen=True, order=True)
 class Tag:
     """A model tag; ``version`` None or "latest" means the newest version by creation time."""
@@ -41,8 +60,10 @@ class Tag:
     version: str | None = None
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "name", lower_part(self.name, "name"))
         validate_part(self.name, "name")
         if self.version is not None:
+            object.__setattr__(self, "version", lower_part(self.version, "version"))
             validate_part(self.version, "version")
 
     @classmethod

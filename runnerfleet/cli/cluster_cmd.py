@@ -52,6 +52,7 @@ def cluster() -> None:
     "--workers", "n_workers", type=int, default=2, show_default=True, help="Worker processes."
 )
 @click.option("--models", default=None, help="TAG[,TAG...] to serve (default: the demo models).")
+@click.option("--service", default=None, help="module:attr of a Service: workers host its runners.")
 @click.option(
     "--host", default="127.0.0.1", show_default=True, help="Interface every process binds."
 )
@@ -69,6 +70,7 @@ def cluster() -> None:
 def up(
     n_workers: int,
     models: str | None,
+    service: str | None,
     host: str,
     port: int,
     metrics_port: int,
@@ -81,13 +83,17 @@ def up(
 
     if n_workers < 1:
         raise click.UsageError("--workers must be at least 1")
-    tags = [t.strip() for t in models.split(",") if t.strip()] if models else ensure_demo_models()
+    if models:
+        tags = [t.strip() for t in models.split(",") if t.strip()]
+    else:
+        tags = [] if service else ensure_demo_models()
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
     local = LocalCluster(
         workers=n_workers, models=tags, host=host, port=port, metrics_port=metrics_port,
-        device=device, echo=None if quiet else (lambda line: click.echo(line, err=True)),
+        device=device, service=service,
+        echo=None if quiet else (lambda line: click.echo(line, err=True)),
     )  # fmt: skip
     try:
         local.start(timeout_s=timeout_s)

@@ -24,8 +24,26 @@ __all__ = ["models"]
 PROGRESS_MIN_BYTES = 16 * 1024 * 1024
 
 _output_option = click.option(
-    "-o", "--output", type=click.Choice(["table", "json"]), default="table", show_default=True
+    "-o",
+    "--output",
+    type=click.Choice(["table", "json", "yaml"]),
+    default="table",
+    show_default=True,
 )
+_get_output_option = click.option(
+    "-o",
+    "--output",
+    type=click.Choice(["yaml", "json", "path", "table"]),
+    default="yaml",
+    show_default=True,
+    help="yaml (as bentoml models get), json, path (the version's folder) or table.",
+)
+
+
+def _yaml(value: Any) -> str:
+    import yaml
+
+    return str(yaml.safe_dump(value, sort_keys=False, allow_unicode=True)).rstrip()
 
 
 def _one_line_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -107,10 +125,15 @@ def models() -> None:
 @_output_option
 @_one_line_errors
 def list_cmd(name: str | None, label_pairs: tuple[str, ...], output: str) -> None:
-    """List models, optionally one NAME and only those carrying every --label."""
-    rows = [_summary(m) for m in store.list(name, _parse_labels(label_pairs) or None)]
+    """List models, newest first, optionally one NAME and only those carrying every --label."""
+    found = store.list(name, _parse_labels(label_pairs) or None)
+    found.sort(key=lambda m: m.info.creation_time, reverse=True)  # newest first, as BentoML
+    rows = [_summary(m) for m in found]
     if output == "json":
         click.echo(json.dumps(rows, indent=2))
+        return
+    if output == "yaml":
+        click.echo(_yaml(rows))
         return
     header = ("TAG", "MODULE", "SIZE", "CREATED", "LABELS")
     table = [header] + [
@@ -154,7 +177,7 @@ def _policy(require_signature: bool, trusted_keys: tuple[str, ...]) -> store.Tru
 
 @models.command("get")
 @click.argument("tag")
-@_output_option
+@_get_output_option
 @click.option(
     "--verify",
     is_flag=True,
@@ -178,6 +201,9 @@ def get_cmd(
         checks = {"verified": "ok" if policy.verify_integrity else "skipped"}
         if policy.require_signature:
             checks["signature"] = "ok"
+    if output == "path":  # after the checks: a path is printed only for a model that passed
+        click.echo(model.path)
+        return
     info = {
         "tag": str(model.tag),
         "path": model.path,
@@ -189,6 +215,9 @@ def get_cmd(
     if output == "json":
         click.echo(json.dumps(info, indent=2))
         return
+    if output == "yaml":
+        click.echo(_yaml(info))
+        return
     for key, value in info.items():
         text = value if isinstance(value, str) else json.dumps(value)
         click.echo(f"{key + ':':<16}{text}")
@@ -196,7 +225,7 @@ def get_cmd(
 
 @models.command("export")
 @click.argument("tag")
-@click.argument("path", type=click.Path(dir_okay=True, writable=True))
+@click.argument("path", type=click.Path(dir_okay=True, writable=True), default=".")
 @click.option(
     "--sign",
     "sign_key",
@@ -205,7 +234,7 @@ def get_cmd(
 )
 @_one_line_errors
 def export_cmd(tag: str, path: str, sign_key: str | None) -> None:
-    """Write TAG to a single-file .rfmodel archive at PATH (a file or a directory)."""
+    """Write TAG to a single-file .rfmodel archive at PATH (a file or a folder; default: here)."""
     model = store.get(tag)
     with _progress(archive_size_bytes(model), f"export {model.tag}") as update:
         written = store.export_model(model.tag, path, progress=update, sign_key=sign_key)
@@ -221,13 +250,15 @@ def export_cmd(tag: str, path: str, sign_key: str | None) -> None:
 def import_cmd(
     path: str, force: bool, require_signature: bool, trusted_keys: tuple[str, ...]
 ) -> None:
-    """Import a .rfmodel archive (every file's sha256 is checked first)."""
+    """Import a .rfmodel archive (every file's sha256 is checked first) or a BentoML .bentomodel."""
     import os
+
+    from runnerfleet.models import import_archive
 
     policy = _policy(require_signature, trusted_keys)
     size_bytes = os.path.getsize(path) if os.path.isfile(path) else 0
     with _progress(size_bytes, f"import {os.path.basename(path)}") as update:
-        result = store.import_model(path, force=force, progress=update, policy=policy)
+        result = import_archive(path, force=force, progress=update, policy=policy)
     click.echo(result.message)
 
 
@@ -270,11 +301,14 @@ def sign_cmd(tag: str, key_path: str) -> None:
 
 @models.command("delete")
 @click.argument("tags", nargs=-1, required=True)
-@click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option("-y", "--yes", "--assume-yes", "yes", is_flag=True, help="Do not ask to confirm.")
 @_one_line_errors
 def delete_cmd(tags: tuple[str, ...], yes: bool) -> None:
-    """Delete versions (name:version, name:latest) or every version of a name (name)."""
-    for tag in tags:
+    """Delete versions (name:version, name:latest) or every version of a name (name).
+
+    TAGS may be several, each also comma-separated (``a:v1,b``), as with bentoml.
+    """
+    for tag in [t.strip() for group in tags for t in group.split(",") if t.strip()]:
         parsed = store.Tag.from_str(tag)
         targets = (
             [m.tag for m in store.list(parsed.name)]

@@ -14,6 +14,10 @@ __all__ = ["worker"]
 
 @click.command("worker")
 @click.option("--models", help="Model tags to serve: TAG[,TAG...] (env RUNNERFLEET_MODELS).")
+@click.option(
+    "--service", help="module:attr of a Service whose runners to host (as the gateway's)."
+)
+@click.option("--runners", help="Only these runners of --service: NAME[,NAME...] (default all).")
 @click.option("--device", help="cpu or cuda:N (N among the visible GPUs). Default cpu.")
 @click.option("--cpus", help="CPU affinity, e.g. 0-3 or 0,2.")
 @click.option("--threads", type=int, help="Torch and BLAS/OpenMP threads.")
@@ -41,8 +45,10 @@ def worker(log_level: str, **flags: object) -> None:
 
     try:
         settings = load_settings(flags)
-        if not settings.models:
-            raise click.UsageError("--models (or RUNNERFLEET_MODELS) is required")
+        if not settings.models and not settings.service:
+            raise click.UsageError("--models or --service (or RUNNERFLEET_MODELS) is required")
+        if settings.runners and not settings.service:
+            raise click.UsageError("--runners needs --service")
         pin_process(settings)  # before numpy/torch load: they read these variables at import
     except RunnerFleetError as exc:
         raise click.UsageError(exc.message) from None

@@ -1,9 +1,12 @@
 """IO descriptors for Service APIs: what an API accepts and returns, checked at the edge.
 
-Mirrors ``bentoml.io.NumpyNdarray``: a declared dtype is converted to unless ``enforce_dtype``
-(then a mismatch is refused); a declared shape (``-1`` = any size) is reshaped to when the sizes
+Mirrors ``bentoml.io.NumpyNdarray``: an array is cast to a declared dtype when
+``np.can_cast(..., "same_kind")`` allows it (float64 -> float32, int -> float); any other dtype
+is refused with ``enforce_dtype`` and passed through unchanged without it (never a silent
+float -> int truncation). A declared shape (``-1`` = any size) is reshaped to when the sizes
 allow, else passed through, unless ``enforce_shape`` (then a mismatch is refused). Refusals
-raise ``InvalidArgument``.
+raise ``InvalidArgument``. The other descriptors (JSON, Text, PandasDataFrame, PandasSeries,
+Image, File, Multipart) live in ``runnerfleet.sdk.io_descriptors`` and are re-exported here.
 """
 
 from __future__ import annotations
@@ -16,17 +19,45 @@ import numpy as np
 
 from protos.codec import numpy_to_datatype
 from protos.errors import InvalidArgument
+from runnerfleet.sdk.io_descriptors import (
+    JSON,
+    File,
+    Image,
+    Multipart,
+    PandasDataFrame,
+    PandasSeries,
+    Text,
+    WireTensor,
+)
+from runnerfleet.sdk.io_descriptors.base import one_tensor
 
-__all__ = ["IODescriptor", "NumpyNdarray"]
+__all__ = [
+    "IODescriptor",
+    "NumpyNdarray",
+    "JSON",
+    "Text",
+    "PandasDataFrame",
+    "PandasSeries",
+    "Image",
+    "File",
+    "Multipart",
+    "WireTensor",
+]
 
 
 @runtime_checkable
 class IODescriptor(Protocol):
     """Anything a Service API can declare as its input or output."""
 
-    def validate(self, arr: Any) -> np.ndarray: ...
+    def validate(self, arr: Any) -> Any: ...
 
     def to_spec(self, name: str) -> dict[str, Any]: ...
+
+    def wire_specs(self, role: str) -> list[dict[str, Any]]: ...
+
+    def from_wire(self, tensors: Sequence[WireTensor]) -> Any: ...
+
+    def to_wire(self, value: Any, role: str) -> list[WireTensor]: ...
 
 
 def _shape_matches(expected: tuple[int, ...], actual: tuple[int, ...]) -> bool:
@@ -82,17 +113,29 @@ class NumpyNdarray:
             ) from None
         return self._check_shape(self._check_dtype(out))
 
+    @classmethod
+    def from_sample(
+        cls, sample: Any, enforce_dtype: bool = False, enforce_shape: bool = False
+    ) -> NumpyNdarray:
+        """A descriptor with the dtype and shape of ``sample`` (as BentoML's from_sample)."""
+        arr = np.asarray(sample)
+        descriptor = cls(arr.dtype, arr.shape, enforce_dtype, enforce_shape)
+        descriptor.sample = arr
+        return descriptor
+
+    sample: np.ndarray | None = None
+
     def _check_dtype(self, arr: np.ndarray) -> np.ndarray:
         if self.dtype is None or arr.dtype == self.dtype:
             return arr
+        if np.can_cast(arr.dtype, self.dtype, casting="same_kind"):
+            return arr.astype(self.dtype, casting="same_kind")
         if self.enforce_dtype:
-            raise InvalidArgument(f"expected an array of dtype {self.dtype}, got {arr.dtype}")
-        try:
-            return arr.astype(self.dtype)
-        except (TypeError, ValueError) as exc:
             raise InvalidArgument(
-                f"cannot convert an array of dtype {arr.dtype} to {self.dtype}: {exc}"
-            ) from None
+                f"expected an array of dtype {self.dtype}, got {arr.dtype} "
+                "(which does not cast to it within its kind)"
+            )
+        return arr  # as BentoML: no lossy cast unless asked for
 
     def _check_shape(self, arr: np.ndarray) -> np.ndarray:
         if self.shape is None or _shape_matches(self.shape, arr.shape):
@@ -107,6 +150,18 @@ class NumpyNdarray:
             if arr.size == fixed or (-1 in self.shape and fixed and arr.size % fixed == 0):
                 return arr.reshape(self.shape)
         return arr
+
+    def wire_specs(self, role: str) -> list[dict[str, Any]]:
+        """The one tensor this travels as: ``input__0`` / ``output__0``."""
+        return [self.to_spec(f"{role}__0")]
+
+    def from_wire(self, tensors: Sequence[WireTensor]) -> np.ndarray:
+        """The array of the request's only tensor, validated."""
+        return self.validate(one_tensor(tensors, "NumpyNdarray").array)
+
+    def to_wire(self, value: Any, role: str) -> list[WireTensor]:
+        """The API's result as its one tensor."""
+        return [WireTensor(f"{role}__0", self.validate(value))]
 
     def to_spec(self, name: str) -> dict[str, Any]:
         """Metadata for this tensor: name, wire datatype (None = any) and shape (None = any)."""

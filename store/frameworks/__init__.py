@@ -19,6 +19,9 @@ __all__ = ["get_adapter", "ADAPTERS"]
 ADAPTERS = {
     "sklearn": "store.frameworks.sklearn",
     "pytorch": "store.frameworks.pytorch",
+    "torchscript": "store.frameworks.pytorch",  # the pytorch adapter saves ScriptModules
+    "picklable_model": "store.frameworks.picklable",
+    "files": "store.frameworks.files",  # runnerfleet.models.create: files the user wrote
 }
 
 

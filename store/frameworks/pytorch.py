@@ -26,6 +26,7 @@ __all__ = [
     "make_method",
     "framework_version",
     "module_device",
+    "make_native_method",
 ]
 
 FRAMEWORK = "torch"
@@ -76,12 +77,14 @@ def save(obj: Any, directory: str) -> None:
     if _is_script(obj):
         torch.jit.save(obj, os.path.join(directory, _SCRIPT_FILE))
         return
-    try:
-        torch.save(obj, os.path.join(directory, _EAGER_FILE))
+    import cloudpickle
+
+    try:  # cloudpickle: a class defined in __main__ or a notebook travels by value
+        torch.save(obj, os.path.join(directory, _EAGER_FILE), pickle_module=cloudpickle)
     except (AttributeError, TypeError, pickle.PicklingError) as exc:
         raise InvalidArgument(
-            f"cannot pickle module of type {type(obj).__qualname__}: define its class at module "
-            f"level of an importable module, or save it as TorchScript ({exc})"
+            f"cannot pickle module of type {type(obj).__qualname__}: {exc}; pass the module "
+            "that defines it in external_modules=[...], or save it as TorchScript"
         ) from exc
 
 
@@ -146,8 +149,11 @@ def _to_numpy(value: Any) -> Any:
     return value
 
 
-def make_method(obj: Any, name: str, device: str = "cpu") -> Callable[..., Any]:
-    """numpy in -> tensors on ``device`` -> method under inference_mode -> numpy on CPU."""
+def make_native_method(obj: Any, name: str, device: str = "cpu") -> Callable[..., Any]:
+    """numpy or tensors in -> tensors on ``device`` -> method under inference_mode -> tensors.
+
+    What a torch runner answers (as in BentoML): ``.argmax(dim=1)`` and ``.cpu().numpy()`` work.
+    """
     import torch
 
     target = torch.device(device)
@@ -157,7 +163,18 @@ def make_method(obj: Any, name: str, device: str = "cpu") -> Callable[..., Any]:
         tensors = [_to_tensor(a, target) for a in args]
         named = {k: _to_tensor(v, target) for k, v in kwargs.items()}
         with torch.inference_mode():
-            return _to_numpy(fn(*tensors, **named))
+            return fn(*tensors, **named)
+
+    call.__name__ = name
+    return call
+
+
+def make_method(obj: Any, name: str, device: str = "cpu") -> Callable[..., Any]:
+    """numpy in -> tensors on ``device`` -> method under inference_mode -> numpy on CPU."""
+    native = make_native_method(obj, name, device)
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        return _to_numpy(native(*args, **kwargs))
 
     call.__name__ = name
     return call

@@ -1,4 +1,10 @@
-"""scikit-learn adapter: any estimator, saved with joblib."""
+"""scikit-learn adapter: any estimator, pickled by value with cloudpickle.
+
+cloudpickle (not joblib's pickler, which writes classes by reference) lets an estimator class
+or a FunctionTransformer's function defined in ``__main__`` load in any worker. The file keeps
+its name, ``model.joblib``: ``joblib.load`` reads a plain pickle stream, so versions saved with
+``joblib.dump`` before this and versions saved now load the same way.
+"""
 
 from __future__ import annotations
 
@@ -58,9 +64,11 @@ def default_signatures(obj: Any) -> dict[str, dict[str, Any]]:
 
 
 def save(obj: Any, directory: str) -> None:
-    import joblib
+    from store.by_value import dumps
 
-    joblib.dump(obj, os.path.join(directory, _FILE))
+    payload = dumps(obj, f"estimator of type {type(obj).__qualname__}")
+    with open(os.path.join(directory, _FILE), "wb") as f:
+        f.write(payload)
 
 
 def load(model: Model, device: str = "cpu") -> Any:

@@ -141,7 +141,7 @@ def test_bad_requests_get_clear_codes_while_good_ones_flow(cluster, expected):
             (
                 pb.ModelInferRequest().SerializeToString(),
                 grpc.StatusCode.INVALID_ARGUMENT,
-                "model_name is empty",
+                "model_name is required",
             ),
             (
                 pb.ModelInferRequest(model_name="nope").SerializeToString(),

@@ -63,7 +63,7 @@ def test_validation_and_user_errors(client):
     with pytest.raises(InvalidArgument, match="shape"):
         client.infer("classify", np.zeros((2, 3)))
     with pytest.raises(InvalidArgument, match="dtype"):
-        client.infer("double_echo", np.zeros((2, 3), dtype=np.float64))
+        client.infer("double_echo", np.array([[b"a", b"b"]], dtype=object))  # not castable
     with pytest.raises(InvalidArgument, match="exactly one input"):
         client.infer("classify", IRIS_X, IRIS_X)
     with pytest.raises(Internal, match="failed on purpose"):

@@ -7,7 +7,7 @@ import time
 import torch
 from torch import nn
 
-__all__ = ["Picky", "Slow", "CallLog"]
+__all__ = ["Picky", "Slow", "CallLog", "RowCost"]
 
 
 class Picky(nn.Module):
@@ -42,3 +42,20 @@ class CallLog(nn.Module):
         with open(self.path, "a", encoding="utf-8") as log:
             log.write(f"{tuple(x.shape)}\n")
         return x
+
+
+class RowCost(nn.Module):
+    """Returns ``2 * x + 1`` after sleeping ``fixed_s + per_row_s * rows`` (a costed model).
+
+    The overload tests serve it so capacity is known and every answer can be checked: a batch of
+    n rows costs ``fixed_s + per_row_s * n`` whatever the machine, like a real accelerator.
+    """
+
+    def __init__(self, fixed_s: float = 0.020, per_row_s: float = 0.003) -> None:
+        super().__init__()
+        self.fixed_s = fixed_s
+        self.per_row_s = per_row_s
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        time.sleep(self.fixed_s + self.per_row_s * int(x.shape[0]))
+        return x * 2 + 1

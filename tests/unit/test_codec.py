@@ -359,3 +359,55 @@ def test_error_response_raw_count():
     )
     response.raw_output_contents.extend([b"\x00" * 4, b"\x00" * 4])
     assert "raw_output_contents" in _error(codec.decode_response_outputs, response)
+
+
+def _shaped(shape: list[int], datatype: str = "FP32", raw: bytes = b"") -> pb.ModelInferRequest:
+    request = pb.ModelInferRequest(model_name="m")
+    request.inputs.add(name="input__0", datatype=datatype, shape=shape)
+    request.raw_input_contents.append(raw)
+    return request
+
+
+@pytest.mark.parametrize(
+    ("shape", "needle"),
+    [
+        ([1 << 30, 0], "rows (dim 0)"),
+        ([65536, 0], "has no elements but declares a dimension of 65536"),
+        ([1 << 40, 1 << 40, 1 << 40], "more than"),
+        ([1] * 17, "17 dimensions"),
+        ([-1, 4], "negative dimension"),
+    ],
+)
+def test_limits_refuse_declared_work_before_any_decode(shape: list[int], needle: str) -> None:
+    from protos.errors import InvalidArgument
+
+    with pytest.raises(InvalidArgument) as info:
+        codec.decode_request_inputs(_shaped(shape))
+    assert needle in info.value.message
+
+
+def test_limits_allow_zero_rows_and_small_empty_tensors() -> None:
+    assert codec.decode_request_inputs(_shaped([0, 4]))[0].shape == (0, 4)
+    assert codec.decode_request_inputs(_shaped([4096, 0]))[0].shape == (4096, 0)
+
+
+def test_limits_bound_names_and_inputs() -> None:
+    from protos.errors import InvalidArgument
+
+    long = _shaped([1, 1], raw=b"\0" * 4)
+    long.model_name = "m" * 10_000
+    with pytest.raises(InvalidArgument, match="10000 characters"):
+        codec.check_request_limits(long)
+    many = pb.ModelInferRequest(model_name="m")
+    for i in range(65):
+        many.inputs.add(name=f"i{i}", datatype="FP32", shape=[1])
+    with pytest.raises(InvalidArgument, match="65 input tensors"):
+        codec.check_request_limits(many)
+
+
+def test_parse_infer_request_turns_garbage_into_invalid_argument() -> None:
+    from protos.errors import InvalidArgument
+
+    with pytest.raises(InvalidArgument, match="not a valid ModelInferRequest"):
+        codec.parse_infer_request(b"\xff\xff\xff")
+    assert codec.parse_infer_request(_shaped([1]).SerializeToString()).model_name == "m"

@@ -44,7 +44,7 @@ def test_big_tensor_is_skipped_not_parsed() -> None:
 @pytest.mark.parametrize(
     "data, message",
     [
-        (b"", "model_name is empty"),
+        (b"", "model_name is required"),
         (b"\x0a\x05ab", "truncated"),
         (b"\xff\xff\xff", "truncated"),
         (b"\x0b", "wire type 3"),

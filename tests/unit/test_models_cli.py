@@ -34,7 +34,7 @@ def test_list_table_and_json(saved):
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
     assert lines[0].split() == ["TAG", "MODULE", "SIZE", "CREATED", "LABELS"]
-    assert str(a.tag) in lines[1] and str(b.tag) in lines[2]
+    assert str(b.tag) in lines[1] and str(a.tag) in lines[2]  # newest first, as bentoml
     rows = json.loads(invoke("list", "-o", "json", "--label", "stage=prod").output)
     assert [r["tag"] for r in rows] == [str(b.tag)]
     assert rows[0]["module"] == "sklearn" and rows[0]["size_bytes"] > 0
@@ -72,7 +72,7 @@ def test_export_import_delete(saved, tmp_path):
     ("args", "reason"),
     [
         (["get", "nosuch"], "not found"),
-        (["get", "Bad"], "invalid model name"),
+        (["get", "ba d"], "invalid model name"),
         (["delete", "-y", "nosuch:abc"], "not found"),
         (["import", "/nonexistent/x.rfmodel"], "does not exist"),
         (["list", "--label", "novalue"], "KEY=VALUE"),

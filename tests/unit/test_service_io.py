@@ -26,13 +26,14 @@ def test_dtype_converts_when_not_enforced():
 
 
 def test_dtype_enforced_refuses_mismatch():
-    with pytest.raises(InvalidArgument, match="expected an array of dtype float32, got int64"):
-        NumpyNdarray(dtype=np.float32, enforce_dtype=True).validate(np.arange(3, dtype=np.int64))
+    # BentoML casts within a kind even when enforced; float -> int is not within a kind
+    with pytest.raises(InvalidArgument, match="expected an array of dtype int64, got float64"):
+        NumpyNdarray(dtype=np.int64, enforce_dtype=True).validate(np.arange(3.0))
 
 
-def test_dtype_conversion_failure_is_invalid_argument():
-    with pytest.raises(InvalidArgument, match="cannot convert"):
-        NumpyNdarray(dtype="float32").validate(np.array(["x"], dtype=object))
+def test_dtype_not_castable_passes_through_unenforced():
+    arr = np.array(["x"], dtype=object)
+    assert NumpyNdarray(dtype="float32").validate(arr) is arr
 
 
 @pytest.mark.parametrize(
@@ -120,7 +121,7 @@ def test_api_validates_output():
         svc.apis["bad"].call(np.arange(3))
 
 
-@pytest.mark.parametrize("name", ["Iris", "iris classifier", "-iris", "x" * 64, ""])
+@pytest.mark.parametrize("name", ["iris classifier", "-iris", "x" * 64, ""])
 def test_service_name_validated(name):
     with pytest.raises(InvalidArgument):
         Service(name)
@@ -128,8 +129,8 @@ def test_service_name_validated(name):
 
 def test_api_name_validated_and_unique():
     svc = Service("svc")
-    with pytest.raises(InvalidArgument, match="invalid API name 'Predict'"):
-        svc.api(input=NumpyNdarray(), output=NumpyNdarray(), name="Predict")(lambda x: x)
+    with pytest.raises(InvalidArgument, match="invalid API name 'pre dict'"):
+        svc.api(input=NumpyNdarray(), output=NumpyNdarray(), name="pre dict")(lambda x: x)
 
     @svc.api(input=NumpyNdarray(), output=NumpyNdarray())
     def predict(x):

@@ -74,8 +74,8 @@ def test_default_sklearn_signatures(store_home, iris):
 def test_unsupported_metadata_names_the_key(store_home, iris):
     with pytest.raises(InvalidArgument, match=r"metadata\['bad'\]\['inner'\].*object"):
         runnerfleet.sklearn.save_model("iris_clf", iris[0], metadata={"bad": {"inner": object()}})
-    with pytest.raises(InvalidArgument, match="label 'k'"):
-        runnerfleet.sklearn.save_model("iris_clf", iris[0], labels={"k": 1})
+    with pytest.raises(InvalidArgument, match="label key 1"):
+        runnerfleet.sklearn.save_model("iris_clf", iris[0], labels={1: "v"})
     assert runnerfleet.models.list() == []
 
 
@@ -93,7 +93,7 @@ def test_bad_signature_options(store_home, iris, bad):
         runnerfleet.sklearn.save_model("iris_clf", iris[0], signatures={"predict": bad})
 
 
-@pytest.mark.parametrize("tag", ["Iris", "iris_", "-a", "a:b:c", "a:", "", "x" * 64, "a b", "a/b"])
+@pytest.mark.parametrize("tag", ["iris_", "-a", "a:b:c", "a:", "", "x" * 64, "a b", "a/b"])
 def test_bad_tags_are_one_clear_error(store_home, tag):
     with pytest.raises(InvalidArgument, match="model (name|version|tag)"):
         runnerfleet.models.get(tag)
@@ -107,7 +107,7 @@ def test_unknown_model_not_found(store_home, iris):
         runnerfleet.models.get("iris_clf:zzzz")
     with pytest.raises(NotFound):
         runnerfleet.models.delete("other")
-    with pytest.raises(InvalidArgument, match="pytorch"):
+    with pytest.raises(NotFound, match="pytorch"):  # as BentoML: another framework's model
         runnerfleet.pytorch.get(str(m.tag))
 
 

@@ -1,0 +1,108 @@
+"""What the gateway knows of a model's speed, so it refuses at once what cannot finish in time.
+
+Two estimates, both per model and both learned from answers this gateway saw:
+
+``ServiceRate``: answers per second over the last second. With ``n`` of the model's requests
+in flight here, a new one waits about ``(n + 1) / rate`` (Little's law; under overload the
+rate is the capacity and in-flight requests queue in the gateway's coalescer and the workers'
+batchers). The plane refuses a request whose remaining deadline is shorter than that
+(RESOURCE_EXHAUSTED "estimated wait X ms vs remaining deadline Y ms", reason
+``deadline_unmeetable``), so in flight stays near ``capacity x deadline`` and what is admitted
+can finish. Below capacity ``n / rate`` is the current latency, so nothing is refused. No
+estimate until a rate is known (``min_answers`` in the window). Failure modes: a rate
+measured while the load was light underestimates capacity for up to a window when load
+jumps (it refuses a little too much for about a second, then the rate catches up); requests
+of very different sizes to one model share one rate.
+
+The fastest recent answer (``LatencyFloor``):
+
+A request whose remaining deadline is already shorter than every one of the model's recent
+successful answers (end to end through this gateway) will time out wherever it goes: forwarding
+it costs a worker slot and a queue place that a request that can make it needs. The plane
+refuses it at once with RESOURCE_EXHAUSTED (reason ``deadline_unmeetable``). The floor is the
+minimum over the last ``window`` successes, so one lucky answer cannot set it for long, and a
+model that got slower raises it within ``window`` answers. No floor until the first success.
+Failure mode: after the model gets much faster, requests between the new and the old floor
+are refused until ``window`` faster answers came (they keep coming from clients with longer
+deadlines), so the window is short.
+"""
+
+from __future__ import annotations
+
+import collections
+import math
+import time
+from collections.abc import Callable
+
+__all__ = ["LatencyFloor", "ServiceRate", "estimated_wait_s"]
+
+
+class LatencyFloor:
+    """Per model: the minimum of the last ``window`` successful end-to-end durations."""
+
+    def __init__(self, window: int = 64) -> None:
+        self._window = window
+        self._recent: dict[str, collections.deque[float]] = {}
+        self._min: dict[str, float] = {}
+
+    def observe(self, model: str, seconds: float) -> None:
+        """One successful answer for ``model`` that took ``seconds``."""
+        recent = self._recent.get(model)
+        if recent is None:
+            recent = self._recent[model] = collections.deque(maxlen=self._window)
+        dropped = recent[0] if len(recent) == self._window else None
+        recent.append(seconds)
+        low = self._min.get(model)
+        if low is None or seconds <= low:
+            self._min[model] = seconds
+        elif dropped is not None and dropped <= low:
+            self._min[model] = min(recent)
+
+    def floor_s(self, model: str) -> float | None:
+        """The fastest recent answer for ``model``, or None before any."""
+        return self._min.get(model)
+
+
+class ServiceRate:
+    """Per model: answers per second over the last ``window_s`` seconds."""
+
+    def __init__(
+        self,
+        window_s: float = 1.0,
+        min_answers: int = 16,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._window_s = window_s
+        self._min_answers = min_answers
+        self._clock = clock
+        self._done: dict[str, collections.deque[float]] = {}
+
+    def observe(self, model: str) -> None:
+        """A request of ``model`` was answered (by a worker: OK or the model's own error)."""
+        done = self._done.get(model)
+        if done is None:
+            done = self._done[model] = collections.deque()
+        now_s = self._clock()
+        done.append(now_s)
+        self._expire(done, now_s)
+
+    def _expire(self, done: collections.deque[float], now_s: float) -> None:
+        while done and done[0] < now_s - self._window_s:
+            done.popleft()
+
+    def rate_per_s(self, model: str) -> float | None:
+        """Answers per second lately, or None while fewer than ``min_answers`` came."""
+        done = self._done.get(model)
+        if not done:
+            return None
+        self._expire(done, self._clock())
+        if len(done) < self._min_answers:
+            return None
+        return len(done) / self._window_s
+
+
+def estimated_wait_s(inflight: int, rate_per_s: float | None) -> float:
+    """Expected seconds until one more request is answered: ``(inflight + 1) / rate``."""
+    if rate_per_s is None or rate_per_s <= 0.0:
+        return 0.0 if rate_per_s is None else math.inf
+    return (inflight + 1) / rate_per_s

@@ -1,0 +1,146 @@
+"""Overload scenario: 2 workers serving a costed model behind a gateway, 3x and 10x capacity.
+
+The model (``tests.support.models.RowCost``) costs 20 ms + 3 ms per row and answers ``2x + 1``.
+First the capacity is measured in the same run (``capacity_clients`` closed-loop clients
+with a long deadline: answers per second). Then for each load factor N, ``N x capacity x
+deadline`` closed-loop clients (each offers one request per deadline when the cluster is
+saturated, so together N times what the cluster can answer) run for ``phase_s`` with 200 ms
+deadlines (bench/chaos_load.py, its own process: every answer is checked). Reported per
+phase: goodput (correct answers within the deadline per second) against capacity, refusals
+(RESOURCE_EXHAUSTED at once) and their p99 latency, misses of admitted requests (late, shed
+after queueing, DEADLINE_EXCEEDED), wrong answers, other codes; after the load stops and one
+second passes, a lone client's latency; and the RSS of every process.
+
+Used by tests/chaos/test_overload.py (short phases, asserts counts) and `make bench-chaos`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+import tempfile
+import time
+
+from bench.chaos import ChaosContext, Row, scenario
+from tests.support import procs
+from tests.support.gateway_procs import start_gateway
+from tests.support.rss import rss_bytes
+
+__all__ = ["run_overload", "load", "MODEL", "WORKER_FLAGS"]
+
+MODEL = "rowcost"
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+WORKER_FLAGS = {"max_batch_size": 8, "threads": 1}
+
+
+def load(target: str, *, clients: int, duration_s: float, deadline_s: float, seed: int) -> dict:
+    """Run bench/chaos_load.py against ``target`` and return its counts."""
+    argv = [
+        sys.executable, "-m", "bench.chaos_load", "--target", target, "--clients", str(clients),
+        "--duration-s", str(duration_s), "--deadline-s", str(deadline_s), "--seed", str(seed),
+        "--model", MODEL,
+    ]  # fmt: skip
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    done = subprocess.run(
+        argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=duration_s + 60
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"load generator failed: {done.stderr[-2000:]}")
+    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+def _rss_mib(handles: dict[str, procs.ProcessHandle]) -> dict[str, float]:
+    return {name: round(rss_bytes(h.pid) / 2**20, 1) for name, h in handles.items()}
+
+
+def run_overload(
+    store_home: str | os.PathLike[str],
+    *,
+    phase_s: float,
+    factors: tuple[float, ...] = (3.0, 10.0),
+    deadline_s: float = 0.2,
+    capacity_s: float = 4.0,
+    capacity_clients: int = 48,
+) -> dict:
+    """Start the cluster, measure capacity, run each overload phase; stop everything."""
+    started: dict[str, procs.ProcessHandle] = {}
+    try:
+        for i in range(2):
+            started[f"worker{i}"] = procs.start_worker(MODEL, store_home, **WORKER_FLAGS)
+        for handle in started.values():
+            procs.wait_serving(handle.address, 60)
+        workers = [h.address for h in started.values()]
+        started["gateway"] = start_gateway(workers)
+        target = started["gateway"].address
+        load(target, clients=4, duration_s=1.0, deadline_s=2.0, seed=99)  # learn the cost
+        rss_before = _rss_mib(started)
+        cap = load(target, clients=capacity_clients, duration_s=capacity_s, deadline_s=2.0, seed=1)
+        capacity_rps = cap["goodput_rps"]
+        result: dict = {"capacity": cap, "capacity_rps": capacity_rps, "phases": {}}
+        for n, factor in enumerate(factors):
+            clients = max(int(round(factor * capacity_rps * deadline_s)), 1)
+            phase = load(
+                target, clients=clients, duration_s=phase_s, deadline_s=deadline_s, seed=10 + n
+            )
+            phase["factor"] = factor
+            phase["rss_mib"] = _rss_mib(started)
+            time.sleep(1.0)  # then: how fast is a lone client served again?
+            after = load(target, clients=1, duration_s=1.0, deadline_s=1.0, seed=50 + n)
+            phase["after"] = after
+            result["phases"][f"{factor:g}x"] = phase
+        result["rss_before_mib"] = rss_before
+        result["rss_after_mib"] = _rss_mib(started)
+        return result
+    finally:
+        for handle in reversed(list(started.values())):
+            procs.stop(handle)
+
+
+def _misses(phase: dict) -> int:
+    return int(phase["late"] + phase["shed"] + phase["deadline"])
+
+
+TITLE = (
+    "2 workers (RowCost 20 ms + 3 ms/row, batches of 8) behind a gateway; N x capacity "
+    "closed-loop clients with 200 ms deadlines, 30 s per phase"
+)
+
+
+@scenario("overload", title=TITLE)
+def bench_overload(ctx: ChaosContext) -> list[Row]:
+    from tests.chaos.conftest import build_chaos_store
+
+    home = pathlib.Path(tempfile.mkdtemp(dir=ctx.workdir))
+    os.environ["RUNNERFLEET_HOME"] = str(home)
+    build_chaos_store(home)
+    res = run_overload(home, phase_s=ctx.duration_s)
+    cap = res["capacity_rps"]
+    rows = [Row("overload", "capacity (same run)", f"{cap:.0f} req/s")]
+    for name, ph in res["phases"].items():
+        s = f"overload {name}"
+        admitted = ph["ok"] + _misses(ph)
+        goodput = ph["goodput_rps"]
+        after = ph["after"]
+        rss = ph["rss_mib"]
+        rows += [
+            Row(s, "clients / sent", f"{ph['clients']} / {ph['sent']:,}"),
+            Row(s, "goodput vs capacity", f"{goodput:.0f} req/s ({goodput / cap:.0%})",
+                ">= 90%", goodput >= 0.9 * cap),
+            Row(s, "refused at once (RESOURCE_EXHAUSTED)", f"{ph['refused']:,}"),
+            Row(s, "refusal latency p99", f"{ph['refusal_p99_ms'] or 0:.2f} ms", "< 5 ms",
+                (ph["refusal_p99_ms"] or 0) < 5),
+            Row(s, "admitted within deadline", f"{ph['ok']:,} of {admitted:,} "
+                f"(late {ph['late']}, shed {ph['shed']}, deadline {ph['deadline']})",
+                "all", _misses(ph) == 0),
+            Row(s, "wrong answers / other codes", f"{ph['wrong']} / {ph['codes'] or 0}",
+                "0 / 0", ph["wrong"] == 0 and not ph["codes"]),
+            Row(s, "lone client 1 s after load stops", f"p50 {after['ok_p50_ms'] or 0:.1f} ms, "
+                f"{after['ok']} ok of {after['sent']}", "normal", after["ok"] == after["sent"]),
+            Row(s, "RSS MiB (before -> after)", ", ".join(
+                f"{k} {res['rss_before_mib'][k]:.0f}->{v:.0f}" for k, v in rss.items())),
+        ]  # fmt: skip
+    return rows
