@@ -559,7 +559,10 @@ class Race:
         self.res["meta"]["plots"] = [str(p) for p in plots]
         js.write_text(json.dumps(self.res, indent=1, default=str))
         old = self.markdown.read_text() if self.markdown.exists() else ""
-        self.markdown.write_text(race_report.markdown(self.res, self.markdown.parent, plots, old))
+        from bench import report
+
+        md = race_report.markdown(self.res, self.markdown.parent, plots, old)
+        self.markdown.write_text(report.keep_chaos_section(md, self.markdown))  # bench/chaos.py
         print(race_report.targets_table(agg["targets"]), flush=True)
         log(f"wrote {js}, {self.markdown} in {self.res['meta']['wall_s']:.0f}s")
 

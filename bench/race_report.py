@@ -13,7 +13,8 @@ Pure functions over `race.json` (written by `bench/race.py`), so a report can be
   highest offered rate it sustains (achieved >= 95% of offered, p99 < 50 ms, no wrong answers or
   errors); the peer's knee is its best configuration's.
 - BENCHMARKS.md sections between `<!-- begin:NAME -->` and `<!-- end:NAME -->` that other
-  tools wrote are kept, after the generated text.
+  tools wrote are kept, after the generated text, and so is `make bench-chaos`'s section
+  (its own markers, `bench/chaos.py`).
 """
 
 from __future__ import annotations
@@ -811,7 +812,9 @@ def main(argv: list[str] | None = None) -> int:
     plot_paths = plots(res, js.parent)
     md = pathlib.Path(a.markdown) if a.markdown else js.parent / "BENCHMARKS.md"
     old = md.read_text() if md.exists() else ""
-    md.write_text(markdown(res, md.parent, plot_paths, old))
+    from bench import report
+
+    md.write_text(report.keep_chaos_section(markdown(res, md.parent, plot_paths, old), md))
     print(targets_table(res["summary"]["targets"]))
     return 0
 

@@ -5,7 +5,8 @@ in-process sweep, then two repeats in shuffled order of the RunnerFleet cluster,
 bare server and the zero-copy echo, each loaded closed loop, open loop (Poisson), at 8 rows per
 request and with a two-model mix, with distinct inputs whose every answer is checked. Asserts
 that every system answered every request right, that the JSON, the report and the plots are
-written, and that the report keeps a section another tool added between markers.
+written, and that the report keeps the sections other tools added between markers (the
+chaos benchmark's among them).
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ import sys
 
 import pytest
 
+from bench.chaos import SECTION_BEGIN, SECTION_END
+
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -28,7 +31,8 @@ def test_race_smoke_checks_every_answer_and_writes_the_report(tmp_path: pathlib.
     out_dir = tmp_path / "results"
     md = tmp_path / "BENCHMARKS.md"
     kept = "<!-- begin:other-tool -->\n## Another tool's rows\n<!-- end:other-tool -->"
-    md.write_text(f"# old report\n\n{kept}\n")
+    chaos = f"{SECTION_BEGIN}\n## chaos rows\n{SECTION_END}"
+    md.write_text(f"# old report\n\n{kept}\n\n{chaos}\n")
     env = {k: v for k, v in os.environ.items() if k != "RUNNERFLEET_HOME"}
     r = subprocess.run(
         [sys.executable, "-m", "bench.race", "--smoke", "--out-dir", str(out_dir)]
@@ -69,6 +73,6 @@ def test_race_smoke_checks_every_answer_and_writes_the_report(tmp_path: pathlib.
 
     text = md.read_text()
     assert "## Targets" in text and "## Resources" in text and "open loop" in text
-    assert kept in text and "# old report" not in text
+    assert kept in text and chaos in text and "# old report" not in text
     for name in ("race_throughput_vs_concurrency.png", "race_latency_vs_offered_load.png"):
         assert (out_dir / name).stat().st_size > 0
