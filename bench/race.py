@@ -129,6 +129,8 @@ PROFILES = {
             "triton-d500-i2",
             "mlserver-ab-w0",
             "mlserver-ab-w1",
+            "bentoml",  # listed so the report says why they are not measured
+            "rayserve",
         ],
         models=ALL_MODELS,
         repeats=1,
