@@ -1,4 +1,9 @@
-"""Gateway wiring and lifecycle: metrics, pool, server, health, reflection, port file, SIGTERM."""
+"""Gateway wiring and lifecycle: metrics, pool, server, health, reflection, port file, SIGTERM.
+
+Health is honest: gRPC health for "" and "inference.GRPCInferenceService" is SERVING only while
+at least one worker is SERVING (and answering its health checks), NOT_SERVING otherwise, and
+follows the pool as workers come and go; a draining gateway stays NOT_SERVING.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,7 @@ import os
 import pathlib
 import signal
 import tempfile
+import time
 from collections.abc import Coroutine
 from typing import Any
 
@@ -19,7 +25,9 @@ from grpc_reflection.v1alpha import reflection
 
 from api_gateway.auth import auth_interceptor, server_credentials, worker_credentials
 from api_gateway.forwarder import Forwarder
+from api_gateway.hedging import Hedger
 from api_gateway.metrics import GatewayMetrics
+from api_gateway.outlier import OutlierDetector
 from api_gateway.plane import GatewayPlane
 from api_gateway.pool import WorkerPool
 from api_gateway.servicer import SERVICE_NAME, GatewayServicer, generic_handler
@@ -38,20 +46,37 @@ class GatewayApp:
         self.settings = settings
         self.metrics = GatewayMetrics()
         self.worker_credentials = worker_credentials(settings)  # read once; tokens stay inside
+        self.outliers = OutlierDetector(
+            settings.outlier_policy(),
+            time.monotonic,
+            on_eject=self._on_eject,
+            on_return=self._on_return,
+        )
         self.pool = WorkerPool(
             settings,
             on_change=self._on_pool_change,
             on_batch=self.metrics.observe_batch,
             credentials=self.worker_credentials,
+            outliers=self.outliers,
         )
+        self.pool.on_unresponsive = lambda worker: self.metrics.ejections.labels(
+            worker.address, "health"
+        ).inc()
         self.forwarder = Forwarder(
             self.pool,
             max_inflight_per_worker=settings.max_inflight_per_worker,
             max_attempts=settings.max_attempts,
+            outliers=self.outliers,
+            hedger=Hedger(settings.hedge_policy()),
+            route_wait_s=settings.route_wait_s,
             on_retry=lambda model: self.metrics.retries.labels(model).inc(),
+            on_hedge=lambda model: self.metrics.hedges.labels(model).inc(),
             on_not_found=lambda worker: self._spawn(self.pool.describe(worker)),
             on_reject=lambda reason: self.metrics.rejected.labels(reason).inc(),
         )
+        self._loop: asyncio.AbstractEventLoop | None = None  # set by start()
+        self._health_ready = False  # start() finished and not draining: health follows the pool
+        self._health_status: int | None = None
         self.health = health.aio.HealthServicer()
         self.server: grpc.aio.Server | None = None
         self.grpc_port = 0
@@ -61,13 +86,53 @@ class GatewayApp:
         self.apis: Any = None
         self.plane: GatewayPlane | None = None  # what every front door calls
 
-    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.create_task(coro, name="pool-refresh")
+    def _spawn(self, coro: Coroutine[Any, Any, None], name: str = "pool-refresh") -> None:
+        task = asyncio.create_task(coro, name=name)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
+    def _on_eject(self, address: str, reason: str, duration_s: float) -> None:
+        log.warning("worker %s ejected (%s) for %.1f s", address, reason, duration_s)
+        self.metrics.ejections.labels(address, reason).inc()
+        loop = self._loop
+        if loop is not None:  # any thread: the pool is told on its own loop
+
+            def on_loop() -> None:
+                self.pool.notify()
+                loop.call_later(duration_s + 0.01, self.pool.notify)  # ends it without traffic
+
+            loop.call_soon_threadsafe(on_loop)
+
+    def _on_return(self, address: str) -> None:
+        log.info("worker %s is back from ejection (on probation)", address)
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self.pool.notify)
+
+    def _sync_health(self) -> None:
+        """Make gRPC health say what the pool can do: SERVING iff a worker is SERVING."""
+        if not self._health_ready:
+            return
+        serving = any(w.serving for w in self.pool.workers)
+        status = (
+            health_pb2.HealthCheckResponse.SERVING
+            if serving
+            else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        if status == self._health_status:
+            return
+        self._health_status = status
+        log.info("gateway health: %s", "SERVING" if serving else "NOT_SERVING (no worker serves)")
+        self._spawn(self._set_health(status), "health-sync")
+
+    async def _set_health(self, status: int) -> None:
+        if self._health_status != status or not self._health_ready:
+            return  # a newer change (or a drain) superseded this one
+        for service in ("", SERVICE_NAME):
+            await self.health.set(service, status)  # type: ignore[arg-type]
+
     def _on_pool_change(self, pool: WorkerPool) -> None:
         self.metrics.sync_workers(pool.workers)
+        self._sync_health()
         for worker in pool.workers:
             for name, _version in worker.models:
                 if name not in self._known_models:
@@ -75,7 +140,8 @@ class GatewayApp:
                     self.metrics.touch_model(name)
 
     async def start(self) -> None:
-        """Bind everything, discover workers, then report SERVING and write the port file."""
+        """Bind everything, discover workers, let health follow the pool, write the port file."""
+        self._loop = asyncio.get_running_loop()
         settings = self.settings
         policy, auth = auth_interceptor(
             settings, on_reject=lambda reason: self.metrics.rejected.labels(reason).inc()
@@ -128,12 +194,12 @@ class GatewayApp:
             self.grpc_port = self.server.add_secure_port(address, credentials)
         else:
             self.grpc_port = self.server.add_insecure_port(address)
-        await self.health.set("", health_pb2.HealthCheckResponse.NOT_SERVING)
+        for service in ("", SERVICE_NAME):
+            await self.health.set(service, health_pb2.HealthCheckResponse.NOT_SERVING)
         await self.server.start()
         await self.pool.start()
+        self._health_ready = True
         self._on_pool_change(self.pool)
-        await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
-        await self.health.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
         if settings.port_file:
             write_port_file(settings.port_file, self.grpc_port, self.metrics_port)
         log.info(
@@ -145,6 +211,7 @@ class GatewayApp:
 
     async def drain(self) -> bool:
         """Report NOT_SERVING, refuse new model requests (UNAVAILABLE), wait for those in flight."""
+        self._health_ready = False
         await self.health.enter_graceful_shutdown()
         if self.plane is None:
             return True

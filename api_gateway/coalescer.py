@@ -249,14 +249,20 @@ class Coalescer:
     def close(self) -> None:
         """Fail queued items (retryable elsewhere) and cancel calls in flight."""
         self._closed = True
+        self.abort("worker left the pool")
+
+    def abort(self, reason: str) -> None:
+        """Fail queued items and calls in flight with a retryable transport outcome.
+
+        For a worker that stopped answering (its health check timed out): its callers go to
+        another replica now instead of waiting for their deadline. The queue stays open.
+        """
         while self._queue:
             item = self._queue.popleft()
             self.inflight -= 1
             if not item.future.done():
                 item.future.set_result(
-                    ForwardOutcome(
-                        ErrorCode.UNAVAILABLE, message="worker left the pool", transport=True
-                    )
+                    ForwardOutcome(ErrorCode.UNAVAILABLE, message=reason, transport=True)
                 )
         for task in list(self._tasks):
             task.cancel()

@@ -1,20 +1,34 @@
-"""The forward hop (retry policy): route a request's bytes to a worker, retry on another replica.
+"""The forward hop (retry policy): route a request's bytes to a worker, hedge, retry elsewhere.
 
 What is retried is decided by ``protos.errors.is_retryable`` alone (UNAVAILABLE from the
 worker, or a call that failed in transport: connection refused or reset, worker killed
-mid-call); a retry goes to a replica this request has not tried yet, while the client's
-deadline lasts, at most `max_attempts` times in all. Everything else the worker says
-(NOT_FOUND, INVALID_ARGUMENT, model errors, RESOURCE_EXHAUSTED) goes back as it is.
-Transport-neutral: workers are reached through ``Worker.forward()``, outcomes carry ErrorCodes.
+mid-call, a worker that stopped answering its health checks); a retry goes to a replica this
+request has not tried yet, while the client's deadline lasts, at most `max_attempts` times in
+all. Everything else the worker says (NOT_FOUND, INVALID_ARGUMENT, model errors,
+RESOURCE_EXHAUSTED) goes back as it is.
+
+Each attempt may be hedged (``api_gateway/hedging.py``): still unanswered after the model's
+recent p95, it is sent once more to another replica if the deadline and the hedge budget
+allow; the first answer wins and the other call is cancelled. Every finished or abandoned
+forward is reported to the outlier detector (``api_gateway/outlier.py``), which ejects
+workers whose forwards keep failing or keep running far past their usual latency.
+
+A request that finds no routable replica (workers still being described, restarting, all
+out of rotation) waits for the pool to change, bounded by its deadline and `route_wait_s`,
+instead of failing at once. Transport-neutral: workers are reached through
+``Worker.forward()``, outcomes carry ErrorCodes.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from api_gateway.coalescer import ForwardOutcome
 from api_gateway.header import RequestHeader
+from api_gateway.hedging import Hedger
+from api_gateway.outlier import OutlierDetector
 from api_gateway.pool import Worker, WorkerPool
 from api_gateway.router import choose_worker
 from protos.errors import (
@@ -28,11 +42,19 @@ from protos.errors import (
     is_retryable,
 )
 
-__all__ = ["Forwarder"]
+__all__ = ["Forwarder", "is_worker_fault"]
+
+# what a worker did wrong, as opposed to what it answered on purpose
+_FAULT_CODES = frozenset({ErrorCode.UNAVAILABLE, ErrorCode.DEADLINE_EXCEEDED})
+
+
+def is_worker_fault(outcome: ForwardOutcome) -> bool:
+    """Whether a failed forward counts against its worker (the outlier detector's input)."""
+    return outcome.code is not None and (outcome.transport or outcome.code in _FAULT_CODES)
 
 
 class Forwarder:
-    """Sends model requests to workers chosen by the router, with bounded retries."""
+    """Sends model requests to workers chosen by the router, with hedges and bounded retries."""
 
     def __init__(
         self,
@@ -40,32 +62,38 @@ class Forwarder:
         *,
         max_inflight_per_worker: int,
         max_attempts: int,
+        outliers: OutlierDetector | None = None,
+        hedger: Hedger | None = None,
+        route_wait_s: float = 0.0,
         on_retry: Callable[[str], None] = lambda model: None,
+        on_hedge: Callable[[str], None] = lambda model: None,
         on_not_found: Callable[[Worker], None] = lambda worker: None,
         on_reject: Callable[[str], None] = lambda reason: None,
     ) -> None:
         self._pool = pool
         self._cap = max_inflight_per_worker
         self._max_attempts = max_attempts
+        self._outliers = outliers
+        self._hedger = hedger
+        self._route_wait_s = route_wait_s
         self._on_retry = on_retry
+        self._on_hedge = on_hedge
         self._on_not_found = on_not_found
         self._on_reject = on_reject
 
     async def forward(self, header: RequestHeader, request: bytes, deadline: float | None) -> bytes:
         """The worker's serialized ModelInferResponse for `request`, or a RunnerFleetError."""
+        if self._hedger is not None:
+            self._hedger.on_request()
         tried: list[str] = []
         last: ForwardOutcome | None = None
-        for _attempt in range(self._max_attempts):
+        attempts = 0
+        wait_until_s = time.monotonic() + self._route_wait_s
+        while attempts < self._max_attempts:
             if deadline is not None and time.monotonic() >= deadline:
                 raise DeadlineExceeded("deadline passed before a worker answered")
             try:
-                worker = choose_worker(
-                    self._pool.workers,
-                    header.model_name,
-                    header.model_version,
-                    max_inflight_per_worker=self._cap,
-                    exclude=tried,
-                )
+                worker = self._choose(header, tried)
             except ResourceExhausted:
                 self._on_reject("overload")
                 raise
@@ -73,26 +101,133 @@ class Forwarder:
                 if last is not None:
                     break
                 raise
-            except Unavailable:  # hosted, but no replica is SERVING (or all were tried)
+            except Unavailable:  # hosted, but no replica is routable (or all were tried)
                 if last is not None:
                     break
+                if await self._wait_for_pool(deadline, wait_until_s):
+                    continue
                 self._on_reject("no_worker")
                 raise
             if tried:
                 self._on_retry(header.model_name)
-            outcome = await worker.forward(request, deadline)
+            attempts += 1
+            outcome = await self._attempt(worker, header, request, deadline, tried)
             if outcome.code is None:
                 return outcome.payload
             if not is_retryable(outcome.code, transport=outcome.transport):
-                if outcome.code is ErrorCode.NOT_FOUND:
-                    self._on_not_found(worker)
                 raise _error(outcome.code, outcome)
             last = outcome
-            tried.append(worker.address)
         assert last is not None
         raise Unavailable(
             f"no replica could serve the request ({len(tried)} tried): {last.message}"
         )
+
+    def _choose(self, header: RequestHeader, tried: list[str]) -> Worker:
+        return choose_worker(
+            self._pool.workers,
+            header.model_name,
+            header.model_version,
+            max_inflight_per_worker=self._cap,
+            exclude=tried,
+        )
+
+    async def _wait_for_pool(self, deadline: float | None, wait_until_s: float) -> bool:
+        """Wait for the pool to change, until the deadline or `wait_until_s`; False: give up."""
+        until_s = wait_until_s if deadline is None else min(deadline, wait_until_s)
+        remaining_s = until_s - time.monotonic()
+        if remaining_s <= 0:
+            return False
+        await self._pool.wait_change(remaining_s)
+        return True
+
+    async def _attempt(
+        self,
+        first: Worker,
+        header: RequestHeader,
+        request: bytes,
+        deadline: float | None,
+        tried: list[str],
+    ) -> ForwardOutcome:
+        """One attempt on `first`, hedged to another replica if it runs past the model's p95."""
+        model = header.model_name
+        delay_s = self._hedger.delay_s(model) if self._hedger is not None else None
+        started_s = time.monotonic()
+        calls: dict[asyncio.Future[ForwardOutcome], tuple[Worker, float]] = {
+            _future(first.forward(request, deadline)): (first, started_s)
+        }
+        tried.append(first.address)
+        hedge_at_s = None if delay_s is None else started_s + delay_s
+        answered = False
+        try:
+            while True:
+                timeout_s = None if hedge_at_s is None else max(hedge_at_s - time.monotonic(), 0)
+                done, _ = await asyncio.wait(
+                    calls, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED
+                )
+                if not done:
+                    assert delay_s is not None
+                    hedge_at_s = None  # at most one hedge per attempt
+                    self._hedge(header, request, deadline, delay_s, tried, calls)
+                    continue
+                for future in done:
+                    worker, sent_s = calls.pop(future)
+                    outcome = future.result()
+                    self._report(worker, outcome, time.monotonic() - sent_s, model)
+                    retryable = outcome.code is not None and is_retryable(
+                        outcome.code, transport=outcome.transport
+                    )
+                    if not retryable or not calls:
+                        answered = outcome.code is None
+                        if outcome.code is ErrorCode.NOT_FOUND:
+                            self._on_not_found(worker)
+                        return outcome
+        finally:
+            now_s = time.monotonic()
+            for future, (worker, sent_s) in calls.items():
+                future.cancel()  # the loser: its worker call is cancelled with its last caller
+                if answered and self._outliers is not None:
+                    self._outliers.on_abandoned(worker.address, now_s - sent_s)
+
+    def _hedge(
+        self,
+        header: RequestHeader,
+        request: bytes,
+        deadline: float | None,
+        delay_s: float,
+        tried: list[str],
+        calls: dict[asyncio.Future[ForwardOutcome], tuple[Worker, float]],
+    ) -> None:
+        """Send a copy to another replica when the deadline leaves time and the budget allows."""
+        assert self._hedger is not None
+        now_s = time.monotonic()
+        if deadline is not None and deadline - now_s < delay_s:
+            return
+        try:
+            worker = self._choose(header, tried)
+        except RunnerFleetError:
+            return  # no other replica: keep waiting for the first
+        if not self._hedger.try_acquire():
+            return
+        self._on_hedge(header.model_name)
+        tried.append(worker.address)
+        calls[_future(worker.forward(request, deadline))] = (worker, now_s)
+
+    def _report(
+        self, worker: Worker, outcome: ForwardOutcome, elapsed_s: float, model: str
+    ) -> None:
+        """Tell the outlier detector and the hedger how a forward ended."""
+        if outcome.code is None and self._hedger is not None:
+            self._hedger.observe(model, elapsed_s)
+        if self._outliers is None:
+            return
+        if is_worker_fault(outcome):
+            self._outliers.on_fault(worker.address)
+        else:
+            self._outliers.on_success(worker.address, elapsed_s)
+
+
+def _future(call: Awaitable[ForwardOutcome]) -> asyncio.Future[ForwardOutcome]:
+    return asyncio.ensure_future(call)
 
 
 def _error(code: ErrorCode, outcome: ForwardOutcome) -> RunnerFleetError:

@@ -7,10 +7,11 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from api_gateway.outlier import EJECTION_REASONS
 from protos.metrics_http import MetricsServer, metrics_access, serve_metrics
 from protos.trust_settings import TrustSettings
 
-__all__ = ["GatewayMetrics", "REJECT_REASONS"]
+__all__ = ["GatewayMetrics", "REJECT_REASONS", "EJECTION_REASONS"]
 
 REJECT_REASONS = ("overload", "unauthenticated", "no_worker", "deadline_unmeetable")
 _LATENCY_BUCKETS_S = (
@@ -65,6 +66,18 @@ class GatewayMetrics:
             registry=r,
         )
         self.workers = Gauge("runnerfleet_gateway_workers", "Workers in the pool.", registry=r)
+        self.ejections = Counter(
+            "runnerfleet_gateway_ejections",
+            "Workers taken out of rotation: outlier ejections and missed health checks.",
+            ["worker", "reason"],
+            registry=r,
+        )
+        self.hedges = Counter(
+            "runnerfleet_gateway_hedges",
+            "Forwards sent a second time to another replica because the first ran long.",
+            ["model"],
+            registry=r,
+        )
         for reason in REJECT_REASONS:
             self.rejected.labels(reason)
         self._model_children: dict[tuple[str, str], tuple[Any, Any]] = {}
@@ -85,6 +98,7 @@ class GatewayMetrics:
         self.requests.labels(model, "OK")
         self.request_duration.labels(model)
         self.retries.labels(model)
+        self.hedges.labels(model)
 
     def observe_batch(self, worker: str, size: int, duration_s: float) -> None:
         """One coalesced forward call to `worker`."""
@@ -92,7 +106,10 @@ class GatewayMetrics:
         self.forward_duration.labels(worker).observe(duration_s)
 
     def sync_workers(self, workers: list[Any]) -> None:
-        """Mirror pool membership and health (`workers` have .address, .serving, .inflight)."""
+        """Mirror pool membership and health (`workers`: .address, .serving, .ejected, .inflight).
+
+        ``worker_up`` is 1 only for a worker the router may pick: SERVING and not ejected.
+        """
         current = {w.address for w in workers}
         for gone in self._known_workers - current:
             for metric in (
@@ -105,12 +122,20 @@ class GatewayMetrics:
                     metric.remove(gone)
                 except KeyError:
                     pass
+            for reason in EJECTION_REASONS:
+                try:
+                    self.ejections.remove(gone, reason)
+                except KeyError:
+                    pass
         for worker in workers:
-            self.worker_up.labels(worker.address).set(1 if worker.serving else 0)
+            up = worker.serving and not worker.ejected
+            self.worker_up.labels(worker.address).set(1 if up else 0)
             if worker.address not in self._known_workers:
                 self.inflight.labels(worker.address).set_function(_reader(worker))
                 self.forward_batch.labels(worker.address)
                 self.forward_duration.labels(worker.address)
+                for reason in EJECTION_REASONS:
+                    self.ejections.labels(worker.address, reason)
         self._known_workers = current
         self.workers.set(len(workers))
 

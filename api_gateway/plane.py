@@ -80,6 +80,8 @@ class ServiceApis(Protocol):
 
     def statistics(self, name: str) -> pb.ModelStatistics: ...
 
+    def runner_models(self) -> list[tuple[str, str]]: ...
+
 
 class _NoApis:
     def __contains__(self, name: str) -> bool:
@@ -278,9 +280,13 @@ class GatewayPlane:
         return all(v.isdigit() and str(int(v)) == v for v in versions)
 
     def model_ready(self, name: str, version: str) -> bool:
-        """Whether a SERVING worker has ``name`` (empty version = served) loaded and ready."""
+        """Whether a SERVING worker has ``name`` (empty version = served) loaded and ready.
+
+        A Service API is ready only while every runner model of its service is routable, so
+        a client that waits for ModelReady and then calls is not told "not known yet".
+        """
         if name in self._apis:
-            return True
+            return all(self.model_ready(m, v) for m, v in self._apis.runner_models())
         chosen = version or self._served(name)
         if chosen is None:
             return False
@@ -353,4 +359,4 @@ class GatewayPlane:
 
 def _ready(worker: Worker, name: str, version: str) -> bool:
     hosted = worker.models.get((name, version))
-    return worker.serving and hosted is not None and hosted.ready
+    return worker.serving and not worker.ejected and hosted is not None and hosted.ready

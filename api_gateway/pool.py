@@ -9,6 +9,11 @@ as its connection resets; the task then reconnects with a short backoff, so a re
 worker on the same address rejoins by itself. Hosted models are refreshed after every
 transition to SERVING, after a load/unload sent through the gateway, and every
 `describe_refresh_s` (loads done directly on a worker).
+
+A stopped or partitioned worker keeps its stream open and silent, so a second named task per
+worker sends a health Check with a deadline every `health_check_interval_s`; a late answer
+takes it out of rotation at once (docs/ROBUSTNESS.md), and HTTP/2 keepalive breaks its
+connection within about two seconds. `Worker.serving` is both: stream SERVING and answering.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from api_gateway.auth import WorkerCredentials
 from api_gateway.coalescer import Coalescer, ForwardOutcome
+from api_gateway.outlier import OutlierDetector
 from api_gateway.settings import GatewaySettings, parse_address
 from protos import grpc_service_pb2 as pb
 from protos import grpc_service_pb2_grpc, internal_pb2, internal_pb2_grpc
@@ -43,9 +49,19 @@ _MODEL_INFER_PATH = "/inference.GRPCInferenceService/ModelInfer"
 
 
 def channel_options(
-    max_message_bytes: int, tls_server_name: str | None = None
+    max_message_bytes: int,
+    tls_server_name: str | None = None,
+    *,
+    keepalive_time_s: float = 1.0,
+    keepalive_timeout_s: float = 1.0,
 ) -> list[tuple[str, int | str]]:
-    """Channel options for gateway -> worker: big messages, fast reconnects, keepalive."""
+    """Channel options for gateway -> worker: big messages, fast reconnects, keepalive.
+
+    Keepalive pings every ``keepalive_time_s`` (also without calls) and gives up after
+    ``keepalive_timeout_s``, so a worker that stops answering (SIGSTOP, a partition) breaks
+    its connection, and every call on it, within about two seconds even without the health
+    check; workers accept pings that often (runner_worker/app.py).
+    """
     name: list[tuple[str, int | str]] = (
         [("grpc.ssl_target_name_override", tls_server_name)] if tls_server_name else []
     )
@@ -55,9 +71,10 @@ def channel_options(
         ("grpc.initial_reconnect_backoff_ms", 100),
         ("grpc.min_reconnect_backoff_ms", 100),
         ("grpc.max_reconnect_backoff_ms", 1000),
-        ("grpc.keepalive_time_ms", 10_000),
-        ("grpc.keepalive_timeout_ms", 2_000),
-        ("grpc.keepalive_permit_without_calls", 0),
+        ("grpc.keepalive_time_ms", max(int(keepalive_time_s * 1000), 1)),
+        ("grpc.keepalive_timeout_ms", max(int(keepalive_timeout_s * 1000), 1)),
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.max_pings_without_data", 0),
         ("grpc.enable_retries", 0),
     ]
 
@@ -71,10 +88,17 @@ class Worker:
         settings: GatewaySettings,
         on_batch: Callable[[str, int, float], None],
         credentials: WorkerCredentials | None = None,
+        is_ejected: Callable[[str], bool] = lambda address: False,
     ) -> None:
         self.address = address
+        self._is_ejected = is_ejected
         creds = credentials or WorkerCredentials()
-        options = channel_options(settings.max_message_bytes, creds.server_name)
+        options = channel_options(
+            settings.max_message_bytes,
+            creds.server_name,
+            keepalive_time_s=settings.keepalive_time_s,
+            keepalive_timeout_s=settings.keepalive_timeout_s,
+        )
         if creds.channel is not None:  # TLS: a plaintext worker fails the handshake, never joins
             self.channel = grpc.aio.secure_channel(address, creds.channel, options=options)
         else:
@@ -86,7 +110,8 @@ class Worker:
         self.inference = grpc_service_pb2_grpc.GRPCInferenceServiceStub(self.channel)
         # ModelInfer with bytes in and out (no serializers): a lone item skips the batch wrapper
         self._infer_bytes = self.channel.unary_unary(_MODEL_INFER_PATH)
-        self.serving = False
+        self.health_serving = False  # its health stream says SERVING (and it was described)
+        self.responsive = True  # its last health check answered within the deadline
         self.described = False
         self.device = ""
         self.models: dict[tuple[str, str], internal_pb2.HostedModel] = {}
@@ -100,6 +125,17 @@ class Worker:
             solo_call=self._forward_one,
         )
         self.watch_task: asyncio.Task[None] | None = None
+        self.probe_task: asyncio.Task[None] | None = None
+
+    @property
+    def serving(self) -> bool:
+        """SERVING by its health stream and answering health checks in time."""
+        return self.health_serving and self.responsive
+
+    @property
+    def ejected(self) -> bool:
+        """Sitting out after outlier ejection (api_gateway/outlier.py)."""
+        return self._is_ejected(self.address)
 
     @property
     def inflight(self) -> int:
@@ -217,15 +253,40 @@ class WorkerPool:
         on_change: Callable[[WorkerPool], None] = lambda pool: None,
         on_batch: Callable[[str, int, float], None] = lambda worker, n, s: None,
         credentials: WorkerCredentials | None = None,
+        outliers: OutlierDetector | None = None,
     ) -> None:
         self._settings = settings
         self._credentials = credentials
+        self.outliers = outliers
         self._on_change = on_change
         self._on_batch = on_batch
         self.workers: list[Worker] = []
         self._by_address: dict[str, Worker] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._first_seen: dict[str, asyncio.Event] = {}
+        self._changed = asyncio.Event()
+        self.on_unresponsive: Callable[[Worker], None] = lambda worker: None
+
+    async def wait_change(self, timeout_s: float) -> bool:
+        """Wait (bounded) until membership, health or hosted models change; True if they did."""
+        event = self._changed
+        try:
+            await asyncio.wait_for(event.wait(), max(timeout_s, 0.0))
+        except TimeoutError:
+            return False
+        return True
+
+    def notify(self) -> None:
+        """A worker's routability changed outside the pool (an ejection began or ended)."""
+        self._notify()
+
+    def _notify(self) -> None:
+        """Tell waiters and the owner that the pool changed."""
+        event, self._changed = self._changed, asyncio.Event()
+        event.set()
+        if self.outliers is not None:
+            self.outliers.set_healthy(w.address for w in self.workers if w.serving)
+        self._on_change(self)
 
     async def start(self) -> None:
         """Add the configured workers and start watching them; wait (bounded) for a first answer."""
@@ -273,7 +334,7 @@ class WorkerPool:
             )
             return
         worker.set_models(response)
-        self._on_change(self)
+        self._notify()
 
     async def describe_all(self) -> None:
         """Refresh every worker's hosted models."""
@@ -282,13 +343,15 @@ class WorkerPool:
     def _add(self, address: str) -> None:
         if address in self._by_address:
             return
-        worker = Worker(address, self._settings, self._on_batch, self._credentials)
+        is_ejected = self.outliers.is_ejected if self.outliers else (lambda address: False)
+        worker = Worker(address, self._settings, self._on_batch, self._credentials, is_ejected)
         self.workers = [*self.workers, worker]
         self._by_address[address] = worker
         self._first_seen[address] = asyncio.Event()
         worker.watch_task = asyncio.create_task(self._watch(worker), name=f"health-watch {address}")
+        worker.probe_task = asyncio.create_task(self._probe(worker), name=f"health-check {address}")
         log.info("worker %s joined the pool", address)
-        self._on_change(self)
+        self._notify()
 
     async def _remove(self, address: str) -> None:
         worker = self._by_address.pop(address, None)
@@ -296,14 +359,17 @@ class WorkerPool:
             return
         self._first_seen.pop(address, None)
         self.workers = [w for w in self.workers if w is not worker]
-        worker.serving = False
+        if self.outliers is not None:
+            self.outliers.forget(address)
+        worker.health_serving = False
         worker.coalescer.close()
-        if worker.watch_task is not None:
-            worker.watch_task.cancel()
-            await asyncio.gather(worker.watch_task, return_exceptions=True)
+        tasks = [t for t in (worker.watch_task, worker.probe_task) if t is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         await worker.channel.close()
         log.info("worker %s left the pool", address)
-        self._on_change(self)
+        self._notify()
 
     async def _watch(self, worker: Worker) -> None:
         attempt = 0
@@ -335,10 +401,60 @@ class WorkerPool:
             event.set()
 
     def _set_serving(self, worker: Worker, serving: bool) -> None:
-        if worker.serving != serving:
-            worker.serving = serving
-            log.info("worker %s is %s", worker.address, "SERVING" if serving else "not serving")
-            self._on_change(self)
+        if worker.health_serving != serving:
+            before = worker.serving
+            worker.health_serving = serving
+            self._log_transition(worker, before)
+            self._notify()
+
+    def _log_transition(self, worker: Worker, before: bool) -> None:
+        if worker.serving != before:
+            state = "SERVING" if worker.serving else "not serving"
+            log.info("worker %s is %s", worker.address, state)
+
+    async def _probe(self, worker: Worker) -> None:
+        """Health Check with a deadline every `health_check_interval_s`: notices a hang fast.
+
+        A stopped or partitioned worker keeps its health stream open and says nothing, so
+        only a check with a deadline notices it. One late answer marks it unresponsive
+        (not routable, not counted for readiness) and, if another worker serves, fails its
+        calls in flight as retryable so their callers go elsewhere before their deadline;
+        the next check in time brings it back.
+        """
+        interval_s = self._settings.health_check_interval_s
+        timeout_s = self._settings.health_check_timeout_s
+        request = health_pb2.HealthCheckRequest(service="")
+        loop = asyncio.get_running_loop()
+        while True:
+            started_s = loop.time()
+            try:
+                await worker.health.Check(request, timeout=timeout_s)
+                answered = True
+            except grpc.aio.AioRpcError as exc:
+                # a refused connection is the health stream's business (process gone)
+                answered = exc.code() not in (
+                    grpc.StatusCode.DEADLINE_EXCEEDED,
+                    grpc.StatusCode.CANCELLED,
+                )
+            self._set_responsive(worker, answered)
+            await asyncio.sleep(max(interval_s - (loop.time() - started_s), 0.0))
+
+    def _set_responsive(self, worker: Worker, responsive: bool) -> None:
+        if worker.responsive == responsive:
+            return
+        before = worker.serving
+        worker.responsive = responsive
+        if not responsive:
+            log.warning(
+                "worker %s did not answer its health check within %.2f s: out of rotation",
+                worker.address, self._settings.health_check_timeout_s,
+            )  # fmt: skip
+            if before:
+                self.on_unresponsive(worker)
+            if any(w.serving for w in self.workers if w is not worker):
+                worker.coalescer.abort(f"worker {worker.address} stopped answering")
+        self._log_transition(worker, before)
+        self._notify()
 
     async def _refresh_loop(self) -> None:
         while True:

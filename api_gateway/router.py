@@ -2,8 +2,10 @@
 
 Algorithm, per request for model `name` and `version` (empty = any version):
 1. Candidates are the workers that are SERVING, host that model and version, are not in
-   `exclude` (the replicas this request already failed on) and have fewer than
-   `max_inflight_per_worker` requests in flight.
+   `exclude` (the replicas this request already failed on), are not ejected as outliers
+   (`api_gateway/outlier.py`) and have fewer than `max_inflight_per_worker` requests in
+   flight. If only ejected workers are left, they are candidates after all (Envoy's panic
+   mode: an ejected replica is a better bet than no answer).
 2. One candidate: take it. Two or more: draw two distinct ones at random and take the one with
    fewer requests in flight (ties: the first drawn). This keeps the load spread nearly as well
    as "least loaded" without every gateway herding onto the same replica, and costs O(n) to
@@ -45,6 +47,9 @@ class WorkerView(Protocol):
     @property
     def inflight(self) -> int: ...
 
+    @property
+    def ejected(self) -> bool: ...
+
     def hosts(self, name: str, version: str) -> bool: ...
 
 
@@ -62,6 +67,7 @@ def choose_worker(
 ) -> W:
     """The worker to send one request for `name`/`version` to (see the module doc)."""
     candidates: list[W] = []
+    ejected: list[W] = []
     hosting = capped = 0
     for worker in workers:
         if not worker.hosts(name, version):
@@ -72,7 +78,8 @@ def choose_worker(
         if worker.inflight >= max_inflight_per_worker:
             capped += 1
             continue
-        candidates.append(worker)
+        (ejected if worker.ejected else candidates).append(worker)
+    candidates = candidates or ejected
     if len(candidates) == 1:
         return candidates[0]
     if candidates:

@@ -145,6 +145,10 @@ class ServiceApiHost:
         """The API names (each served as a model)."""
         return sorted(self._apis)
 
+    def runner_models(self) -> list[tuple[str, str]]:
+        """(name, version) of every runner's model: the APIs are ready when all are routable."""
+        return [r.address for r in self.service.runners]  # where RemoteBackend sends its calls
+
     async def startup(self) -> None:
         """Run the service's on_deployment, then on_startup hooks (sync hooks in a thread)."""
         for hook in self.service.deployment_hooks:

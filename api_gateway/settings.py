@@ -9,6 +9,8 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
+from api_gateway.hedging import HedgePolicy
+from api_gateway.outlier import OutlierPolicy
 from protos.errors import InvalidArgument
 from protos.settings_loader import ENV_PREFIX, load_values, process_environ
 from protos.trust_settings import TRUST_PARSERS, TrustSettings
@@ -38,8 +40,29 @@ class GatewaySettings(TrustSettings):
     max_inflight: int = 2048
     max_inflight_per_worker: int = 512
     max_forward_batch_items: int = 256
-    max_forward_calls_per_worker: int = 1
+    max_forward_calls_per_worker: int = 4  # forward calls in flight per worker (coalescer)
     max_attempts: int = 3
+    # liveness of a worker: an active health Check with a deadline, and HTTP/2 keepalive
+    health_check_interval_s: float = 0.25
+    health_check_timeout_s: float = 0.75
+    keepalive_time_s: float = 1.0
+    keepalive_timeout_s: float = 1.0
+    # a request that finds no routable replica waits for one, up to its deadline and this long
+    route_wait_s: float = 10.0
+    # outlier ejection (api_gateway/outlier.py)
+    outlier_consecutive_faults: int = 3
+    outlier_consecutive_slow: int = 3
+    outlier_latency_multiple: float = 10.0
+    outlier_latency_floor_s: float = 0.05
+    outlier_base_ejection_s: float = 1.0
+    outlier_max_ejection_s: float = 30.0
+    outlier_max_ejection_percent: float = 50.0
+    # hedging (api_gateway/hedging.py)
+    hedge: bool = True
+    hedge_quantile: float = 0.95
+    hedge_min_delay_s: float = 0.005
+    hedge_budget_ratio: float = 0.1
+    hedge_burst: float = 10.0
     max_message_bytes: int = 256 * _MIB
     startup_discovery_timeout_s: float = 5.0
     stop_grace_s: float = 10.0
@@ -74,6 +97,38 @@ class GatewaySettings(TrustSettings):
                 raise InvalidArgument(f"{name} must be at least 1")
         if self.max_forward_calls_per_worker < 1 or self.max_attempts < 1:
             raise InvalidArgument("max_forward_calls_per_worker and max_attempts must be >= 1")
+        for name in (
+            "health_check_interval_s", "health_check_timeout_s", "keepalive_time_s",
+            "keepalive_timeout_s", "outlier_base_ejection_s", "outlier_max_ejection_s",
+        ):  # fmt: skip
+            if getattr(self, name) <= 0:
+                raise InvalidArgument(f"{name} must be > 0")
+        if not 0 <= self.outlier_max_ejection_percent <= 100:
+            raise InvalidArgument("outlier_max_ejection_percent must be within 0..100")
+        if not 0 < self.hedge_quantile < 1 or self.hedge_budget_ratio < 0:
+            raise InvalidArgument("hedge_quantile must be within (0, 1), hedge_budget_ratio >= 0")
+
+    def outlier_policy(self) -> OutlierPolicy:
+        """The outlier ejection knobs as the policy object."""
+        return OutlierPolicy(
+            consecutive_faults=self.outlier_consecutive_faults,
+            consecutive_slow=self.outlier_consecutive_slow,
+            latency_multiple=self.outlier_latency_multiple,
+            latency_floor_s=self.outlier_latency_floor_s,
+            base_ejection_s=self.outlier_base_ejection_s,
+            max_ejection_s=self.outlier_max_ejection_s,
+            max_ejection_percent=self.outlier_max_ejection_percent,
+        )
+
+    def hedge_policy(self) -> HedgePolicy:
+        """The hedging knobs as the policy object."""
+        return HedgePolicy(
+            enabled=self.hedge,
+            quantile=self.hedge_quantile,
+            min_delay_s=self.hedge_min_delay_s,
+            budget_ratio=self.hedge_budget_ratio,
+            burst=self.hedge_burst,
+        )
 
     @classmethod
     def load(

@@ -67,6 +67,10 @@ async def serve(settings: WorkerSettings) -> int:
         ("grpc.max_send_message_length", settings.max_message_bytes),
         ("grpc.max_receive_message_length", settings.max_message_bytes),
         ("grpc.so_reuseport", 0),
+        # the gateway pings every second to notice a hung worker (api_gateway/pool.py): allow it
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.min_recv_ping_interval_without_data_ms", 500),
+        ("grpc.http2.max_ping_strikes", 0),
     ]
     # every rpc but health needs a credential with its scope (protos.auth); tokens read once
     policy = policy_from_settings(settings)

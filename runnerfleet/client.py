@@ -2,9 +2,19 @@
 
 ``Client("host:8001").infer("iris_clf", x)`` returns the output array (a tuple when the model has
 several). Output arrays are decoded zero-copy and are read-only; copy before writing in place.
-Calls that fail with UNAVAILABLE are retried ``retries`` times with a small backoff, always
-within ``timeout_s`` (one deadline for all attempts); every failure is raised as a
-``protos.errors`` class (``NotFound``, ``InvalidArgument``, ``Unavailable``...).
+
+Failover: the address may list several gateways (``"gw1:8001,gw2:8001"`` or a sequence), one
+channel each. A call that fails with a retryable code (``protos.status.RETRYABLE_CODES``:
+UNAVAILABLE, which is also what a refused or broken connection and a draining gateway give) is
+sent at once to the next address not tried by this call; when every address has failed, the
+retry rule below applies and the next round starts at the next address. The address that
+answered last is used first, so a gateway restart costs each client one failed attempt. A DNS
+name that resolves to several addresses is one channel, and gRPC's own pick-first tries those
+addresses in turn when a connection fails.
+
+Retries: after every address failed, calls are retried ``retries`` times with a small jittered
+backoff, always within ``timeout_s`` (one deadline for all attempts); every failure is raised
+as a ``protos.errors`` class (``NotFound``, ``InvalidArgument``, ``Unavailable``...).
 """
 
 from __future__ import annotations
@@ -50,6 +60,15 @@ def _credentials(tls: bool, root_certificates: bytes | str | Path | None) -> Any
     return grpc.ssl_channel_credentials(root_certificates=root)
 
 
+def _split_addresses(address: str | Sequence[str]) -> list[str]:
+    """``"a:1,b:2"`` or ``["a:1", "b:2"]`` -> ``["a:1", "b:2"]``; at least one address."""
+    items = address.split(",") if isinstance(address, str) else list(address)
+    addresses = [a.strip() for a in items if a.strip()]
+    if not addresses:
+        raise ValueError("give at least one gateway address (HOST:PORT)")
+    return addresses
+
+
 def _backoff_s(attempt: int) -> float:
     """Full-jitter exponential backoff: 50 ms, 100 ms, 200 ms ... capped at 1 s."""
     return random.uniform(0, min(_BACKOFF_MAX_S, _BACKOFF_BASE_S * 2**attempt))
@@ -67,7 +86,7 @@ class _Base:
 
     def __init__(
         self,
-        address: str,
+        address: str | Sequence[str],
         *,
         timeout_s: float | None = None,
         retries: int = 2,
@@ -78,7 +97,8 @@ class _Base:
     ) -> None:
         if retries < 0:
             raise ValueError(f"retries must be >= 0, got {retries}")
-        self.address = address
+        self.addresses = _split_addresses(address)
+        self.address = self.addresses[0]
         self.timeout_s = timeout_s
         self.retries = retries
         self._credentials = _credentials(tls, root_certificates)
@@ -86,13 +106,32 @@ class _Base:
         self._metadata: tuple[tuple[str, str], ...] = (
             (("authorization", f"Bearer {token}"),) if token else ()
         )
+        self._channels = [self._open(a) for a in self.addresses]
+        self._stubs = [pb_grpc.GRPCInferenceServiceStub(c) for c in self._channels]
+        self._current = 0  # the address that answered last
+
+    def _open(self, address: str) -> Any:
         if self._credentials is None:
-            self._channel = self._grpc.insecure_channel(address, options=self._options)
-        else:
-            self._channel = self._grpc.secure_channel(
-                address, self._credentials, options=self._options
-            )
-        self._stub = pb_grpc.GRPCInferenceServiceStub(self._channel)
+            return self._grpc.insecure_channel(address, options=self._options)
+        return self._grpc.secure_channel(address, self._credentials, options=self._options)
+
+    @property
+    def _channel(self) -> Any:
+        return self._channels[self._current]
+
+    @property
+    def _stub(self) -> Any:
+        """The stub of the address in use now (the one that answered last)."""
+        return self._stubs[self._current]
+
+    def _fail_over(self, error: grpc.RpcError, failovers: int, deadline: float | None) -> bool:
+        """Move to the next address; True when it is one this call has not tried yet."""
+        if error.code() not in RETRYABLE_CODES or len(self._stubs) == 1:
+            return False
+        self._current = (self._current + 1) % len(self._stubs)
+        if deadline is not None and deadline - time.monotonic() < _MIN_TIMEOUT_S:
+            return False
+        return failovers < len(self._stubs) - 1
 
     def _deadline(self, timeout_s: float | None) -> float | None:
         timeout_s = self.timeout_s if timeout_s is None else timeout_s
@@ -141,17 +180,21 @@ class _Base:
 
 
 class Client(_Base):
-    """Blocking client; one HTTP/2 channel, safe to share between threads."""
+    """Blocking client; one HTTP/2 channel per address, safe to share between threads."""
 
-    def _call(self, rpc: Callable[..., Any], request: Any, timeout_s: float | None = None) -> Any:
+    def _call(self, rpc_name: str, request: Any, timeout_s: float | None = None) -> Any:
         deadline = self._deadline(timeout_s)
-        attempt = 0
+        attempt = failovers = 0
         while True:
+            rpc: Callable[..., Any] = getattr(self._stub, rpc_name)
             try:
                 return rpc(request, timeout=self._remaining_s(deadline), metadata=self._metadata)
             except grpc.RpcError as error:
+                if self._fail_over(error, failovers, deadline):
+                    failovers += 1
+                    continue
                 time.sleep(self._next_attempt(error, attempt, deadline))
-                attempt += 1
+                attempt, failovers = attempt + 1, 0
 
     def infer(
         self,
@@ -165,35 +208,31 @@ class Client(_Base):
     ) -> np.ndarray | tuple[np.ndarray, ...]:
         """Run ``model`` on ``arrays``: one output as an array, several as a tuple."""
         request = self._infer_request(model, arrays, method, version, input_names, request_id)
-        return _outputs(self._call(self._stub.ModelInfer, request, timeout_s))
+        return _outputs(self._call("ModelInfer", request, timeout_s))
 
     def infer_request(self, request: Any, timeout_s: float | None = None) -> Any:
         """Send a prepared ModelInferRequest; the raw ModelInferResponse comes back."""
-        return self._call(self._stub.ModelInfer, request, timeout_s)
+        return self._call("ModelInfer", request, timeout_s)
 
     def model_metadata(self, model: str, version: str = "") -> Any:
         """The ModelMetadataResponse (inputs/outputs of the default method)."""
-        return self._call(
-            self._stub.ModelMetadata, pb.ModelMetadataRequest(name=model, version=version)
-        )
+        return self._call("ModelMetadata", pb.ModelMetadataRequest(name=model, version=version))
 
     def model_config(self, model: str, version: str = "") -> Any:
         """The ModelConfigResponse (the synthesised Triton model configuration)."""
-        return self._call(
-            self._stub.ModelConfig, pb.ModelConfigRequest(name=model, version=version)
-        )
+        return self._call("ModelConfig", pb.ModelConfigRequest(name=model, version=version))
 
     def is_server_live(self) -> bool:
         """True when the server answers ServerLive; False when it cannot be reached."""
         try:
-            return bool(self._call(self._stub.ServerLive, pb.ServerLiveRequest()).live)
+            return bool(self._call("ServerLive", pb.ServerLiveRequest()).live)
         except Unavailable:
             return False
 
     def is_server_ready(self) -> bool:
         """True when the server can serve its models; False when not (or unreachable)."""
         try:
-            return bool(self._call(self._stub.ServerReady, pb.ServerReadyRequest()).ready)
+            return bool(self._call("ServerReady", pb.ServerReadyRequest()).ready)
         except Unavailable:
             return False
 
@@ -201,13 +240,14 @@ class Client(_Base):
         """True when ``model`` (``version``) can serve; False when not, unknown or unreachable."""
         try:
             request = pb.ModelReadyRequest(name=model, version=version)
-            return bool(self._call(self._stub.ModelReady, request).ready)
+            return bool(self._call("ModelReady", request).ready)
         except (Unavailable, NotFound):
             return False
 
     def close(self) -> None:
-        """Close the channel; calls in flight are cancelled."""
-        self._channel.close()
+        """Close the channels; calls in flight are cancelled."""
+        for channel in self._channels:
+            channel.close()
 
     def __enter__(self) -> Client:
         return self
@@ -221,19 +261,21 @@ class AsyncClient(_Base):
 
     _grpc = grpc.aio
 
-    async def _call(
-        self, rpc: Callable[..., Any], request: Any, timeout_s: float | None = None
-    ) -> Any:
+    async def _call(self, rpc_name: str, request: Any, timeout_s: float | None = None) -> Any:
         deadline = self._deadline(timeout_s)
-        attempt = 0
+        attempt = failovers = 0
         while True:
+            rpc: Callable[..., Any] = getattr(self._stub, rpc_name)
             try:
                 return await rpc(
                     request, timeout=self._remaining_s(deadline), metadata=self._metadata
                 )
             except grpc.RpcError as error:
+                if self._fail_over(error, failovers, deadline):
+                    failovers += 1
+                    continue
                 await asyncio.sleep(self._next_attempt(error, attempt, deadline))
-                attempt += 1
+                attempt, failovers = attempt + 1, 0
 
     async def infer(
         self,
@@ -247,33 +289,33 @@ class AsyncClient(_Base):
     ) -> np.ndarray | tuple[np.ndarray, ...]:
         """Run ``model`` on ``arrays``: one output as an array, several as a tuple."""
         request = self._infer_request(model, arrays, method, version, input_names, request_id)
-        return _outputs(await self._call(self._stub.ModelInfer, request, timeout_s))
+        return _outputs(await self._call("ModelInfer", request, timeout_s))
 
     async def infer_request(self, request: Any, timeout_s: float | None = None) -> Any:
         """Send a prepared ModelInferRequest; the raw ModelInferResponse comes back."""
-        return await self._call(self._stub.ModelInfer, request, timeout_s)
+        return await self._call("ModelInfer", request, timeout_s)
 
     async def model_metadata(self, model: str, version: str = "") -> Any:
         """The ModelMetadataResponse (inputs/outputs of the default method)."""
         request = pb.ModelMetadataRequest(name=model, version=version)
-        return await self._call(self._stub.ModelMetadata, request)
+        return await self._call("ModelMetadata", request)
 
     async def model_config(self, model: str, version: str = "") -> Any:
         """The ModelConfigResponse (the synthesised Triton model configuration)."""
         request = pb.ModelConfigRequest(name=model, version=version)
-        return await self._call(self._stub.ModelConfig, request)
+        return await self._call("ModelConfig", request)
 
     async def is_server_live(self) -> bool:
         """True when the server answers ServerLive; False when it cannot be reached."""
         try:
-            return bool((await self._call(self._stub.ServerLive, pb.ServerLiveRequest())).live)
+            return bool((await self._call("ServerLive", pb.ServerLiveRequest())).live)
         except Unavailable:
             return False
 
     async def is_server_ready(self) -> bool:
         """True when the server can serve its models; False when not (or unreachable)."""
         try:
-            return bool((await self._call(self._stub.ServerReady, pb.ServerReadyRequest())).ready)
+            return bool((await self._call("ServerReady", pb.ServerReadyRequest())).ready)
         except Unavailable:
             return False
 
@@ -281,13 +323,14 @@ class AsyncClient(_Base):
         """True when ``model`` (``version``) can serve; False when not, unknown or unreachable."""
         try:
             request = pb.ModelReadyRequest(name=model, version=version)
-            return bool((await self._call(self._stub.ModelReady, request)).ready)
+            return bool((await self._call("ModelReady", request)).ready)
         except (Unavailable, NotFound):
             return False
 
     async def close(self) -> None:
-        """Close the channel; calls in flight are cancelled."""
-        await self._channel.close()
+        """Close the channels; calls in flight are cancelled."""
+        for channel in self._channels:
+            await channel.close()
 
     async def __aenter__(self) -> AsyncClient:
         return self

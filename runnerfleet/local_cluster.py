@@ -5,7 +5,9 @@ Used by `runnerfleet cluster up`, the demo and the gateway benchmark; the proces
 `--port-file`; readiness is gRPC health SERVING. Children run in their own session so a
 terminal's Ctrl-C reaches only this supervisor, which then stops them in order: the gateway
 first (no new traffic), then the workers (SIGTERM: they drain). They also get SIGTERM from the
-kernel if the supervisor dies (PR_SET_PDEATHSIG), so nothing is left running.
+kernel if the supervisor dies (PR_SET_PDEATHSIG), so nothing is left running. With a
+`restart` policy (cluster up) a crashed child is restarted on its ports with back-off, and a
+crash loop is reported to `on_give_up` (see `runnerfleet.supervisor`).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 
+from runnerfleet.restart_policy import RestartPolicy
 from runnerfleet.supervisor import Child, Supervisor, cli_command, flag_argv, wait_serving
 
 __all__ = ["ChildProcess", "LocalCluster", "wait_serving"]
@@ -38,6 +41,9 @@ class LocalCluster:
         gateway_flags: dict[str, object] | None = None,
         env: dict[str, str] | None = None,
         echo: Callable[[str], None] | None = None,
+        restart: RestartPolicy | None = None,
+        on_restart: Callable[[Child], None] = lambda child: None,
+        on_give_up: Callable[[Child], None] = lambda child: None,
     ) -> None:
         if workers < 1:
             raise ValueError("a cluster needs at least one worker")
@@ -46,7 +52,10 @@ class LocalCluster:
         self.service = service  # module:attr: workers host its runners, the gateway its APIs
         self.worker_flags = dict(worker_flags or {})
         self.gateway_flags = dict(gateway_flags or {})
-        self.supervisor = Supervisor(env=env, echo=echo, own_session=True)
+        self.restart = restart
+        self.supervisor = Supervisor(
+            env=env, echo=echo, own_session=True, on_restart=on_restart, on_give_up=on_give_up
+        )
         self.workers: list[Child] = []
         self.gateway: Child | None = None
         self._lock = threading.Lock()
@@ -76,7 +85,11 @@ class LocalCluster:
     def _spawn(self, name: str, argv: list[str], deadline: float) -> Child:
         command = cli_command(*argv, "--host", self.host)
         return self.supervisor.start(
-            name, command, host=self.host, timeout_s=max(deadline - time.monotonic(), 0.1)
+            name,
+            command,
+            host=self.host,
+            timeout_s=max(deadline - time.monotonic(), 0.1),
+            restart=self.restart,
         )
 
     def stop(self, timeout_s: float = 30.0) -> None:

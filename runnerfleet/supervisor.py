@@ -8,12 +8,21 @@ sees that line, so nothing guesses a port or sleeps. Readiness is gRPC health SE
 SIGTERM (a worker drains), then SIGKILL after a grace.
 
 This module imports grpc health stubs only, never ``protos`` generated modules, so it can be
-loaded beside ``tritonclient`` (tests/compat). A restart-on-crash policy belongs in
-:meth:`Supervisor._on_exit`, which the reader thread calls when a child's output ends.
+loaded beside ``tritonclient`` (tests/compat).
+
+Restart on crash (``start(..., restart=RestartPolicy())``, used by ``cluster up``): when a
+child's output ends and nobody asked it to stop, :meth:`Supervisor._on_exit` asks the child's
+``RestartTracker`` for a back-off, logs ``restarting NAME ... (restart N)``, waits, and runs the
+same command again on the ports it had (so the gateway's ``--workers`` list and the clients'
+addresses stay right). A crash loop (``runnerfleet.restart_policy``) stops the restarts, logs
+``NAME is crash-looping`` and calls ``on_give_up(child)``; every restart calls
+``on_restart(child)``. Tests and the benchmark start children without a policy: a crash stays
+a crash there.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import ctypes
 import dataclasses
@@ -30,6 +39,8 @@ from collections.abc import Callable, Mapping, Sequence
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from runnerfleet.restart_policy import RestartPolicy, RestartTracker
 
 __all__ = [
     "READY_LINE",
@@ -87,6 +98,18 @@ class Child:
     grpc_port: int = 0
     metrics_port: int = 0
     log_lines: list[str] = dataclasses.field(default_factory=list)
+    command: list[str] = dataclasses.field(default_factory=list)
+    env: dict[str, str] = dataclasses.field(default_factory=dict)
+    tracker: RestartTracker | None = None  # None: never restarted
+    started_s: float = 0.0  # time.monotonic() of its latest start
+    stopping: bool = False  # the supervisor asked it to stop: an exit is not a crash
+    gave_up: bool = False  # crash loop: no more restarts
+    stopped: threading.Event = dataclasses.field(default_factory=threading.Event)
+
+    @property
+    def restarts(self) -> int:
+        """How many times it was restarted after a crash."""
+        return 0 if self.tracker is None else self.tracker.restarts
 
     @property
     def pid(self) -> int:
@@ -127,15 +150,20 @@ class Supervisor:
         echo: Callable[[str], None] | None = None,
         own_session: bool = False,
         stop_grace_s: float = 30.0,
+        on_restart: Callable[[Child], None] = lambda child: None,
+        on_give_up: Callable[[Child], None] = lambda child: None,
     ) -> None:
         self.env = None if env is None else dict(env)
         self.cwd = None if cwd is None else str(cwd)
         self.echo = echo
         self.own_session = own_session
         self.stop_grace_s = stop_grace_s
+        self.on_restart = on_restart
+        self.on_give_up = on_give_up
         self.children: list[Child] = []
         self._tmp = tempfile.TemporaryDirectory(prefix="rf-procs-")
         self._lock = threading.Lock()
+        self._spawner = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="spawner")
 
     def start(
         self,
@@ -146,11 +174,12 @@ class Supervisor:
         timeout_s: float = 60.0,
         env: Mapping[str, str] | None = None,
         port_file: str | None = None,
+        restart: RestartPolicy | None = None,
     ) -> Child:
         """Run ``argv`` plus ``--port-file F`` until it reports its ports; RuntimeError if not.
 
         An ``argv`` that already holds ``{port_file}`` gets the path there instead; ``env``, when
-        given, is this child's whole environment.
+        given, is this child's whole environment; ``restart`` restarts it after a crash.
         """
         if port_file is None:
             port_file = str(pathlib.Path(self._tmp.name) / f"{name}-{len(self.children)}.json")
@@ -161,31 +190,45 @@ class Supervisor:
             env = os.environ if self.env is None else self.env
         proc_env = {**env}
         proc_env.setdefault("PYTHONUNBUFFERED", "1")
-        proc = subprocess.Popen(
-            command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            env=proc_env, cwd=self.cwd, start_new_session=self.own_session,
-            preexec_fn=_die_with_parent if self.own_session else None,
-        )  # fmt: skip
-        child = Child(name, proc, host, port_file)
+        child = Child(name, self._popen(command, proc_env), host, port_file)
+        child.command, child.env = command, proc_env
+        child.started_s = time.monotonic()
         with self._lock:
             self.children.append(child)
-        ready = threading.Event()
-        threading.Thread(
-            target=self._read_output, args=(child, ready), daemon=True, name=f"log-{name}"
-        ).start()
+        ready = self._follow(child)
         if not ready.wait(timeout_s) or not os.path.exists(port_file):
             self.stop(child, signal.SIGKILL, grace_s=5.0)
             raise RuntimeError(
                 f"{name} ({command[3:5]}) did not report its ports within {timeout_s} s "
-                f"(exit {proc.returncode}):\n{child.log[-4000:]}"
+                f"(exit {child.proc.returncode}):\n{child.log[-4000:]}"
             )
         ports = read_port_file(port_file)
         child.grpc_port, child.metrics_port = ports["grpc_port"], ports.get("metrics_port", 0)
+        if restart is not None:
+            child.tracker = RestartTracker(restart)
         return child
 
-    def _read_output(self, child: Child, ready: threading.Event) -> None:
-        assert child.proc.stdout is not None
-        for raw in iter(child.proc.stdout.readline, b""):
+    def _popen(self, command: Sequence[str], env: Mapping[str, str]) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            env=env, cwd=self.cwd, start_new_session=self.own_session,
+            preexec_fn=_die_with_parent if self.own_session else None,
+        )  # fmt: skip
+
+    def _follow(self, child: Child) -> threading.Event:
+        """Start the thread that reads the child's output; the event fires at its ready line."""
+        ready = threading.Event()
+        threading.Thread(
+            target=self._read_output, args=(child, child.proc, ready), daemon=True,
+            name=f"log-{child.name}",
+        ).start()  # fmt: skip
+        return ready
+
+    def _read_output(
+        self, child: Child, proc: subprocess.Popen[bytes], ready: threading.Event
+    ) -> None:
+        assert proc.stdout is not None
+        for raw in iter(proc.stdout.readline, b""):
             line = raw.decode("utf-8", "replace")
             child.log_lines.append(line)
             if READY_LINE in line:
@@ -193,10 +236,62 @@ class Supervisor:
             if self.echo is not None:
                 self.echo(f"[{child.name}] {line.rstrip()}")
         ready.set()  # EOF: the process exited (start() checks the port file)
+        proc.wait()
         self._on_exit(child)
 
+    def _say(self, child: Child, message: str) -> None:
+        line = f"supervisor: {message}\n"
+        child.log_lines.append(line)
+        if self.echo is not None:
+            self.echo(f"[supervisor] {message}")
+
     def _on_exit(self, child: Child) -> None:
-        """Called once a child's output ends (it exited). The place for restart-on-crash."""
+        """Called once a child's output ends (it exited): restart it if it crashed (module doc)."""
+        if child.tracker is None or child.stopping:
+            return
+        now_s = time.monotonic()
+        code = child.proc.returncode
+        delay_s = child.tracker.next_delay_s(now_s, now_s - child.started_s)
+        if delay_s is None:
+            child.gave_up = True
+            policy = child.tracker.policy
+            self._say(
+                child,
+                f"{child.name} is crash-looping ({policy.max_restarts} restarts within "
+                f"{policy.window_s:.0f} s, last exit {code}): not restarting it again",
+            )
+            self.on_give_up(child)
+            return
+        self._say(
+            child,
+            f"restarting {child.name} (pid {child.pid} exited with {code}) in {delay_s:.2f} s "
+            f"(restart {child.tracker.restarts})",
+        )
+        if child.stopped.wait(delay_s):
+            return
+        self._respawn(child)
+
+    def _respawn(self, child: Child) -> None:
+        """Run the child's command again on the ports it had; its output is followed again."""
+        command = _same_ports(child.command, child.grpc_port, child.metrics_port)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(child.port_file)
+        with self._lock:
+            if child.stopping:
+                return
+            # PR_SET_PDEATHSIG fires when the forking *thread* ends, and this reader thread
+            # ends soon: fork from the supervisor's long-lived spawner thread instead
+            child.proc = self._spawner.submit(self._popen, command, child.env).result()
+            child.started_s = time.monotonic()
+        ready = self._follow(child)
+        ready.wait(60.0)
+        try:
+            ports = read_port_file(child.port_file)
+        except (OSError, ValueError):
+            return  # it died before it listened: its reader thread sees the exit
+        child.grpc_port, child.metrics_port = ports["grpc_port"], ports.get("metrics_port", 0)
+        if child.alive():
+            self.on_restart(child)
 
     def wait_serving(self, child: Child, timeout_s: float = 60.0) -> None:
         """Block until ``child`` reports gRPC health SERVING, else TimeoutError."""
@@ -213,6 +308,9 @@ class Supervisor:
         """Signal all ``children`` at once, then wait for each within one shared grace."""
         grace_s = self.stop_grace_s if grace_s is None else grace_s
         for child in children:
+            with self._lock:
+                child.stopping = True
+            child.stopped.set()
             if child.alive():
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(child.pid, sig)
@@ -234,7 +332,17 @@ class Supervisor:
     def close(self) -> None:
         """Stop all children and remove the port files' folder."""
         self.stop_all()
+        self._spawner.shutdown(wait=False)
         self._tmp.cleanup()
+
+
+def _same_ports(command: Sequence[str], grpc_port: int, metrics_port: int) -> list[str]:
+    """``command`` with the values of ``--port`` and ``--metrics-port`` set to these ports."""
+    out = list(command)
+    for flag, port in (("--port", grpc_port), ("--metrics-port", metrics_port)):
+        if port and flag in out[:-1]:
+            out[out.index(flag) + 1] = str(port)
+    return out
 
 
 def stop_pid(

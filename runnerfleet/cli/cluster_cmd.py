@@ -1,4 +1,10 @@
-"""`runnerfleet cluster up`: a gateway and N workers as local processes; Ctrl-C stops them all."""
+"""`runnerfleet cluster up`: a gateway and N workers as local processes; Ctrl-C stops them all.
+
+Supervised: a worker or the gateway that crashes is restarted on its ports with exponential
+back-off (`runnerfleet.restart_policy`); each restart is logged (`restarting NAME ... (restart
+N)`). A crash loop stops the restarts: a crash-looping gateway stops the cluster with exit
+status 1, a crash-looping worker is reported and the others serve on.
+"""
 
 from __future__ import annotations
 
@@ -67,6 +73,15 @@ def cluster() -> None:
     "--timeout-s", type=float, default=300.0, show_default=True, help="Longest start-up wait."
 )
 @click.option("--quiet", is_flag=True, help="Do not echo the processes' logs.")
+@click.option(
+    "--restart/--no-restart", default=True, show_default=True,
+    help="Restart crashed processes (exponential back-off, crash-loop detection).",
+)  # fmt: skip
+@click.option(
+    "--max-restarts", type=int, default=5, show_default=True,
+    help="Restarts within --restart-window-s that count as a crash loop.",
+)  # fmt: skip
+@click.option("--restart-window-s", type=float, default=60.0, show_default=True)
 def up(
     n_workers: int,
     models: str | None,
@@ -77,9 +92,13 @@ def up(
     device: str,
     timeout_s: float,
     quiet: bool,
+    restart: bool,
+    max_restarts: int,
+    restart_window_s: float,
 ) -> None:
     """Start the gateway and N workers, wait until all are SERVING, stop all on Ctrl-C/SIGTERM."""
     from runnerfleet.local_cluster import LocalCluster
+    from runnerfleet.restart_policy import RestartPolicy
 
     if n_workers < 1:
         raise click.UsageError("--workers must be at least 1")
@@ -90,10 +109,23 @@ def up(
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
+    gave_up: list[Any] = []
+
+    def on_give_up(child: Any) -> None:
+        click.echo(f"error: {child.name} is crash-looping; it is not restarted again", err=True)
+        if child.name == "gateway":
+            gave_up.append(child)
+            stop.set()
+
+    def on_restart(child: Any) -> None:
+        click.echo(f"{child.name} restarted (pid {child.pid}, restart {child.restarts})", err=True)
+
+    policy = RestartPolicy(max_restarts=max_restarts, window_s=restart_window_s)
     local = LocalCluster(
         workers=n_workers, models=tags, host=host, port=port, metrics_port=metrics_port,
         device=device, service=service,
         echo=None if quiet else (lambda line: click.echo(line, err=True)),
+        restart=policy if restart else None, on_restart=on_restart, on_give_up=on_give_up,
     )  # fmt: skip
     try:
         local.start(timeout_s=timeout_s)
@@ -103,11 +135,12 @@ def up(
     exit_code = 0
     try:
         print_summary(local)
-        for child in local.running():
-            threading.Thread(target=_watch_child, args=(child, stop), daemon=True).start()
+        if not restart:
+            for child in local.running():
+                threading.Thread(target=_watch_child, args=(child, stop), daemon=True).start()
         stop.wait()
         assert local.gateway is not None
-        if local.gateway.proc.poll() is not None:
+        if gave_up or local.gateway.proc.poll() is not None:
             exit_code = 1
             click.echo(
                 f"stopping the cluster: the gateway exited ({local.gateway.proc.returncode})",
@@ -116,6 +149,11 @@ def up(
         else:
             click.echo("stopping the cluster: gateway first, then the workers drain...", err=True)
     finally:
+        restarted = {
+            c.name: c.restarts for c in [*local.workers, local.gateway] if c and c.restarts
+        }
+        if restarted:
+            click.echo(f"restarts: {restarted}", err=True)
         local.stop()
         left = local.running()
         click.echo(

@@ -88,3 +88,25 @@ def test_backoff_is_small_and_bounded():
     for attempt in range(20):
         assert 0 <= client_mod._backoff_s(attempt) <= 1.0
     assert max(client_mod._backoff_s(0) for _ in range(100)) <= 0.05
+
+
+def test_addresses_are_split_and_each_gets_a_channel(dead_address):
+    with Client(f"{dead_address}, 127.0.0.1:1") as client:
+        assert client.addresses == [dead_address, "127.0.0.1:1"]
+        assert len(client._stubs) == 2
+    with Client([dead_address]) as client:
+        assert client.addresses == [dead_address]
+    with pytest.raises(ValueError, match="at least one"):
+        Client(" , ")
+
+
+def test_every_address_is_tried_before_a_backoff(dead_address, monkeypatch):
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        other = f"127.0.0.1:{sock.getsockname()[1]}"
+    sleeps: list[float] = []
+    monkeypatch.setattr(client_mod.time, "sleep", sleeps.append)
+    with Client([dead_address, other], retries=1, timeout_s=10) as client:
+        with pytest.raises(Unavailable):
+            client.infer("m", np.zeros((1, 2), dtype=np.float32))
+    assert len(sleeps) == 1  # two addresses, then one backoff, then both again

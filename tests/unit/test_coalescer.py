@@ -160,6 +160,7 @@ class FakeWorker:
     coalescer: Coalescer
     serving: bool = True
     described: bool = True
+    ejected: bool = False
 
     @property
     def inflight(self) -> int:

@@ -19,6 +19,7 @@ class FakeWorker:
     serving: bool = True
     described: bool = True
     inflight: int = 0
+    ejected: bool = False
     models: frozenset[tuple[str, str]] = frozenset({("iris", "v1")})
 
     def hosts(self, name: str, version: str) -> bool:
