@@ -199,19 +199,25 @@ def points_for(p: RaceProfile, models: list[str]) -> list[dict]:
     base = {"duration_s": p.duration_s, "warmup_s": p.warmup_s}
     pts: list[dict] = []
     for m in models:
-        for c in p.concurrency.get(m, []):
-            pts.append({**base, "mode": "closed", "models": [m], "c": c, "rows": 1})
-        for r in p.rows.get(m, []):
-            for c in p.rows_concurrency:
-                pts.append({**base, "mode": "closed", "models": [m], "c": c, "rows": r})
-        for rate in p.open_rates.get(m, []):
-            for arr in p.open_arrivals:
-                pts.append(
-                    {**base, "mode": "open", "models": [m], "rate": rate, "arrival": arr, "rows": 1}
-                )
+        pts.extend(
+            {**base, "mode": "closed", "models": [m], "c": c, "rows": 1}
+            for c in p.concurrency.get(m, [])
+        )
+        pts.extend(
+            {**base, "mode": "closed", "models": [m], "c": c, "rows": r}
+            for r in p.rows.get(m, [])
+            for c in p.rows_concurrency
+        )
+        pts.extend(
+            {**base, "mode": "open", "models": [m], "rate": rate, "arrival": arr, "rows": 1}
+            for rate in p.open_rates.get(m, [])
+            for arr in p.open_arrivals
+        )
     if p.mix and all(m in models for m in p.mix):
-        for c in p.mix_concurrency:
-            pts.append({**base, "mode": "closed", "models": list(p.mix), "c": c, "rows": 1})
+        pts.extend(
+            {**base, "mode": "closed", "models": list(p.mix), "c": c, "rows": 1}
+            for c in p.mix_concurrency
+        )
     for pt in pts:
         if pt["mode"] == "closed":
             pt["min_samples"], pt["max_duration_s"] = p.min_samples, p.max_window_s

@@ -350,7 +350,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--spec", required=True)
     ap.add_argument("--out", required=True)
     a = ap.parse_args(argv)
-    spec = json.loads(open(a.spec).read())
+    with open(a.spec) as f:
+        spec = json.load(f)
     try:
         result = asyncio.run(_run(spec))
     except Exception as e:  # noqa: BLE001 - reported to the runner in the JSON

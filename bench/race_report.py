@@ -415,10 +415,7 @@ def plots(res: dict, out_dir: pathlib.Path) -> list[pathlib.Path]:
         fig.savefig(p, dpi=90)
         plt.close(fig)
         paths.append(p)
-    curves = []
-    for e, v in summary["entries"].items():
-        for kk in v["knees"]:
-            curves.append((e, kk))
+    curves = [(e, kk) for e, v in summary["entries"].items() for kk in v["knees"]]
     if curves:
         keys = sorted({kk for _, kk in curves})
         fig, axes = plt.subplots(1, len(keys), figsize=(4.5 * len(keys), 3.4), squeeze=False)
@@ -570,8 +567,7 @@ def markdown(res: dict, md_dir: pathlib.Path, plot_paths: list[pathlib.Path], ol
         for e, v in bad.items():
             why = v["failed"][0].strip().splitlines()
             L.append(f"- `{e}`: {why[-1][:400] if why else 'failed'}")
-        for e in skipped:
-            L.append(f"- `{e}`: not run")
+        L.extend(f"- `{e}`: not run" for e in skipped)
         L.append("")
     # models
     plan = res.get("plan", {})
@@ -654,11 +650,12 @@ def markdown(res: dict, md_dir: pathlib.Path, plot_paths: list[pathlib.Path], ol
     # per-model tables
     models = list(plan)
     for model in models:
-        rows = []
-        for e, v in summary["entries"].items():
-            for p in v["points"].values():
-                if p["models"] == [model] and p["mode"] == "closed":
-                    rows.append((e, p))
+        rows = [
+            (e, p)
+            for e, v in summary["entries"].items()
+            for p in v["points"].values()
+            if p["models"] == [model] and p["mode"] == "closed"
+        ]
         if not rows:
             continue
         L.append(f"## {model}: closed loop")
