@@ -29,10 +29,15 @@ from typing import NamedTuple
 
 from protos.errors import InvalidArgument, NotFound
 
-__all__ = ["RegionStatus", "ShmRegion", "SharedMemoryRegistry", "SHM_DIR"]
+__all__ = ["RegionStatus", "ShmRegion", "SharedMemoryRegistry", "SHM_DIR", "shm_available"]
 
 SHM_DIR = "/dev/shm"  # where Linux's shm_open keeps its objects
 _KEY = re.compile(r"^/?([A-Za-z0-9._-]{1,250})$")
+
+
+def shm_available() -> bool:
+    """Whether this host has POSIX shared memory where ``shm_open`` keeps it."""
+    return os.path.isdir(SHM_DIR) and os.access(SHM_DIR, os.R_OK | os.X_OK)
 
 
 class RegionStatus(NamedTuple):

@@ -26,6 +26,7 @@ from protos import internal_pb2_grpc as ipb_grpc
 from protos.auth import ScopedAuthInterceptor, is_loopback, policy_from_settings
 from protos.auth import server_credentials as tls_server_credentials
 from protos.errors import RunnerFleetError
+from protos.shm import SharedMemoryRegistry
 from runner_worker.device import configure_runtime
 from runner_worker.hosting import ModelHost
 from runner_worker.inference import InferencePlane
@@ -87,7 +88,8 @@ async def serve(settings: WorkerSettings) -> int:
     life = Lifecycle(worker_id, settings.device, metrics)
     await life.enter(State.LOADING)
     host = ModelHost(settings, metrics, store_get=FileStore(settings.store_root).get)
-    plane = InferencePlane(host, metrics)
+    shm = SharedMemoryRegistry()
+    plane = InferencePlane(host, metrics, shm)
     drained: asyncio.Task[bool] | None = None
 
     async def drain() -> None:
@@ -97,7 +99,7 @@ async def serve(settings: WorkerSettings) -> int:
             drained = asyncio.create_task(host.drain(settings.drain_timeout_s), name="drain")
 
     pb_grpc.add_GRPCInferenceServiceServicer_to_server(
-        InferenceServicer(host, plane, life, settings), server
+        InferenceServicer(host, plane, life, settings, shm), server
     )
     ipb_grpc.add_WorkerInternalServicer_to_server(
         InternalServicer(host, plane, life, settings, drain), server
@@ -155,6 +157,7 @@ async def serve(settings: WorkerSettings) -> int:
         await life.enter(State.STOPPED)
         await server.stop(settings.stop_grace_s)
         await host.close()
+        shm.close()
     _log.info("worker %s stopped", worker_id)
     return status
 

@@ -12,6 +12,7 @@ import time
 from protos import codec
 from protos import grpc_service_pb2 as pb
 from protos.errors import Internal, InvalidArgument, RunnerFleetError
+from protos.shm import SharedMemoryRegistry
 from runner_worker.hosting import HostedModel, ModelHost
 from runner_worker.metrics import WorkerMetrics
 from runner_worker.validate import validate_inputs
@@ -49,9 +50,12 @@ def request_deadline_s(request: pb.ModelInferRequest, deadline_s: float | None) 
 class InferencePlane:
     """Runs ModelInferRequests through the hosted models' batchers."""
 
-    def __init__(self, host: ModelHost, metrics: WorkerMetrics) -> None:
+    def __init__(
+        self, host: ModelHost, metrics: WorkerMetrics, shm: SharedMemoryRegistry | None = None
+    ) -> None:
         self._host = host
         self._metrics = metrics
+        self._shm = shm
 
     async def infer(
         self, request: pb.ModelInferRequest, deadline_s: float | None = None
@@ -67,7 +71,7 @@ class InferencePlane:
             info = hosted.runner.method(method)
             where = f"model {hosted.name!r} method {method!r}"
             try:
-                arrays = codec.decode_request_inputs(request)
+                arrays = codec.decode_request_inputs(request, self._shm)
                 validate_inputs(where, info, arrays)
             except InvalidArgument:
                 hosted.metrics[method].on_rejected("invalid_input")
@@ -77,7 +81,9 @@ class InferencePlane:
                 arrays, deadline_s=request_deadline_s(request, deadline_s)
             )
             encode_start_s = time.perf_counter()
-            response = codec.encode_response(request, outputs, info.output_names(len(outputs)))
+            response = codec.encode_response(
+                request, outputs, info.output_names(len(outputs)), self._shm
+            )
             response.model_name = hosted.name
             response.model_version = hosted.version
             hosted.stats.compute_output.ns += int((time.perf_counter() - encode_start_s) * 1e9)
