@@ -17,19 +17,31 @@ from protos.server_info import SERVER_NAME, server_version
 from protos.shm import SharedMemoryRegistry, shm_available
 from protos.status import aborts_on_error
 from protos.stream import answer_stream
+from protos.tracing import traceparent_from_metadata
 from runner_worker import describe
 from runner_worker.hosting import HostedModel, ModelHost
 from runner_worker.inference import InferencePlane
 from runner_worker.lifecycle import Lifecycle, State
 from runner_worker.settings import WorkerSettings
 
-__all__ = ["InferenceServicer", "server_version", "deadline_s", "shm_status_response"]
+__all__ = [
+    "InferenceServicer",
+    "server_version",
+    "deadline_s",
+    "shm_status_response",
+    "traceparent_of",
+]
 
 
 def deadline_s(context: Any) -> float | None:
     """The call's deadline as time.monotonic() seconds, or None when it has none."""
     remaining = context.time_remaining()
     return None if remaining is None else time.monotonic() + remaining
+
+
+def traceparent_of(context: Any) -> str | None:
+    """The caller's W3C ``traceparent`` from the call's metadata, if it sent one."""
+    return traceparent_from_metadata(context.invocation_metadata())
 
 
 class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
@@ -101,16 +113,17 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     # --------------------------------------------------------------------- inference
     @aborts_on_error
     async def ModelInfer(self, request: Any, context: Any) -> pb.ModelInferResponse:
-        return await self._plane.infer(request, deadline_s(context))
+        return await self._plane.infer(request, deadline_s(context), traceparent_of(context))
 
     async def ModelStreamInfer(
         self, request_iterator: Any, context: Any
     ) -> AsyncIterator[pb.ModelStreamInferResponse]:
         deadline = deadline_s(context)
+        traceparent = traceparent_of(context)
 
         async def answer(req: pb.ModelInferRequest) -> pb.ModelStreamInferResponse:
             try:
-                response = await self._plane.infer(req, deadline)
+                response = await self._plane.infer(req, deadline, traceparent)
             except RunnerFleetError as exc:
                 return pb.ModelStreamInferResponse(
                     error_message=exc.message,
