@@ -24,7 +24,9 @@ from api_gateway.plane import GatewayPlane
 from api_gateway.pool import WorkerPool
 from api_gateway.servicer import SERVICE_NAME, GatewayServicer, generic_handler
 from api_gateway.settings import GatewaySettings
+from api_gateway.shm import SharedMemoryForwarder
 from protos.auth import is_loopback
+from protos.tracing import configure_tracing
 
 __all__ = ["GatewayApp", "serve", "run", "write_port_file"]
 
@@ -38,11 +40,14 @@ class GatewayApp:
         self.settings = settings
         self.metrics = GatewayMetrics()
         self.worker_credentials = worker_credentials(settings)  # read once; tokens stay inside
+        self.tracing = configure_tracing("runnerfleet-gateway")
+        self.shm = SharedMemoryForwarder(self._workers)
         self.pool = WorkerPool(
             settings,
             on_change=self._on_pool_change,
             on_batch=self.metrics.observe_batch,
             credentials=self.worker_credentials,
+            on_ready=self.shm.replay,
         )
         self.forwarder = Forwarder(
             self.pool,
@@ -51,6 +56,7 @@ class GatewayApp:
             on_retry=lambda model: self.metrics.retries.labels(model).inc(),
             on_not_found=lambda worker: self._spawn(self.pool.describe(worker)),
             on_reject=lambda reason: self.metrics.rejected.labels(reason).inc(),
+            tracing=self.tracing,
         )
         self.health = health.aio.HealthServicer()
         self.server: grpc.aio.Server | None = None
@@ -60,6 +66,9 @@ class GatewayApp:
         self._known_models: set[str] = set()
         self.apis: Any = None
         self.plane: GatewayPlane | None = None  # what every front door calls
+
+    def _workers(self) -> list[Any]:
+        return self.pool.workers
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(coro, name="pool-refresh")
@@ -116,6 +125,8 @@ class GatewayApp:
             apis=apis,
             statistics_timeout_s=settings.statistics_timeout_s,
             repository_timeout_s=settings.repository_timeout_s,
+            tracing=self.tracing,
+            shm=self.shm,
         )
         self.server.add_generic_rpc_handlers((generic_handler(GatewayServicer(self.plane)),))
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
@@ -159,6 +170,7 @@ class GatewayApp:
         for task in list(self._background):
             task.cancel()
         self.metrics.shutdown()
+        self.tracing.shutdown()
         if self.apis is not None:
             self.apis.close()
 
@@ -194,6 +206,7 @@ async def serve(settings: GatewaySettings, *, exit_after_drain: bool = False) ->
         if exit_after_drain:
             idle = await app.drain()
             log.info("stopped (%s)", "drained" if idle else "grace period over")
+            app.tracing.shutdown()  # flush spans: os._exit skips atexit
             logging.shutdown()
             os._exit(0)
     finally:

@@ -27,6 +27,7 @@ from protos.errors import (
     error_for_code,
     is_retryable,
 )
+from protos.tracing import Tracing
 
 __all__ = ["Forwarder"]
 
@@ -43,7 +44,9 @@ class Forwarder:
         on_retry: Callable[[str], None] = lambda model: None,
         on_not_found: Callable[[Worker], None] = lambda worker: None,
         on_reject: Callable[[str], None] = lambda reason: None,
+        tracing: Tracing | None = None,
     ) -> None:
+        self._tracing = tracing or Tracing()
         self._pool = pool
         self._cap = max_inflight_per_worker
         self._max_attempts = max_attempts
@@ -51,8 +54,20 @@ class Forwarder:
         self._on_not_found = on_not_found
         self._on_reject = on_reject
 
-    async def forward(self, header: RequestHeader, request: bytes, deadline: float | None) -> bytes:
-        """The worker's serialized ModelInferResponse for `request`, or a RunnerFleetError."""
+    async def forward(
+        self,
+        header: RequestHeader,
+        request: bytes,
+        deadline: float | None,
+        *,
+        span: object = None,
+        traceparent: str = "",
+    ) -> bytes:
+        """The worker's serialized ModelInferResponse for `request`, or a RunnerFleetError.
+
+        Each attempt is a `forward` span under `span` (the gateway's request span) whose W3C
+        context goes to the worker; with tracing off, the client's `traceparent` goes as is.
+        """
         tried: list[str] = []
         last: ForwardOutcome | None = None
         for _attempt in range(self._max_attempts):
@@ -80,7 +95,10 @@ class Forwarder:
                 raise
             if tried:
                 self._on_retry(header.model_name)
-            outcome = await worker.forward(request, deadline)
+            if span is None:
+                outcome = await worker.forward(request, deadline, traceparent)
+            else:
+                outcome = await self._traced_forward(worker, request, deadline, span, len(tried))
             if outcome.code is None:
                 return outcome.payload
             if not is_retryable(outcome.code, transport=outcome.transport):
@@ -93,6 +111,29 @@ class Forwarder:
         raise Unavailable(
             f"no replica could serve the request ({len(tried)} tried): {last.message}"
         )
+
+    async def _traced_forward(
+        self, worker: Worker, request: bytes, deadline: float | None, span: object, attempt: int
+    ) -> ForwardOutcome:
+        tracing = self._tracing
+        if not tracing.recording(span):  # not sampled: pass the decision on, record nothing
+            return await worker.forward(request, deadline, tracing.traceparent(span) or "")
+        hop = tracing.start(
+            "forward",
+            parent=span,
+            kind="client",
+            attributes={"runnerfleet.worker": worker.address, "runnerfleet.attempt": attempt},
+        )
+        outcome: ForwardOutcome | None = None
+        try:
+            outcome = await worker.forward(request, deadline, tracing.traceparent(hop) or "")
+            return outcome
+        finally:
+            if outcome is None:
+                tracing.end(hop, status="CANCELLED")
+            else:
+                code = "OK" if outcome.code is None else outcome.code.value
+                tracing.end(hop, status=code, message=outcome.message)
 
 
 def _error(code: ErrorCode, outcome: ForwardOutcome) -> RunnerFleetError:

@@ -120,6 +120,10 @@ class Tracing:
         """The W3C ``traceparent`` that makes the next hop a child of ``span``."""
         return None
 
+    def recording(self, span: Any) -> bool:
+        """Whether ``span`` was sampled (children and timings are worth recording)."""
+        return False
+
     def trace_id(self, span: Any) -> str | None:
         """``span``'s trace id in hex (None when off or not sampled)."""
         return None
@@ -234,6 +238,9 @@ class _OtelTracing(Tracing):
             return None
         ctx = span.get_span_context()
         return f"{ctx.trace_id:032x}" if ctx.is_valid else None
+
+    def recording(self, span: Any) -> bool:
+        return span is not None and span.is_recording()
 
     def shutdown(self) -> None:
         self._provider.shutdown()
