@@ -125,7 +125,7 @@ class Tracing:
         return False
 
     def trace_id(self, span: Any) -> str | None:
-        """``span``'s trace id in hex (None when off or not sampled)."""
+        """``span``'s trace id in hex (None when off; sampled or not)."""
         return None
 
     def shutdown(self) -> None:
@@ -201,7 +201,9 @@ class _OtelTracing(Tracing):
         attributes: Mapping[str, Any] | None = None,
         end_s: float | None = None,
     ) -> None:
-        if span is None:
+        if span is None or not span.is_recording():
+            if span is not None:
+                span.end()
             return
         if attributes:
             span.set_attributes(dict(attributes))

@@ -90,18 +90,20 @@ class InferencePlane:
                 },
             )
             trace_id = self._tracing.trace_id(span)
+            exemplar_id = trace_id if self._tracing.recording(span) else None
         else:
             parsed = parse_traceparent(traceparent)
             trace_id = parsed.trace_id if parsed is not None else None
+            exemplar_id = None
         with request_scope(request.id or new_request_id(), trace_id):
-            return await self._infer(request, deadline_s, span, trace_id)
+            return await self._infer(request, deadline_s, span, exemplar_id)
 
     async def _infer(
         self,
         request: pb.ModelInferRequest,
         deadline_s: float | None,
         span: object,
-        trace_id: str | None,
+        exemplar_id: str | None,
     ) -> pb.ModelInferResponse:
         start_s = time.perf_counter()
         hosted: HostedModel | None = None
@@ -142,8 +144,8 @@ class InferencePlane:
             raise Internal(message) from exc
         finally:
             duration_s = time.perf_counter() - start_s
-            self._account(hosted, method, code, duration_s, trace_id)
-            if span is not None:
+            self._account(hosted, method, code, duration_s, exemplar_id)
+            if self._tracing.recording(span):
                 version = hosted.version if hosted is not None else request.model_version
                 attributes = {"runnerfleet.method": method, "runnerfleet.model_version": version}
                 self._tracing.end(span, status=code, message=message, attributes=attributes)

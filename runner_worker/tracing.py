@@ -3,7 +3,7 @@
 The request span (``worker ModelInfer``, kind SERVER) is a child of the caller's W3C
 ``traceparent`` (gRPC metadata, or the gateway's per-item field in a coalesced forward). The
 batcher hands each executed batch's timing to ``BatchSpans.on_batch``, which records, after
-the fact and only for traced requests: a ``queue wait`` span under each request, one
+the fact and only for sampled requests: a ``queue wait`` span under each request, one
 ``batch`` span under the oldest traced request and linked to every request it served, and a
 ``model call`` span under the batch. A batch that failed and was bisected is reported once
 (its model-call span then covers the model time summed over the executions).
@@ -34,11 +34,12 @@ class BatchSpans:
 
     def on_batch(self, timing: BatchTiming) -> None:
         tracing = self._tracing
-        traced = [t for t in timing.traces if t is not None]
+        recording = tracing.recording
+        traced = [t for t in timing.traces if recording(t)]
         if not traced:
             return
         for trace, enqueued_s in zip(timing.traces, timing.enqueued_s, strict=True):
-            if trace is not None:
+            if recording(trace):
                 tracing.record(
                     "queue wait",
                     parent=trace,

@@ -2,11 +2,13 @@
 
 Built from ``opentelemetry-proto`` (never from ``protos``), so processes under test export to
 it exactly as to a collector. ``wait_for`` blocks on a condition variable until the received
-spans satisfy a predicate (no polling).
+spans satisfy a predicate (no polling). ``python -m tests.support.otlp_receiver`` runs one
+as its own process (prints its port; on stdin EOF prints the span count and exits).
 """
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections.abc import Callable
 from concurrent import futures
@@ -100,3 +102,12 @@ class OtlpReceiver:
 
     def __exit__(self, *exc: object) -> None:
         self._server.stop(0)
+
+
+if __name__ == "__main__":
+    # for benchmarks (a process must not fork with a grpc server running): print the port,
+    # serve until stdin closes, then print how many spans arrived
+    with OtlpReceiver() as receiver:
+        print(receiver.port, flush=True)
+        sys.stdin.read()
+        print(len(receiver.spans), flush=True)
