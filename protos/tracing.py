@@ -3,8 +3,10 @@
 Off unless ``OTEL_TRACES_EXPORTER`` names an exporter (``otlp`` over gRPC, or ``console``);
 then the SDK itself reads the rest (``OTEL_EXPORTER_OTLP_ENDPOINT``, ``OTEL_TRACES_SAMPLER``
 and its argument, ``OTEL_BSP_*``...). ``OTEL_SERVICE_NAME`` overrides the process's default
-name. This module is the one place RunnerFleet reads ``OTEL_*``; ``opentelemetry`` is imported
-only when tracing is on, so a disabled ``Tracing`` costs one attribute check per hook.
+name. This module is the one place RunnerFleet reads ``OTEL_*`` (through
+``protos.settings_loader.process_environ``, the process's one read of the environment; the
+SDK reads its own variables itself). ``opentelemetry`` is imported only when tracing is on,
+so a disabled ``Tracing`` costs one attribute check per hook.
 
 Spans are passed explicitly (no ambient context): ``start`` returns an opaque span handle
 (None when off; a non-recording span when the sampler said no), which callers hand to child
@@ -15,11 +17,12 @@ does not parse is ignored: the span starts a new trace, the request never fails 
 from __future__ import annotations
 
 import logging
-import os
 import re
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
+
+from protos.settings_loader import process_environ
 
 __all__ = [
     "TRACEPARENT",
@@ -259,7 +262,7 @@ def configure_tracing(
     Returns a disabled ``Tracing`` when no exporter is configured or the configuration cannot
     work (saying why in the log): tracing never stops a process from serving.
     """
-    env = os.environ if environ is None else environ
+    env = process_environ() if environ is None else environ
     name = (env.get("OTEL_TRACES_EXPORTER") or "none").strip().lower()
     if exporter is None and name in ("", "none"):
         return Tracing()
