@@ -66,6 +66,13 @@ def cluster() -> None:
     "--timeout-s", type=float, default=300.0, show_default=True, help="Longest start-up wait."
 )
 @click.option("--quiet", is_flag=True, help="Do not echo the processes' logs.")
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="Log format of the gateway and workers (json: one object per line, with ids).",
+)
 def up(
     n_workers: int,
     models: str | None,
@@ -75,6 +82,7 @@ def up(
     device: str,
     timeout_s: float,
     quiet: bool,
+    log_format: str,
 ) -> None:
     """Start the gateway and N workers, wait until all are SERVING, stop all on Ctrl-C/SIGTERM."""
     from runnerfleet.local_cluster import LocalCluster
@@ -88,6 +96,7 @@ def up(
     local = LocalCluster(
         workers=n_workers, models=tags, host=host, port=port, metrics_port=metrics_port,
         device=device, echo=None if quiet else (lambda line: click.echo(line, err=True)),
+        worker_flags={"log_format": log_format}, gateway_flags={"log_format": log_format},
     )  # fmt: skip
     try:
         local.start(timeout_s=timeout_s)
