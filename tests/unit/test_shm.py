@@ -9,6 +9,9 @@ from multiprocessing import shared_memory
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 
 from protos import codec
 from protos import grpc_service_pb2 as pb
@@ -215,3 +218,58 @@ def test_non_contiguous_and_bytes_outputs(segment, registry):
     words = np.array([b"hi", b"hello"], dtype=object)
     codec.encode_response(_shm_output_request("out", 4096), [words], ["output__0"], registry)
     assert bytes(segment.buf[:15]) == b"\x02\x00\x00\x00hi\x05\x00\x00\x00hello"
+
+
+FIXED = [d for d in codec.DATATYPES if d != "BYTES"]
+
+
+@st.composite
+def _arrays(draw):
+    dtype = codec.DATATYPE_TO_NUMPY[draw(st.sampled_from(FIXED))]
+    if draw(st.booleans()) and dtype.itemsize > 1:
+        dtype = dtype.newbyteorder(">")
+    elements = st.floats(width=8 * dtype.itemsize, allow_nan=False) if dtype.kind == "f" else None
+    shape = draw(hnp.array_shapes(min_dims=1, max_dims=3, min_side=0, max_side=6))
+    arr = draw(hnp.arrays(dtype, shape, elements=elements))
+    return arr.T if draw(st.booleans()) else arr  # Fortran order too
+
+
+@given(arrays=st.lists(_arrays(), min_size=1, max_size=3), offset=st.integers(0, 64))
+@settings(max_examples=200, deadline=None)
+def test_round_trip_through_a_region(arrays, offset) -> None:
+    """Any fixed-width array written as an output reads back equal as an input."""
+    name = f"/rf-prop-{uuid.uuid4().hex[:12]}"
+    seg = shared_memory.SharedMemory(name, create=True, size=8192)
+    registry = SharedMemoryRegistry()
+    try:
+        registry.register("r", name, 0, 8192)
+        names = [f"output__{i}" for i in range(len(arrays))]
+        request = pb.ModelInferRequest(model_name="m")
+        starts = []
+        start = offset
+        for out_name, arr in zip(names, arrays, strict=True):
+            out = request.outputs.add(name=out_name)
+            out.parameters[codec.SHM_REGION].string_param = "r"
+            out.parameters[codec.SHM_OFFSET].int64_param = start
+            out.parameters[codec.SHM_BYTE_SIZE].int64_param = arr.nbytes
+            starts.append(start)
+            start += arr.nbytes
+        response = codec.encode_response(request, arrays, names, registry)
+        back = pb.ModelInferRequest(model_name="m")
+        for tensor, begin in zip(response.outputs, starts, strict=True):
+            given_in = back.inputs.add(name=tensor.name, datatype=tensor.datatype)
+            given_in.shape.extend(tensor.shape)
+            given_in.parameters[codec.SHM_REGION].string_param = "r"
+            given_in.parameters[codec.SHM_OFFSET].int64_param = begin
+            given_in.parameters[codec.SHM_BYTE_SIZE].int64_param = tensor.parameters[
+                codec.SHM_BYTE_SIZE
+            ].int64_param
+        decoded = codec.decode_request_inputs(back, registry)
+        for got, want in zip(decoded, arrays, strict=True):
+            assert got.shape == want.shape
+            np.testing.assert_array_equal(got, want)
+        del decoded
+    finally:
+        registry.close()
+        seg.close()
+        seg.unlink()
