@@ -6,8 +6,9 @@
    gateway, alternating; MiB/s of tensor moved per second (requests/s x tensor size) and the
    shm/bytes ratio. Target: at least 3x at 64 MiB.
 2. Tracing: two clusters (gateway + 1 worker, iris_clf), one without OTEL_* and one exporting
-   OTLP/gRPC to an in-process receiver with `traceidratio` 1% sampling; `bench/loadgen.py` at
-   concurrency 16 against each gateway, alternating `--repeats` times; the throughput ratio.
+   OTLP/gRPC to a receiver process with `parentbased_traceidratio` 1% sampling;
+   `bench/loadgen.py` at concurrency 16 against each gateway, alternating `--repeats` times;
+   the throughput ratio.
    Target: at most 5% cost. The cost of the hooks with tracing off cannot be isolated within
    one run (off is the baseline): it is a few attribute checks per request.
 
@@ -123,7 +124,7 @@ def tracing_rows(a: argparse.Namespace, home: str) -> list[dict]:
             "OTEL_TRACES_EXPORTER": "otlp",
             "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
             "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{port}",
-            "OTEL_TRACES_SAMPLER": "traceidratio",
+            "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
             "OTEL_TRACES_SAMPLER_ARG": "0.01",
         }
         for name, env in (("off", base), ("on_1pct", traced)):

@@ -142,8 +142,16 @@ class _OtelTracing(Tracing):
 
     def __init__(self, provider: Any) -> None:
         from opentelemetry import trace
-        from opentelemetry.trace import Link, SpanKind, Status, StatusCode
-        from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+        from opentelemetry.sdk.trace.sampling import ParentBased
+        from opentelemetry.trace import (
+            Link,
+            NonRecordingSpan,
+            SpanContext,
+            SpanKind,
+            Status,
+            StatusCode,
+            TraceFlags,
+        )
 
         self._provider = provider
         self._tracer = provider.get_tracer("runnerfleet")
@@ -151,12 +159,16 @@ class _OtelTracing(Tracing):
         self._link = Link
         self._status = Status
         self._error = StatusCode.ERROR
+        self._span_context = SpanContext
+        self._flags = TraceFlags
+        self._non_recording = NonRecordingSpan
+        # a parent-based sampler drops every child of an unsampled parent: skip the SDK then
+        self._parent_based = isinstance(provider.sampler, ParentBased)
         self._kinds = {
             "internal": SpanKind.INTERNAL,
             "server": SpanKind.SERVER,
             "client": SpanKind.CLIENT,
         }
-        self._propagator = TraceContextTextMapPropagator()
         # monotonic seconds -> epoch nanoseconds, fixed at start (spans never jump)
         self._epoch_offset_ns = time.time_ns() - time.monotonic_ns()
 
@@ -165,12 +177,18 @@ class _OtelTracing(Tracing):
             return None
         return int(monotonic_s * 1e9) + self._epoch_offset_ns
 
-    def _context(self, parent: Any, traceparent: str | None) -> Any:
-        if parent is not None:
-            return self._trace.set_span_in_context(parent)
-        if traceparent and parse_traceparent(traceparent) is not None:
-            return self._propagator.extract({TRACEPARENT: traceparent})
-        return None  # a new root; a malformed traceparent is ignored
+    def _remote(self, traceparent: str | None) -> Any:
+        """The caller's span (non-recording) from a W3C traceparent; None when malformed."""
+        parsed = parse_traceparent(traceparent)
+        if parsed is None:
+            return None  # a new root; a malformed traceparent is ignored
+        context = self._span_context(
+            trace_id=int(parsed.trace_id, 16),
+            span_id=int(parsed.span_id, 16),
+            is_remote=True,
+            trace_flags=self._flags(parsed.flags & 0x01),
+        )
+        return self._non_recording(context)
 
     def start(
         self,
@@ -183,12 +201,16 @@ class _OtelTracing(Tracing):
         links: Sequence[Any] = (),
         start_s: float | None = None,
     ) -> Any:
+        if parent is None and traceparent:
+            parent = self._remote(traceparent)
+        if parent is not None and self._parent_based and not parent.get_span_context().trace_flags:
+            return parent  # unsampled upstream: nothing to record, pass its decision on
         span_links = [
             self._link(s.get_span_context()) for s in links if s is not None and s.is_recording()
         ]
         return self._tracer.start_span(
             name,
-            context=self._context(parent, traceparent),
+            context=None if parent is None else self._trace.set_span_in_context(parent),
             kind=self._kinds.get(kind, self._kinds["internal"]),
             attributes=dict(attributes) if attributes else None,
             links=span_links or None,

@@ -180,3 +180,17 @@ def test_json_log_lines_carry_request_and_trace_ids(capsys) -> None:
     assert lines[2]["request_id"] == "req-8" and "trace_id" not in lines[2]
     assert "ValueError: boom" in lines[2]["exc"]
     assert JsonFormatter().format(logging.makeLogRecord({"msg": "x"})).startswith("{")
+
+
+def test_unsampled_parent_records_nothing_and_passes_its_decision_on(memory) -> None:
+    tracing, exporter = memory  # the SDK's default sampler: parent-based
+    unsampled = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00"
+    span = tracing.start("worker ModelInfer", traceparent=unsampled, kind="server")
+    assert not tracing.recording(span)
+    assert tracing.trace_id(span) == "4bf92f3577b34da6a3ce929d0e0e4736"
+    assert tracing.traceparent(span).endswith("-00")
+    child = tracing.start("forward", parent=span)
+    assert not tracing.recording(child)
+    tracing.end(child)
+    tracing.end(span)
+    assert exporter.get_finished_spans() == ()
