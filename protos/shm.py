@@ -3,9 +3,10 @@
 Triton's system shared-memory extension: a client on the same host creates a POSIX shared
 memory object (``shm_open(key)``, e.g. ``/input0``), registers ``(name, key, offset,
 byte_size)``, then names the region in a tensor's parameters instead of sending its bytes.
-This registry maps each object once, **read-only** (inputs are read through that mapping, so
-``np.frombuffer`` over it is zero-copy and the model cannot write into client memory); a
-writable mapping is opened only when an output is written into the region.
+This registry opens and maps each object once, **read-only** (inputs are read through that
+mapping, so ``np.frombuffer`` over it is zero-copy and the model cannot write into client
+memory); the object is opened read-write, and checked to be the same inode, only when an
+output is first written into the region.
 
 Safety: every use checks ``offset + byte_size`` against the registered extent *and* against
 the object's current size (``fstat``), so a client that shrank its object gets an error, not
@@ -109,13 +110,31 @@ class ShmRegion:
         """Copy ``data`` into the region at ``offset`` (maps the object writable on first use)."""
         start = self._check(offset, len(data), what)
         if self._writable is None:
-            try:
-                self._writable = mmap.mmap(self._fd, self.offset + self.byte_size)
-            except (OSError, ValueError) as exc:
-                raise InvalidArgument(
-                    f"{what}: shared-memory region {self.name!r} cannot be written: {exc}"
-                ) from None
+            self._writable = self._map_writable(what)
         self._writable[start : start + len(data)] = data
+
+    def _map_writable(self, what: str) -> mmap.mmap:
+        """Open the same object read-write (checked by inode) and map it; only for outputs."""
+        try:
+            fd = os.open(_object_path(self.key), os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError as exc:
+            raise InvalidArgument(
+                f"{what}: shared-memory region {self.name!r} cannot be written: {exc}"
+            ) from None
+        try:
+            now, then = os.fstat(fd), os.fstat(self._fd)
+            if (now.st_dev, now.st_ino) != (then.st_dev, then.st_ino):
+                raise InvalidArgument(
+                    f"{what}: shared-memory object {self.key!r} was replaced after region "
+                    f"{self.name!r} was registered; register it again"
+                )
+            return mmap.mmap(fd, self.offset + self.byte_size)
+        except (OSError, ValueError) as exc:
+            raise InvalidArgument(
+                f"{what}: shared-memory region {self.name!r} cannot be written: {exc}"
+            ) from None
+        finally:
+            os.close(fd)  # the mapping keeps its own reference
 
     def close(self) -> None:
         """Mark unregistered; unmap now unless a request still holds a view (then GC does)."""
@@ -135,9 +154,7 @@ class ShmRegion:
 def _open(name: str, key: str, offset: int, byte_size: int) -> ShmRegion:
     path = _object_path(key)
     try:
-        fd = os.open(path, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except PermissionError:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)  # read-only until an output
     except FileNotFoundError:
         raise NotFound(
             f"shared-memory object {key!r} does not exist on this host (client and server "

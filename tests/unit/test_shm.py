@@ -209,6 +209,24 @@ def test_output_region_too_small(segment, registry):
         codec.encode_response(_shm_output_request("out", 64), [result], ["output__0"], registry)
 
 
+def test_output_into_a_replaced_object_is_refused(registry):
+    name = f"/rf-test-{uuid.uuid4().hex[:12]}"
+    first = shared_memory.SharedMemory(name, create=True, size=4096)
+    registry.register("out", name, 0, 4096)  # opened read-only: nothing written yet
+    first.close()
+    first.unlink()
+    second = shared_memory.SharedMemory(name, create=True, size=4096)  # same name, new object
+    try:
+        with pytest.raises(InvalidArgument, match="was replaced"):
+            codec.encode_response(
+                _shm_output_request("out", 4096), [np.ones(4, np.float32)], ["output__0"], registry
+            )
+        assert bytes(second.buf[:16]) == b"\0" * 16
+    finally:
+        second.close()
+        second.unlink()
+
+
 def test_non_contiguous_and_bytes_outputs(segment, registry):
     registry.register("out", _key(segment), 0, 4096)
     result = np.arange(12, dtype=np.int16).reshape(3, 4).T  # Fortran order
