@@ -28,7 +28,7 @@ import sys
 import tempfile
 from typing import Any
 
-from api_gateway.local_cluster import LocalCluster
+from runnerfleet.local_cluster import LocalCluster
 
 __all__ = ["main"]
 
