@@ -32,7 +32,9 @@ from api_gateway.plane import GatewayPlane
 from api_gateway.pool import WorkerPool
 from api_gateway.servicer import SERVICE_NAME, GatewayServicer, generic_handler
 from api_gateway.settings import GatewaySettings
+from api_gateway.shm import SharedMemoryForwarder
 from protos.auth import is_loopback
+from protos.tracing import configure_tracing
 
 __all__ = ["GatewayApp", "serve", "run", "write_port_file"]
 
@@ -52,12 +54,15 @@ class GatewayApp:
             on_eject=self._on_eject,
             on_return=self._on_return,
         )
+        self.tracing = configure_tracing("runnerfleet-gateway")
+        self.shm = SharedMemoryForwarder(self._workers)
         self.pool = WorkerPool(
             settings,
             on_change=self._on_pool_change,
             on_batch=self.metrics.observe_batch,
             credentials=self.worker_credentials,
             outliers=self.outliers,
+            on_ready=self.shm.replay,
         )
         self.pool.on_unresponsive = lambda worker: self.metrics.ejections.labels(
             worker.address, "health"
@@ -73,6 +78,7 @@ class GatewayApp:
             on_hedge=lambda model: self.metrics.hedges.labels(model).inc(),
             on_not_found=lambda worker: self._spawn(self.pool.describe(worker)),
             on_reject=lambda reason: self.metrics.rejected.labels(reason).inc(),
+            tracing=self.tracing,
         )
         self._loop: asyncio.AbstractEventLoop | None = None  # set by start()
         self._health_ready = False  # start() finished and not draining: health follows the pool
@@ -85,6 +91,9 @@ class GatewayApp:
         self._known_models: set[str] = set()
         self.apis: Any = None
         self.plane: GatewayPlane | None = None  # what every front door calls
+
+    def _workers(self) -> list[Any]:
+        return self.pool.workers
 
     def _spawn(self, coro: Coroutine[Any, Any, None], name: str = "pool-refresh") -> None:
         task = asyncio.create_task(coro, name=name)
@@ -183,6 +192,8 @@ class GatewayApp:
             apis=apis,
             statistics_timeout_s=settings.statistics_timeout_s,
             repository_timeout_s=settings.repository_timeout_s,
+            tracing=self.tracing,
+            shm=self.shm,
         )
         self.server.add_generic_rpc_handlers((generic_handler(GatewayServicer(self.plane)),))
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
@@ -227,6 +238,7 @@ class GatewayApp:
         for task in list(self._background):
             task.cancel()
         self.metrics.shutdown()
+        self.tracing.shutdown()
         if self.apis is not None:
             await self.apis.shutdown()
             self.apis.close()
@@ -265,6 +277,7 @@ async def serve(settings: GatewaySettings, *, exit_after_drain: bool = False) ->
             if app.apis is not None:
                 await app.apis.shutdown()  # the service's on_shutdown hooks, after the drain
             log.info("stopped (%s)", "drained" if idle else "grace period over")
+            app.tracing.shutdown()  # flush spans: os._exit skips atexit
             logging.shutdown()
             os._exit(0)
     finally:

@@ -64,17 +64,21 @@ class ForwardOutcome(NamedTuple):
         return self.code is None
 
 
-# (list of (request bytes, timeout_s or 0 = none), call timeout_s or None) -> one outcome per item
-BatchCall = Callable[[list[tuple[bytes, float]], float | None], Awaitable[list[ForwardOutcome]]]
+# (list of (request bytes, timeout_s or 0 = none, traceparent or ""), call timeout_s or None)
+# -> one outcome per item
+BatchCall = Callable[
+    [list[tuple[bytes, float, str]], float | None], Awaitable[list[ForwardOutcome]]
+]
 BatchObserver = Callable[[int, float], None]
-# (request bytes, timeout_s or 0 = none) -> its outcome, as one plain call
-SoloCall = Callable[[bytes, float], Awaitable[ForwardOutcome]]
+# (request bytes, timeout_s or 0 = none, traceparent or "") -> its outcome, as one plain call
+SoloCall = Callable[[bytes, float, str], Awaitable[ForwardOutcome]]
 
 
 class _Item(NamedTuple):
     request: bytes
     deadline: float | None  # time.monotonic() seconds
     future: asyncio.Future[ForwardOutcome]
+    traceparent: str = ""  # W3C trace context for the worker (one per item)
 
 
 class Coalescer:
@@ -112,7 +116,9 @@ class Coalescer:
         self._closed = False
         self.inflight = 0  # items queued or in a call, read by the router
 
-    def submit(self, request: bytes, deadline: float | None) -> asyncio.Future[ForwardOutcome]:
+    def submit(
+        self, request: bytes, deadline: float | None, traceparent: str = ""
+    ) -> asyncio.Future[ForwardOutcome]:
         """Queue one serialized ModelInferRequest; the future resolves to its outcome."""
         future: asyncio.Future[ForwardOutcome] = asyncio.get_running_loop().create_future()
         if self._closed:
@@ -124,9 +130,10 @@ class Coalescer:
             return future
         self.inflight += 1
         if self._solo_call is not None and len(request) >= self._solo_min_bytes:
-            self._track(self._run_solo(_Item(request, deadline, future)), "forward-solo")
+            item = _Item(request, deadline, future, traceparent)
+            self._track(self._run_solo(item), "forward-solo")
             return future
-        self._queue.append(_Item(request, deadline, future))
+        self._queue.append(_Item(request, deadline, future, traceparent))
         if self._regroup_target and len(self._queue) >= self._regroup_target:
             self._regrouped.set()
         if self._calls < self._max_calls:
@@ -202,9 +209,14 @@ class Coalescer:
         outcomes: list[ForwardOutcome] | None = None
         started_s = time.monotonic()
         try:
-            items = [(item.request, _timeout_s(item.deadline, started_s)) for item in batch]
+            items = [
+                (item.request, _timeout_s(item.deadline, started_s), item.traceparent)
+                for item in batch
+            ]
             deadlines = [item.deadline for item in batch]
-            call_timeout_s = None if None in deadlines else max(t for _, t in items) + self._slack_s
+            call_timeout_s = (
+                None if None in deadlines else max(t for _, t, _ in items) + self._slack_s
+            )
             outcomes = await _answer_all(batch, self._call(items, call_timeout_s))
         finally:
             self._calls -= 1
@@ -234,7 +246,8 @@ class Coalescer:
                 )
             else:
                 timeout_s = _timeout_s(item.deadline, started_s)
-                (outcome,) = await _answer_all([item], self._solo_one(item.request, timeout_s))
+                solo = self._solo_one(item.request, timeout_s, item.traceparent)
+                (outcome,) = await _answer_all([item], solo)
         finally:
             self.inflight -= 1
             if not item.future.done():
@@ -242,9 +255,11 @@ class Coalescer:
             if self._on_batch is not None:
                 self._on_batch(1, time.monotonic() - started_s)
 
-    async def _solo_one(self, request: bytes, timeout_s: float) -> list[ForwardOutcome]:
+    async def _solo_one(
+        self, request: bytes, timeout_s: float, traceparent: str
+    ) -> list[ForwardOutcome]:
         assert self._solo_call is not None
-        return [await self._solo_call(request, timeout_s)]
+        return [await self._solo_call(request, timeout_s, traceparent)]
 
     def close(self) -> None:
         """Fail queued items (retryable elsewhere) and cancel calls in flight."""

@@ -22,6 +22,7 @@ instead of failing at once. Transport-neutral: workers are reached through
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import Awaitable, Callable
 
@@ -41,6 +42,7 @@ from protos.errors import (
     error_for_code,
     is_retryable,
 )
+from protos.tracing import Tracing
 
 __all__ = ["Forwarder", "is_worker_fault"]
 
@@ -69,7 +71,9 @@ class Forwarder:
         on_hedge: Callable[[str], None] = lambda model: None,
         on_not_found: Callable[[Worker], None] = lambda worker: None,
         on_reject: Callable[[str], None] = lambda reason: None,
+        tracing: Tracing | None = None,
     ) -> None:
+        self._tracing = tracing or Tracing()
         self._pool = pool
         self._cap = max_inflight_per_worker
         self._max_attempts = max_attempts
@@ -81,8 +85,21 @@ class Forwarder:
         self._on_not_found = on_not_found
         self._on_reject = on_reject
 
-    async def forward(self, header: RequestHeader, request: bytes, deadline: float | None) -> bytes:
-        """The worker's serialized ModelInferResponse for `request`, or a RunnerFleetError."""
+    async def forward(
+        self,
+        header: RequestHeader,
+        request: bytes,
+        deadline: float | None,
+        *,
+        span: object = None,
+        traceparent: str = "",
+    ) -> bytes:
+        """The worker's serialized ModelInferResponse for `request`, or a RunnerFleetError.
+
+        Each attempt (and hedge) is a `forward` span under `span` (the gateway's request span)
+        whose W3C context goes to the worker; with tracing off, the client's `traceparent` goes
+        as is.
+        """
         if self._hedger is not None:
             self._hedger.on_request()
         tried: list[str] = []
@@ -111,7 +128,8 @@ class Forwarder:
             if tried:
                 self._on_retry(header.model_name)
             attempts += 1
-            outcome = await self._attempt(worker, header, request, deadline, tried)
+            trace = _Trace(span, traceparent)
+            outcome = await self._attempt(worker, header, request, deadline, tried, trace)
             if outcome.code is None:
                 return outcome.payload
             if not is_retryable(outcome.code, transport=outcome.transport):
@@ -147,13 +165,14 @@ class Forwarder:
         request: bytes,
         deadline: float | None,
         tried: list[str],
+        trace: _Trace,
     ) -> ForwardOutcome:
         """One attempt on `first`, hedged to another replica if it runs past the model's p95."""
         model = header.model_name
         delay_s = self._hedger.delay_s(model) if self._hedger is not None else None
         started_s = time.monotonic()
         calls: dict[asyncio.Future[ForwardOutcome], tuple[Worker, float]] = {
-            _future(first.forward(request, deadline)): (first, started_s)
+            _future(self._call(first, request, deadline, trace, len(tried))): (first, started_s)
         }
         tried.append(first.address)
         hedge_at_s = None if delay_s is None else started_s + delay_s
@@ -167,7 +186,7 @@ class Forwarder:
                 if not done:
                     assert delay_s is not None
                     hedge_at_s = None  # at most one hedge per attempt
-                    self._hedge(header, request, deadline, delay_s, tried, calls)
+                    self._hedge(header, request, deadline, delay_s, tried, calls, trace)
                     continue
                 for future in done:
                     worker, sent_s = calls.pop(future)
@@ -196,6 +215,7 @@ class Forwarder:
         delay_s: float,
         tried: list[str],
         calls: dict[asyncio.Future[ForwardOutcome], tuple[Worker, float]],
+        trace: _Trace,
     ) -> None:
         """Send a copy to another replica when the deadline leaves time and the budget allows."""
         assert self._hedger is not None
@@ -209,8 +229,9 @@ class Forwarder:
         if not self._hedger.try_acquire():
             return
         self._on_hedge(header.model_name)
+        attempt = len(tried)
         tried.append(worker.address)
-        calls[_future(worker.forward(request, deadline))] = (worker, now_s)
+        calls[_future(self._call(worker, request, deadline, trace, attempt))] = (worker, now_s)
 
     def _report(
         self, worker: Worker, outcome: ForwardOutcome, elapsed_s: float, model: str
@@ -224,6 +245,45 @@ class Forwarder:
             self._outliers.on_fault(worker.address)
         else:
             self._outliers.on_success(worker.address, elapsed_s)
+
+    def _call(
+        self, worker: Worker, request: bytes, deadline: float | None, trace: _Trace, attempt: int
+    ) -> Awaitable[ForwardOutcome]:
+        """One worker call, as a `forward` span when the request is traced."""
+        if trace.span is None:
+            return worker.forward(request, deadline, trace.traceparent)
+        return self._traced_forward(worker, request, deadline, trace.span, attempt)
+
+    async def _traced_forward(
+        self, worker: Worker, request: bytes, deadline: float | None, span: object, attempt: int
+    ) -> ForwardOutcome:
+        tracing = self._tracing
+        if not tracing.recording(span):  # not sampled: pass the decision on, record nothing
+            return await worker.forward(request, deadline, tracing.traceparent(span) or "")
+        hop = tracing.start(
+            "forward",
+            parent=span,
+            kind="client",
+            attributes={"runnerfleet.worker": worker.address, "runnerfleet.attempt": attempt},
+        )
+        outcome: ForwardOutcome | None = None
+        try:
+            outcome = await worker.forward(request, deadline, tracing.traceparent(hop) or "")
+            return outcome
+        finally:
+            if outcome is None:
+                tracing.end(hop, status="CANCELLED")
+            else:
+                code = "OK" if outcome.code is None else outcome.code.value
+                tracing.end(hop, status=code, message=outcome.message)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Trace:
+    """How a request's worker calls are traced: under `span`, else passing `traceparent` on."""
+
+    span: object
+    traceparent: str
 
 
 def _future(call: Awaitable[ForwardOutcome]) -> asyncio.Future[ForwardOutcome]:

@@ -85,14 +85,22 @@ class GatewayMetrics:
         self._known_workers: set[str] = set()
         self._server: MetricsServer | None = None
 
-    def observe_request(self, model: str, code: str, duration_s: float) -> None:
-        """Count one answered request and its duration (after the handler finished)."""
+    def observe_request(
+        self, model: str, code: str, duration_s: float, trace_id: str | None = None
+    ) -> None:
+        """Count one answered request and its duration (after the handler finished).
+
+        A traced request leaves its trace id as the bucket's exemplar (OpenMetrics only).
+        """
         children = self._model_children.get((model, code))
         if children is None:
             children = (self.requests.labels(model, code), self.request_duration.labels(model))
             self._model_children[(model, code)] = children
         children[0].inc()
-        children[1].observe(duration_s)
+        if trace_id is None:
+            children[1].observe(duration_s)
+        else:
+            children[1].observe(duration_s, exemplar={"trace_id": trace_id})
 
     def touch_model(self, model: str) -> None:
         """Create a model's label sets so dashboards have no gaps."""

@@ -32,12 +32,18 @@ API (all deadlines are ``time.monotonic()`` seconds, None = no deadline):
 - ``async load(name, parameters, timeout_s)``, ``async unload(name, parameters, timeout_s)``
   (``timeout_s`` None: the ``repository_timeout_s`` setting)
   (``parameters``: Triton's ModelRepositoryParameters by key, e.g. ``version``, ``worker``);
-- ``start_draining()``, ``async wait_idle(timeout_s) -> bool``.
+- ``start_draining()``, ``async wait_idle(timeout_s) -> bool``;
+- ``shm_status(name)``, ``async shm_register(request)``, ``async shm_unregister(name)``:
+  system shared memory, mirrored to every worker (``api_gateway/shm.py``).
+
+``infer`` also takes the client's W3C ``traceparent`` (any front door hands it over): the
+request span, its log scope (request id, trace id) and its exemplar are set up here.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Mapping
 from typing import Any, Protocol
@@ -49,10 +55,21 @@ from api_gateway.header import RequestHeader, parse_request_header
 from api_gateway.metrics import GatewayMetrics
 from api_gateway.pool import Worker, WorkerPool
 from api_gateway.repository import Repository
+from api_gateway.shm import SharedMemoryForwarder
 from protos import grpc_service_pb2 as pb
 from protos import internal_pb2, model_config_pb2
-from protos.errors import NotFound, ResourceExhausted, RunnerFleetError, Unavailable, shown
+from protos.errors import (
+    NotFound,
+    ResourceExhausted,
+    RunnerFleetError,
+    Unavailable,
+    Unimplemented,
+    shown,
+)
+from protos.logformat import new_request_id, request_scope
 from protos.server_info import SERVER_NAME, server_version
+from protos.shm import RegionStatus, shm_available
+from protos.tracing import Tracing, parse_traceparent
 from store.versions import served_version
 
 __all__ = ["GatewayPlane", "ServiceApis"]
@@ -106,7 +123,11 @@ class GatewayPlane:
         apis: ServiceApis | None = None,
         statistics_timeout_s: float = 5.0,
         repository_timeout_s: float = 300.0,
+        tracing: Tracing | None = None,
+        shm: SharedMemoryForwarder | None = None,
     ) -> None:
+        self._tracing = tracing or Tracing()
+        self._shm = shm
         self._pool = pool
         self._forwarder = forwarder
         self._metrics = metrics
@@ -140,16 +161,26 @@ class GatewayPlane:
 
     # -- inference (hot path) -------------------------------------------------------------
 
-    async def infer(self, request: bytes, deadline_s: float | None) -> bytes:
-        """Admit, route and answer one serialized ModelInferRequest; every outcome is counted."""
+    async def infer(
+        self, request: bytes, deadline_s: float | None, traceparent: str | None = None
+    ) -> bytes:
+        """Admit, route and answer one serialized ModelInferRequest; every outcome is counted.
+
+        ``traceparent`` (W3C, from the client) parents the request's span; a malformed one is
+        ignored. With tracing off, a valid one is still passed on to the worker as it came.
+        """
         model_inflight = self._model_inflight
         started_s = time.perf_counter()
         header: RequestHeader | None = None
         code = "OK"
+        message = ""
         admitted = False
+        span, trace_id, forward_tp = self._trace_start(traceparent)
+        request_id = ""
         try:
             header = parse_request_header(request)
             self._refuse_if_unmeetable(header.model_name, deadline_s)
+            request_id = header.request_id or new_request_id()
             if self.draining:
                 raise Unavailable(
                     "the gateway is shutting down: retry (it restarts, or another serves)"
@@ -162,11 +193,14 @@ class GatewayPlane:
             admitted = True
             self.inflight += 1
             model_inflight[header.model_name] = model_inflight.get(header.model_name, 0) + 1
-            if header.model_name in self._apis:
-                return await self._apis.infer(header, request, deadline_s)
-            return await self._forwarder.forward(self._route(header), request, deadline_s)
+            with request_scope(request_id, trace_id):
+                if header.model_name in self._apis:
+                    return await self._apis.infer(header, request, deadline_s)
+                return await self._forwarder.forward(
+                    self._route(header), request, deadline_s, span=span, traceparent=forward_tp
+                )
         except RunnerFleetError as exc:
-            code = exc.code.value
+            code, message = exc.code.value, exc.message
             raise
         except asyncio.CancelledError:
             code = "CANCELLED"
@@ -183,7 +217,25 @@ class GatewayPlane:
             duration_s = time.perf_counter() - started_s
             if code == "OK" and header is not None:
                 self._floor.observe(header.model_name, duration_s)
-            self._metrics.observe_request(self._model_label(header, code), code, duration_s)
+            recorded = self._tracing.recording(span)
+            self._metrics.observe_request(
+                self._model_label(header, code),
+                code,
+                duration_s,
+                trace_id if recorded else None,
+            )
+            if recorded:
+                self._tracing.end(
+                    span,
+                    status=code,
+                    message=message,
+                    attributes={
+                        "runnerfleet.model": header.model_name if header else "",
+                        "runnerfleet.model_version": header.model_version if header else "",
+                    },
+                )
+            with request_scope(request_id or new_request_id(), trace_id):
+                _log_request(header, code, message, duration_s)
 
     def _refuse_if_unmeetable(self, model: str, deadline_s: float | None) -> None:
         """RESOURCE_EXHAUSTED now for what cannot finish in time (api_gateway/deadline_floor.py):
@@ -209,6 +261,21 @@ class GatewayPlane:
                 f"{remaining_s * 1000:.1f} ms ({inflight} requests of model {shown(model)} in "
                 "flight); retry later, elsewhere, or with a longer deadline"
             )
+
+    def _trace_start(self, traceparent: str | None) -> tuple[object, str | None, str]:
+        """(request span or None, trace id for logs and exemplars, traceparent to pass on)."""
+        if self._tracing.enabled:
+            span = self._tracing.start(
+                "gateway ModelInfer",
+                traceparent=traceparent,
+                kind="server",
+                attributes={"rpc.method": "ModelInfer"},
+            )
+            return span, self._tracing.trace_id(span), ""
+        parsed = parse_traceparent(traceparent)
+        if parsed is None or traceparent is None:
+            return None, None, ""
+        return None, parsed.trace_id, traceparent.strip()
 
     def _route(self, header: RequestHeader) -> RequestHeader:
         """The header to route by: no version means the served one (the bytes stay as sent).
@@ -266,6 +333,8 @@ class GatewayPlane:
         extensions = ["model_configuration", "model_repository"]
         if self._statistics_readable():
             extensions.append("statistics")
+        if self._shm is not None and shm_available():
+            extensions.append("system_shared_memory")
         return pb.ServerMetadataResponse(
             name=SERVER_NAME, version=server_version(), extensions=extensions
         )
@@ -357,6 +426,43 @@ class GatewayPlane:
     ) -> None:
         """Unload ``name`` from the worker named by ``worker``, else from every SERVING host."""
         await self._repository.unload(name, parameters, self._repository_budget_s(timeout_s))
+
+    # -- system shared memory (registered at every worker: same host) --------------------
+
+    def _registry(self) -> SharedMemoryForwarder:
+        if self._shm is None:
+            raise Unimplemented("system shared memory is not enabled on this gateway")
+        return self._shm
+
+    def shm_status(self, name: str) -> list[RegionStatus]:
+        """The registered regions (empty name = all; NotFound for an unknown one)."""
+        return self._registry().status(name)
+
+    async def shm_register(self, request: pb.SystemSharedMemoryRegisterRequest) -> None:
+        """Register a region at every SERVING worker (all or none)."""
+        await self._registry().register(request)
+
+    async def shm_unregister(self, name: str) -> None:
+        """Unregister one region (empty = all) everywhere."""
+        await self._registry().unregister(name)
+
+
+_request_log = logging.getLogger("api_gateway.requests")
+
+
+def _log_request(header: RequestHeader | None, code: str, message: str, duration_s: float) -> None:
+    """One line per request: DEBUG normally, WARNING for INTERNAL."""
+    level = logging.WARNING if code == "INTERNAL" else logging.DEBUG
+    if _request_log.isEnabledFor(level):
+        _request_log.log(
+            level,
+            "ModelInfer model=%s version=%s code=%s duration_ms=%.2f%s",
+            header.model_name if header else "-",
+            (header.model_version if header else "") or "-",
+            code,
+            duration_s * 1000,
+            f" error={message}" if message else "",
+        )
 
 
 def _ready(worker: Worker, name: str, version: str) -> bool:

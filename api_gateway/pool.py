@@ -46,6 +46,7 @@ _TRANSPORT_CODES = frozenset(
 )
 _RECONNECT_BACKOFF_S = (0.1, 0.2, 0.5, 1.0)
 _MODEL_INFER_PATH = "/inference.GRPCInferenceService/ModelInfer"
+_SHM_TIMEOUT_S = 10.0  # one worker's shared-memory (un)registration
 
 
 def channel_options(
@@ -142,13 +143,36 @@ class Worker:
         """Requests queued for or running on this worker."""
         return self.coalescer.inflight
 
-    def forward(self, request: bytes, deadline: float | None) -> Awaitable[ForwardOutcome]:
+    def forward(
+        self, request: bytes, deadline: float | None, traceparent: str = ""
+    ) -> Awaitable[ForwardOutcome]:
         """Send one serialized ModelInferRequest (coalesced with others); never raises.
 
-        ``deadline`` is time.monotonic() seconds or None. The outcome carries an ErrorCode:
+        ``deadline`` is time.monotonic() seconds or None; ``traceparent`` (W3C) goes with the
+        request, in the call's metadata or its ForwardItem. The outcome carries an ErrorCode:
         this class is the transport edge, the only place that sees the worker's gRPC codes.
         """
-        return self.coalescer.submit(request, deadline)
+        return self.coalescer.submit(request, deadline, traceparent)
+
+    async def register_shm(self, request: pb.SystemSharedMemoryRegisterRequest) -> None:
+        """SystemSharedMemoryRegister on this worker; a failure raises its RunnerFleetError."""
+        try:
+            await self.inference.SystemSharedMemoryRegister(
+                request, timeout=_SHM_TIMEOUT_S, metadata=self.inference_metadata
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise error_from_rpc_error(exc) from None
+
+    async def unregister_shm(self, name: str) -> None:
+        """SystemSharedMemoryUnregister (empty = all); an unknown region counts as done."""
+        request = pb.SystemSharedMemoryUnregisterRequest(name=name)
+        try:
+            await self.inference.SystemSharedMemoryUnregister(
+                request, timeout=_SHM_TIMEOUT_S, metadata=self.inference_metadata
+            )
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() != grpc.StatusCode.NOT_FOUND:
+                raise error_from_rpc_error(exc) from None
 
     async def statistics(
         self, name: str, version: str, timeout_s: float
@@ -204,12 +228,15 @@ class Worker:
         self.described = True
 
     async def _forward_batch(
-        self, items: list[tuple[bytes, float]], timeout_s: float | None
+        self, items: list[tuple[bytes, float, str]], timeout_s: float | None
     ) -> list[ForwardOutcome]:
         if len(items) == 1:
             return [await self._forward_one(*items[0])]
         request = internal_pb2.ForwardBatchRequest(
-            items=[internal_pb2.ForwardItem(request=r, timeout_s=t) for r, t in items]
+            items=[
+                internal_pb2.ForwardItem(request=r, timeout_s=t, traceparent=tp)
+                for r, t, tp in items
+            ]
         )
         try:
             response = await self.internal.ForwardBatch(
@@ -222,11 +249,16 @@ class Worker:
             for r in response.results
         ]
 
-    async def _forward_one(self, request: bytes, timeout_s: float) -> ForwardOutcome:
+    async def _forward_one(
+        self, request: bytes, timeout_s: float, traceparent: str = ""
+    ) -> ForwardOutcome:
         """One request as a plain ModelInfer call: no wrapping, so no copies of big tensors."""
+        metadata = self.inference_metadata
+        if traceparent:
+            metadata = (*(metadata or ()), ("traceparent", traceparent))
         try:
             response = await self._infer_bytes(
-                request, timeout=timeout_s or None, metadata=self.inference_metadata
+                request, timeout=timeout_s or None, metadata=metadata
             )
         except grpc.aio.AioRpcError as exc:
             return _failed_call(self.address, exc)
@@ -254,12 +286,14 @@ class WorkerPool:
         on_batch: Callable[[str, int, float], None] = lambda worker, n, s: None,
         credentials: WorkerCredentials | None = None,
         outliers: OutlierDetector | None = None,
+        on_ready: Callable[[Worker], Awaitable[None]] | None = None,
     ) -> None:
         self._settings = settings
         self._credentials = credentials
         self.outliers = outliers
         self._on_change = on_change
         self._on_batch = on_batch
+        self._on_ready = on_ready  # runs before a worker turns SERVING (shm replay)
         self.workers: list[Worker] = []
         self._by_address: dict[str, Worker] = {}
         self._tasks: list[asyncio.Task[None]] = []
@@ -380,6 +414,8 @@ class WorkerPool:
                     attempt = 0
                     if reply.status == health_pb2.HealthCheckResponse.SERVING:
                         await self.describe(worker)
+                        if self._on_ready is not None and not worker.serving:
+                            await self._on_ready(worker)
                         self._set_serving(worker, worker.described)
                     else:
                         self._set_serving(worker, False)

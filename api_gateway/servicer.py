@@ -18,9 +18,10 @@ import grpc
 from api_gateway.header import parse_request_header, wrap_stream_response
 from api_gateway.plane import GatewayPlane
 from protos import grpc_service_pb2 as pb
-from protos.errors import InvalidArgument, RunnerFleetError
+from protos.errors import InvalidArgument, RunnerFleetError, Unimplemented
 from protos.status import aborts_on_error
 from protos.stream import answer_stream
+from protos.tracing import traceparent_from_metadata
 
 __all__ = ["GatewayServicer", "SERVICE_NAME", "generic_handler"]
 
@@ -37,16 +38,17 @@ class GatewayServicer:
 
     @aborts_on_error
     async def ModelInfer(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
-        return await self._plane.infer(request, _deadline_s(context))
+        return await self._plane.infer(request, _deadline_s(context), _traceparent(context))
 
     async def ModelStreamInfer(
         self, request_iterator: AsyncIterator[bytes], context: grpc.aio.ServicerContext
     ) -> AsyncIterator[bytes]:
         deadline_s = _deadline_s(context)
+        traceparent = _traceparent(context)
 
         async def answer(raw: bytes) -> bytes:
             try:
-                return wrap_stream_response(await self._plane.infer(raw, deadline_s))
+                return wrap_stream_response(await self._plane.infer(raw, deadline_s, traceparent))
             except RunnerFleetError as exc:
                 return _stream_error(raw, exc)
 
@@ -121,6 +123,55 @@ class GatewayServicer:
         await self._plane.unload(request.model_name, request.parameters, _timeout_s(context))
         return pb.RepositoryModelUnloadResponse()
 
+    # -- system shared memory (registered at every worker: same host) --------------------
+
+    @aborts_on_error
+    async def SystemSharedMemoryStatus(
+        self, request: pb.SystemSharedMemoryStatusRequest, context: Any
+    ) -> pb.SystemSharedMemoryStatusResponse:
+        response = pb.SystemSharedMemoryStatusResponse()
+        for region in self._plane.shm_status(request.name):
+            entry = response.regions[region.name]
+            entry.name, entry.key, entry.offset, entry.byte_size = region
+        return response
+
+    @aborts_on_error
+    async def SystemSharedMemoryRegister(
+        self, request: pb.SystemSharedMemoryRegisterRequest, context: Any
+    ) -> pb.SystemSharedMemoryRegisterResponse:
+        await self._plane.shm_register(request)
+        return pb.SystemSharedMemoryRegisterResponse()
+
+    @aborts_on_error
+    async def SystemSharedMemoryUnregister(
+        self, request: pb.SystemSharedMemoryUnregisterRequest, context: Any
+    ) -> pb.SystemSharedMemoryUnregisterResponse:
+        await self._plane.shm_unregister(request.name)
+        return pb.SystemSharedMemoryUnregisterResponse()
+
+    @aborts_on_error
+    async def CudaSharedMemoryStatus(self, request: Any, context: Any) -> Any:
+        raise _NO_CUDA_SHM
+
+    @aborts_on_error
+    async def CudaSharedMemoryRegister(self, request: Any, context: Any) -> Any:
+        raise _NO_CUDA_SHM
+
+    @aborts_on_error
+    async def CudaSharedMemoryUnregister(self, request: Any, context: Any) -> Any:
+        raise _NO_CUDA_SHM
+
+
+_NO_CUDA_SHM = Unimplemented(
+    "CUDA shared memory is not supported by RunnerFleet; use system shared memory "
+    "(SystemSharedMemoryRegister) or send tensor bytes"
+)
+
+
+def _traceparent(context: Any) -> str | None:
+    """The client's W3C ``traceparent`` from the call's metadata, if it sent one."""
+    return traceparent_from_metadata(context.invocation_metadata())
+
 
 def _stream_error(raw: bytes, error: RunnerFleetError) -> bytes:
     """Triton's stream wrapper for a failed request, naming its model and id when readable."""
@@ -158,6 +209,27 @@ _UNARY: dict[str, tuple[Any, Any]] = {
     "RepositoryIndex": (pb.RepositoryIndexRequest, pb.RepositoryIndexResponse),
     "RepositoryModelLoad": (pb.RepositoryModelLoadRequest, pb.RepositoryModelLoadResponse),
     "RepositoryModelUnload": (pb.RepositoryModelUnloadRequest, pb.RepositoryModelUnloadResponse),
+    "SystemSharedMemoryStatus": (
+        pb.SystemSharedMemoryStatusRequest,
+        pb.SystemSharedMemoryStatusResponse,
+    ),
+    "SystemSharedMemoryRegister": (
+        pb.SystemSharedMemoryRegisterRequest,
+        pb.SystemSharedMemoryRegisterResponse,
+    ),
+    "SystemSharedMemoryUnregister": (
+        pb.SystemSharedMemoryUnregisterRequest,
+        pb.SystemSharedMemoryUnregisterResponse,
+    ),
+    "CudaSharedMemoryStatus": (pb.CudaSharedMemoryStatusRequest, pb.CudaSharedMemoryStatusResponse),
+    "CudaSharedMemoryRegister": (
+        pb.CudaSharedMemoryRegisterRequest,
+        pb.CudaSharedMemoryRegisterResponse,
+    ),
+    "CudaSharedMemoryUnregister": (
+        pb.CudaSharedMemoryUnregisterRequest,
+        pb.CudaSharedMemoryUnregisterResponse,
+    ),
 }
 
 

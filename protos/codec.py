@@ -14,6 +14,14 @@ elements at all, every dimension: a 34-byte request of shape ``[1073741824, 0]``
 billion rows it sent no bytes for, and whatever a process does per row (split into chunks,
 queue, allocate outputs) would be work proportional to a number the caller chose rather than
 to the bytes it sent. ``parse_infer_request`` turns unparseable bytes into INVALID_ARGUMENT.
+
+System shared memory: a tensor whose parameters name ``shared_memory_region`` (with
+``shared_memory_byte_size`` and optional ``shared_memory_offset``) carries no bytes on the
+wire. Given a ``protos.shm.SharedMemoryRegistry``, inputs are read straight from the region's
+read-only mapping (``np.frombuffer``, no copy) and requested outputs are written into their
+region (one copy) with an empty ``raw_output_contents`` entry, so entries stay one per output.
+Raw entries then belong, in order, to the inputs that are not in shared memory (as
+``tritonclient`` sends them).
 """
 
 from __future__ import annotations
@@ -30,6 +38,7 @@ from google.protobuf.message import DecodeError
 
 from protos import grpc_service_pb2 as pb
 from protos.errors import Internal, InvalidArgument, shown
+from protos.shm import SharedMemoryRegistry
 
 __all__ = [
     "DATATYPE_TO_NUMPY",
@@ -51,7 +60,16 @@ __all__ = [
     "decode_response_outputs",
     "serialize_bytes_tensor",
     "deserialize_bytes_tensor",
+    "shm_reference",
+    "SHM_REGION",
+    "SHM_BYTE_SIZE",
+    "SHM_OFFSET",
 ]
+
+# Tensor parameters of Triton's shared-memory extension.
+SHM_REGION = "shared_memory_region"
+SHM_BYTE_SIZE = "shared_memory_byte_size"
+SHM_OFFSET = "shared_memory_offset"
 
 InferInputTensor = pb.ModelInferRequest.InferInputTensor
 InferOutputTensor = pb.ModelInferResponse.InferOutputTensor
@@ -250,7 +268,9 @@ def serialize_bytes_tensor(array: np.ndarray) -> bytes:
     return b"".join(parts)
 
 
-def deserialize_bytes_tensor(raw: bytes, count: int, *, what: str = "tensor") -> np.ndarray:
+def deserialize_bytes_tensor(
+    raw: bytes | memoryview, count: int, *, what: str = "tensor"
+) -> np.ndarray:
     """Parse ``count`` length-prefixed BYTES elements into a flat object array of bytes."""
     data = raw if isinstance(raw, bytes) else bytes(raw)
     size = len(data)
@@ -302,7 +322,12 @@ def _shape_and_count(tensor: Any, what: str) -> tuple[tuple[int, ...], int]:
 
 
 def _decode_raw(
-    datatype: str, dtype: np.dtype, shape: tuple[int, ...], count: int, raw: bytes, what: str
+    datatype: str,
+    dtype: np.dtype,
+    shape: tuple[int, ...],
+    count: int,
+    raw: bytes | memoryview,
+    what: str,
 ) -> np.ndarray:
     if datatype == "BYTES":
         return deserialize_bytes_tensor(raw, count, what=what).reshape(shape)
@@ -392,6 +417,54 @@ def decode_output(tensor: Any, raw: bytes | None) -> np.ndarray:
     return _decode_tensor(tensor, raw, "output")
 
 
+def _int_param(params: Any, key: str, what: str) -> int | None:
+    if key not in params:
+        return None
+    param = params[key]
+    choice = param.WhichOneof("parameter_choice")
+    if choice not in ("int64_param", "uint64_param"):
+        raise InvalidArgument(f"{what}: parameter {key!r} must be an integer")
+    value = int(getattr(param, choice))
+    if value < 0:
+        raise InvalidArgument(f"{what}: parameter {key!r} must not be negative, got {value}")
+    return value
+
+
+def shm_reference(tensor: Any, kind: str = "input") -> tuple[str, int, int] | None:
+    """(region, offset, byte_size) when ``tensor`` names a shared-memory region, else None."""
+    params = tensor.parameters
+    if SHM_REGION not in params:
+        return None
+    what = f"{kind} {tensor.name!r}"
+    region_param = params[SHM_REGION]
+    if region_param.WhichOneof("parameter_choice") != "string_param":
+        raise InvalidArgument(f"{what}: parameter {SHM_REGION!r} must be a string")
+    byte_size = _int_param(params, SHM_BYTE_SIZE, what)
+    if byte_size is None:
+        raise InvalidArgument(
+            f"{what}: names shared-memory region {region_param.string_param!r} but no "
+            f"{SHM_BYTE_SIZE!r} parameter"
+        )
+    offset = _int_param(params, SHM_OFFSET, what) or 0
+    return region_param.string_param, offset, byte_size
+
+
+def _decode_shm(tensor: Any, ref: tuple[str, int, int], shm: SharedMemoryRegistry) -> np.ndarray:
+    """One input read from its region: zero-copy and read-only for fixed-width datatypes."""
+    what = f"input {tensor.name!r}"
+    name, offset, byte_size = ref
+    datatype = tensor.datatype
+    dtype = datatype_to_numpy(datatype, what=what)
+    shape, count = _shape_and_count(tensor, what)
+    if datatype != "BYTES" and byte_size != count * dtype.itemsize:
+        raise InvalidArgument(
+            f"{what}: {SHM_BYTE_SIZE}={byte_size} but shape {list(shape)} of {datatype} "
+            f"needs {count * dtype.itemsize} bytes"
+        )
+    view = shm.get(name, what=what).read(offset, byte_size, what=what)
+    return _decode_raw(datatype, dtype, shape, count, view, what)
+
+
 def _decode_all(
     tensors: Sequence[Any],
     raws: Sequence[bytes],
@@ -414,23 +487,61 @@ def _decode_all(
     return [_decode_tensor(t, r, kind) for t, r in zip(tensors, raws, strict=True)]
 
 
-def decode_request_inputs(request: Any, limits: DecodeLimits = DEFAULT_LIMITS) -> list[np.ndarray]:
+def _decode_with_shm(
+    inputs: Sequence[Any], raws: Sequence[bytes], shm: SharedMemoryRegistry | None
+) -> list[np.ndarray]:
+    refs = [shm_reference(t) for t in inputs]
+    if shm is None:
+        named = next(t.name for t, r in zip(inputs, refs, strict=True) if r is not None)
+        raise InvalidArgument(
+            f"input {named!r} names a shared-memory region, but this endpoint has no shared "
+            "memory; send the tensor's bytes"
+        )
+    plain = [t for t, r in zip(inputs, refs, strict=True) if r is None]
+    decoded = iter(_decode_all(plain, raws, "input", "raw_input_contents") if plain else [])
+    if not plain and len(raws):
+        raise InvalidArgument(
+            f"{len(raws)} raw_input_contents entries but every input is in shared memory"
+        )
+    return [
+        next(decoded) if ref is None else _decode_shm(t, ref, shm)
+        for t, ref in zip(inputs, refs, strict=True)
+    ]
+
+
+def decode_request_inputs(
+    request: Any,
+    shm: SharedMemoryRegistry | None = None,
+    limits: DecodeLimits = DEFAULT_LIMITS,
+) -> list[np.ndarray]:
     """All inputs of a ModelInferRequest as numpy, in the order of ``inputs``.
 
     ``check_request_limits`` runs first, so nothing is decoded for a request over ``limits``.
+    Inputs naming a shared-memory region are read from ``shm`` (zero-copy); the raw entries
+    then belong, in order, to the other inputs.
     """
     check_request_limits(request, limits)
     inputs = request.inputs
     seen: set[str] = set()
+    uses_shm = False
     for t in inputs:
         if t.name in seen:
             raise InvalidArgument(f"input {shown(t.name)} appears more than once in the request")
         seen.add(t.name)
+        uses_shm = uses_shm or SHM_REGION in t.parameters
+    if uses_shm:
+        return _decode_with_shm(inputs, request.raw_input_contents, shm)
     return _decode_all(inputs, request.raw_input_contents, "input", "raw_input_contents")
 
 
 def decode_response_outputs(response: Any) -> list[np.ndarray]:
     """All outputs of a ModelInferResponse as numpy, in the order of ``outputs``."""
+    for t in response.outputs:
+        if SHM_REGION in t.parameters:
+            raise InvalidArgument(
+                f"output {t.name!r} was written to shared-memory region "
+                f"{t.parameters[SHM_REGION].string_param!r}; read it from there"
+            )
     return _decode_all(
         response.outputs, response.raw_output_contents, "output", "raw_output_contents"
     )
@@ -478,11 +589,58 @@ def encode_input(name: str, array: Any) -> tuple[Any, bytes]:
     return InferInputTensor(name=name, datatype=datatype, shape=shape), raw
 
 
-def encode_response(request: Any, arrays: Sequence[Any], names: Sequence[str]) -> Any:
-    """A raw ModelInferResponse answering ``request``; keeps only the outputs it asked for."""
+def _wire_view(array: Any, what: str) -> tuple[str, tuple[int, ...], bytes | memoryview]:
+    """As ``_array_to_wire``, but a C-contiguous little-endian array gives a view (no copy)."""
+    if (
+        isinstance(array, np.ndarray)
+        and array.dtype.kind in "biuf"
+        and array.flags.c_contiguous
+        and array.dtype.byteorder in ("<", "|", "=")
+        and not _BIG_ENDIAN_HOST
+    ):
+        try:
+            datatype = numpy_to_datatype(array.dtype)
+        except InvalidArgument as exc:
+            raise InvalidArgument(f"{what}: {exc.message}") from None
+        return datatype, array.shape, array.reshape(-1).view(np.uint8).data
+    return _array_to_wire(array, what)
+
+
+def _encode_to_shm(
+    requested: Any, array: Any, ref: tuple[str, int, int], shm: SharedMemoryRegistry
+) -> Any:
+    """Write one output into its region; the tensor says where, its raw entry stays empty."""
+    name, offset, byte_size = ref
+    what = f"output {requested.name!r}"
+    datatype, shape, data = _wire_view(array, what)
+    if len(data) > byte_size:
+        raise InvalidArgument(
+            f"{what}: needs {len(data)} bytes but its shared-memory region {name!r} gives "
+            f"{SHM_BYTE_SIZE}={byte_size}"
+        )
+    shm.get(name, what=what).write(offset, data, what=what)
+    tensor = InferOutputTensor(name=requested.name, datatype=datatype, shape=shape)
+    tensor.parameters[SHM_REGION].string_param = name
+    tensor.parameters[SHM_BYTE_SIZE].int64_param = len(data)
+    if offset:
+        tensor.parameters[SHM_OFFSET].int64_param = offset
+    return tensor
+
+
+def encode_response(
+    request: Any,
+    arrays: Sequence[Any],
+    names: Sequence[str],
+    shm: SharedMemoryRegistry | None = None,
+) -> Any:
+    """A raw ModelInferResponse answering ``request``; keeps only the outputs it asked for.
+
+    Requested outputs that name a shared-memory region are written there (through ``shm``).
+    """
     if len(arrays) != len(names):
         raise Internal(f"model returned {len(arrays)} outputs but {len(names)} names were given")
     pairs: Iterable[tuple[str, Any]] = zip(names, arrays, strict=True)
+    requested: dict[str, Any] = {}
     if len(request.outputs):
         by_name = dict(zip(names, arrays, strict=True))
         missing = [o.name for o in request.outputs if o.name not in by_name]
@@ -491,9 +649,21 @@ def encode_response(request: Any, arrays: Sequence[Any], names: Sequence[str]) -
                 f"requested output {missing[0]!r} does not exist; outputs: {', '.join(names)}"
             )
         pairs = [(o.name, by_name[o.name]) for o in request.outputs]
+        requested = {o.name: o for o in request.outputs}
     tensors = []
     raws = []
     for name, array in pairs:
+        out = requested.get(name)
+        ref = shm_reference(out, "output") if out is not None else None
+        if ref is not None:
+            if shm is None:
+                raise InvalidArgument(
+                    f"output {name!r} names a shared-memory region, but this endpoint has no "
+                    "shared memory"
+                )
+            tensors.append(_encode_to_shm(out, array, ref, shm))
+            raws.append(b"")
+            continue
         tensor, raw = encode_output(name, array)
         tensors.append(tensor)
         raws.append(raw)

@@ -9,12 +9,14 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class ForwardItem(_message.Message):
-    __slots__ = ("request", "timeout_s")
+    __slots__ = ("request", "timeout_s", "traceparent")
     REQUEST_FIELD_NUMBER: _ClassVar[int]
     TIMEOUT_S_FIELD_NUMBER: _ClassVar[int]
+    TRACEPARENT_FIELD_NUMBER: _ClassVar[int]
     request: bytes
     timeout_s: float
-    def __init__(self, request: _Optional[bytes] = ..., timeout_s: _Optional[float] = ...) -> None: ...
+    traceparent: str
+    def __init__(self, request: _Optional[bytes] = ..., timeout_s: _Optional[float] = ..., traceparent: _Optional[str] = ...) -> None: ...
 
 class ForwardBatchRequest(_message.Message):
     __slots__ = ("items",)

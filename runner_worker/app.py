@@ -29,6 +29,8 @@ from protos.auth import ScopedAuthInterceptor, is_loopback, policy_from_settings
 from protos.auth import server_credentials as tls_server_credentials
 from protos.errors import RunnerFleetError
 from protos.parse_guard import add_guarded
+from protos.shm import SharedMemoryRegistry
+from protos.tracing import configure_tracing
 from runner_worker.device import configure_runtime
 from runner_worker.hosting import ModelHost
 from runner_worker.inference import InferencePlane
@@ -94,8 +96,12 @@ async def serve(settings: WorkerSettings) -> int:
     metrics = WorkerMetrics(worker_id, settings.device)
     life = Lifecycle(worker_id, settings.device, metrics)
     await life.enter(State.LOADING)
-    host = ModelHost(settings, metrics, store_get=FileStore(settings.store_root).get)
-    plane = InferencePlane(host, metrics)
+    tracing = configure_tracing("runnerfleet-worker")
+    host = ModelHost(
+        settings, metrics, store_get=FileStore(settings.store_root).get, tracing=tracing
+    )
+    shm = SharedMemoryRegistry()
+    plane = InferencePlane(host, metrics, shm, tracing)
     drained: asyncio.Task[bool] | None = None
 
     async def drain() -> None:
@@ -107,7 +113,7 @@ async def serve(settings: WorkerSettings) -> int:
     # parse failures are INVALID_ARGUMENT with one rate-limited log line, not UNKNOWN + traceback
     add_guarded(
         pb_grpc.add_GRPCInferenceServiceServicer_to_server,
-        InferenceServicer(host, plane, life, settings),
+        InferenceServicer(host, plane, life, settings, shm),
         server,
     )
     add_guarded(
@@ -168,6 +174,8 @@ async def serve(settings: WorkerSettings) -> int:
         await life.enter(State.STOPPED)
         await server.stop(settings.stop_grace_s)
         await host.close()
+        shm.close()
+        tracing.shutdown()
     _log.info("worker %s stopped", worker_id)
     return status
 

@@ -37,6 +37,7 @@ class Item:
     deadline_s: float | None
     dispatched_s: float = 0.0
     primary: bool = True  # False for the 2nd.. chunks of a split request (counted once)
+    trace: object = None  # the request's opaque trace handle, for the tracer only
 
 
 @dataclasses.dataclass

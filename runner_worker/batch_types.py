@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Protocol
+from typing import Any, Protocol
 
-__all__ = ["BatchPolicy", "BatchReport", "BatchObserver", "NullObserver"]
+__all__ = [
+    "BatchPolicy",
+    "BatchReport",
+    "BatchObserver",
+    "BatchTiming",
+    "BatchTracer",
+    "NullObserver",
+]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,6 +58,24 @@ class BatchObserver(Protocol):
     def on_shed(self, reason: str) -> None: ...
     def on_rejected(self, reason: str) -> None: ...
     def on_batch(self, report: BatchReport) -> None: ...
+
+
+@dataclasses.dataclass(frozen=True)
+class BatchTiming:
+    """When one formed batch ran, for tracing (built only when a request in it is traced)."""
+
+    traces: tuple[Any, ...]  # each request's opaque trace handle (None: not traced)
+    enqueued_s: tuple[float, ...]  # time.monotonic() per request
+    dispatched_s: float  # time.monotonic()
+    started_s: float  # time.perf_counter() when the first execution began
+    ended_s: float  # time.perf_counter() when the last one ended
+    report: BatchReport  # rows, and input/infer/output time summed over executions
+
+
+class BatchTracer(Protocol):
+    """Turns a batch's timing into spans (runner_worker/tracing.py); optional."""
+
+    def on_batch(self, timing: BatchTiming) -> None: ...
 
 
 class NullObserver:

@@ -50,6 +50,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -59,11 +60,26 @@ from runner_worker.adaptive import BatchCostModel
 from runner_worker.admission import Admission, Arrival
 from runner_worker.batch_queue import BatchQueue
 from runner_worker.batch_run import Item, run_bisecting
-from runner_worker.batch_types import BatchObserver, BatchPolicy, BatchReport, NullObserver
+from runner_worker.batch_types import (
+    BatchObserver,
+    BatchPolicy,
+    BatchReport,
+    BatchTiming,
+    BatchTracer,
+    NullObserver,
+)
 from runner_worker.deadline_admission import DeadlineAdmission
 from runner_worker.hold_policy import AdaptiveHold, HoldPolicy, NoHold
 
-__all__ = ["BatchPolicy", "BatchReport", "BatchObserver", "Batcher", "RunBatch"]
+__all__ = [
+    "BatchPolicy",
+    "BatchReport",
+    "BatchObserver",
+    "BatchTiming",
+    "BatchTracer",
+    "Batcher",
+    "RunBatch",
+]
 
 RunBatch = Callable[[list[np.ndarray]], Awaitable[list[np.ndarray]]]
 _Part = tuple[list[np.ndarray], int, object]  # (arrays, rows, stack key)
@@ -82,10 +98,13 @@ class Batcher:
         cost: BatchCostModel | None = None,
         hold: HoldPolicy | None = None,
         admission: Admission | None = None,
+        tracer: BatchTracer | None = None,
     ) -> None:
         """``hold``/``admission`` replace the default policies; give them ``cost`` too so
-        they read the cost model this batcher learns (one is made when None)."""
+        they read the cost model this batcher learns (one is made when None). ``tracer``
+        gets each batch's timing when a request in it carries a trace handle."""
         self._run_batch = run_batch
+        self._tracer = tracer
         self.policy = policy
         self.name = name
         self._observer: BatchObserver = observer or NullObserver()
@@ -138,9 +157,12 @@ class Batcher:
             self._task.add_done_callback(self._on_task_done)
 
     async def submit(
-        self, arrays: Sequence[np.ndarray], *, deadline_s: float | None = None
+        self, arrays: Sequence[np.ndarray], *, deadline_s: float | None = None, trace: Any = None
     ) -> list[np.ndarray]:
-        """Queue one request and wait for its outputs; ``deadline_s`` is time.monotonic()."""
+        """Queue one request and wait for its outputs; ``deadline_s`` is time.monotonic().
+
+        ``trace`` is an opaque handle handed back to the tracer with the batch's timing.
+        """
         if self._closed_reason is not None:
             raise Unavailable(f"{self.name}: {self._closed_reason}")
         if not self._admitting:
@@ -162,7 +184,7 @@ class Batcher:
         parts = self._parts(arrays, rows, key)
         loop = asyncio.get_running_loop()
         items = [
-            Item(part, rows, key, loop.create_future(), now_s, deadline_s, 0.0, not n)
+            Item(part, rows, key, loop.create_future(), now_s, deadline_s, 0.0, not n, trace)
             for n, (part, rows, key) in enumerate(parts)
         ]
         busy = bool(self._queue) or self._inflight > 0
@@ -286,9 +308,12 @@ class Batcher:
             dispatched_s = time.monotonic()
             for item in batch:
                 item.dispatched_s = dispatched_s
+            started_s = time.perf_counter()
             report = await run_bisecting(batch, self._run_batch, self.policy, self.cost)
             if report is not None:
                 self._observer.on_batch(report)
+                if self._tracer is not None:
+                    self._trace(batch, dispatched_s, started_s, report)
         finally:
             self._inflight -= 1
             self._inflight_requests -= len(batch)
@@ -296,6 +321,23 @@ class Batcher:
             self.hold.on_batch_done(time.monotonic())
             self._mark_idle()
             self._wakeup.set()
+
+    def _trace(
+        self, batch: list[Item], dispatched_s: float, started_s: float, report: BatchReport
+    ) -> None:
+        primaries = [i for i in batch if i.primary]
+        if self._tracer is None or all(i.trace is None for i in primaries):
+            return
+        self._tracer.on_batch(
+            BatchTiming(
+                tuple(i.trace for i in primaries),
+                tuple(i.enqueued_s for i in primaries),
+                dispatched_s,
+                started_s,
+                time.perf_counter(),
+                report,
+            )
+        )
 
     # ------------------------------------------------------------------ failure
     def _on_task_done(self, task: asyncio.Task[None]) -> None:

@@ -10,11 +10,13 @@ from typing import Any
 
 from protos.codec import MODEL_NAME_REQUIRED
 from protos.errors import InvalidArgument, NotFound, Unavailable, shown
+from protos.tracing import Tracing
 from runner_worker.batcher import Batcher, BatchPolicy, BatchReport
 from runner_worker.metrics import MethodMetrics, WorkerMetrics
 from runner_worker.runner import ModelRunner
 from runner_worker.settings import WorkerSettings
 from runner_worker.statistics import ModelStats
+from runner_worker.tracing import BatchSpans
 from store.integrity import IntegrityError, SignatureError
 from store.versions import served_version
 
@@ -86,10 +88,12 @@ class ModelHost:
         settings: WorkerSettings,
         metrics: WorkerMetrics,
         store_get: Callable[[str], Any] = _store_get,
+        tracing: Tracing | None = None,
     ) -> None:
         self._settings = settings
         self._metrics = metrics
         self._store_get = store_get
+        self._tracing = tracing or Tracing()
         self._models: dict[str, dict[str, HostedModel]] = {}
         self._loading: set[str] = set()
         self._lock = asyncio.Lock()
@@ -209,6 +213,11 @@ class ModelHost:
                 policy,
                 name=f"{runner.name}.{method}",
                 observer=_Events(mm, stats),
+                tracer=(
+                    BatchSpans(self._tracing, runner.name, runner.version, method)
+                    if self._tracing.enabled
+                    else None
+                ),
             )
             batchers[method].start()
             method_metrics[method] = mm

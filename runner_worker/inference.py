@@ -7,6 +7,7 @@ alike. Counts the request by status code and observes its duration after it fini
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 
 import numpy as np
@@ -14,7 +15,10 @@ import numpy as np
 from protos import codec
 from protos import grpc_service_pb2 as pb
 from protos.errors import ErrorCode, Internal, InvalidArgument, RunnerFleetError
+from protos.logformat import new_request_id, request_scope
 from protos.ratelimited_log import BAD_REQUESTS
+from protos.shm import SharedMemoryRegistry
+from protos.tracing import Tracing, parse_traceparent
 from runner_worker.hosting import HostedModel, ModelHost
 from runner_worker.metrics import WorkerMetrics
 from runner_worker.runner import MethodInfo
@@ -23,6 +27,7 @@ from runner_worker.validate import validate_inputs
 __all__ = ["InferencePlane", "request_method", "request_deadline_s", "empty_outputs"]
 
 _UNKNOWN = "(unknown)"
+_log = logging.getLogger("runner_worker.requests")
 
 
 def request_method(request: pb.ModelInferRequest) -> str | None:
@@ -82,18 +87,62 @@ def empty_outputs(info: MethodInfo, arrays: list[np.ndarray]) -> list[np.ndarray
 class InferencePlane:
     """Runs ModelInferRequests through the hosted models' batchers."""
 
-    def __init__(self, host: ModelHost, metrics: WorkerMetrics) -> None:
+    def __init__(
+        self,
+        host: ModelHost,
+        metrics: WorkerMetrics,
+        shm: SharedMemoryRegistry | None = None,
+        tracing: Tracing | None = None,
+    ) -> None:
         self._host = host
         self._metrics = metrics
+        self._shm = shm
+        self._tracing = tracing or Tracing()
 
     async def infer(
-        self, request: pb.ModelInferRequest, deadline_s: float | None = None
+        self,
+        request: pb.ModelInferRequest,
+        deadline_s: float | None = None,
+        traceparent: str | None = None,
     ) -> pb.ModelInferResponse:
-        """Answer one request; raises RunnerFleetError subclasses on failure."""
+        """Answer one request; raises RunnerFleetError subclasses on failure.
+
+        ``traceparent`` (W3C, from the caller) makes the request's span its child; a value
+        that does not parse is ignored.
+        """
+        span = None
+        if self._tracing.enabled:
+            span = self._tracing.start(
+                "worker ModelInfer",
+                traceparent=traceparent,
+                kind="server",
+                attributes={
+                    "rpc.method": "ModelInfer",
+                    "runnerfleet.model": request.model_name,
+                    "runnerfleet.model_version": request.model_version,
+                },
+            )
+            trace_id = self._tracing.trace_id(span)
+            exemplar_id = trace_id if self._tracing.recording(span) else None
+        else:
+            parsed = parse_traceparent(traceparent)
+            trace_id = parsed.trace_id if parsed is not None else None
+            exemplar_id = None
+        with request_scope(request.id or new_request_id(), trace_id):
+            return await self._infer(request, deadline_s, span, exemplar_id)
+
+    async def _infer(
+        self,
+        request: pb.ModelInferRequest,
+        deadline_s: float | None,
+        span: object,
+        exemplar_id: str | None,
+    ) -> pb.ModelInferResponse:
         start_s = time.perf_counter()
         hosted: HostedModel | None = None
         method = _UNKNOWN
         code = "OK"
+        message = ""
         try:
             if not request.model_name:
                 raise InvalidArgument(codec.MODEL_NAME_REQUIRED)
@@ -103,7 +152,7 @@ class InferencePlane:
             info = hosted.runner.method(method)
             where = f"model {hosted.name!r} method {method!r}"
             try:
-                arrays = codec.decode_request_inputs(request)
+                arrays = codec.decode_request_inputs(request, self._shm)
                 validate_inputs(where, info, arrays)
             except InvalidArgument:
                 hosted.metrics[method].on_rejected("invalid_input")
@@ -114,16 +163,18 @@ class InferencePlane:
             else:
                 batcher = hosted.batchers[method]
                 outputs = await batcher.submit(
-                    arrays, deadline_s=request_deadline_s(request, deadline_s)
+                    arrays, deadline_s=request_deadline_s(request, deadline_s), trace=span
                 )
             encode_start_s = time.perf_counter()
-            response = codec.encode_response(request, outputs, info.output_names(len(outputs)))
+            response = codec.encode_response(
+                request, outputs, info.output_names(len(outputs)), self._shm
+            )
             response.model_name = hosted.name
             response.model_version = hosted.version
             hosted.stats.compute_output.ns += int((time.perf_counter() - encode_start_s) * 1e9)
             return response
         except RunnerFleetError as exc:
-            code = exc.code.value
+            code, message = exc.code.value, exc.message
             if exc.code is ErrorCode.INVALID_ARGUMENT:
                 BAD_REQUESTS.warning("refused a request: %s", exc.message[:200])
             raise
@@ -131,19 +182,48 @@ class InferencePlane:
             code = "CANCELLED"
             raise
         except Exception as exc:  # noqa: BLE001 - anything unexpected is INTERNAL, with its text
-            code = "INTERNAL"
-            raise Internal(f"{type(exc).__name__}: {exc}") from exc
+            code, message = "INTERNAL", f"{type(exc).__name__}: {exc}"
+            raise Internal(message) from exc
         finally:
-            self._account(hosted, method, code, time.perf_counter() - start_s)
+            duration_s = time.perf_counter() - start_s
+            self._account(hosted, method, code, duration_s, exemplar_id)
+            if self._tracing.recording(span):
+                version = hosted.version if hosted is not None else request.model_version
+                attributes = {"runnerfleet.method": method, "runnerfleet.model_version": version}
+                self._tracing.end(span, status=code, message=message, attributes=attributes)
+            _log_request(request, method, code, message, duration_s)
 
     def _account(
-        self, hosted: HostedModel | None, method: str, code: str, duration_s: float
+        self,
+        hosted: HostedModel | None,
+        method: str,
+        code: str,
+        duration_s: float,
+        trace_id: str | None = None,
     ) -> None:
         if hosted is not None and method in hosted.metrics:
-            hosted.metrics[method].on_request(code, duration_s)
+            hosted.metrics[method].on_request(code, duration_s, trace_id)
             hosted.stats.on_request(code == "OK", duration_s)
             return
         model = hosted.name if hosted is not None else _UNKNOWN
         self._metrics.requests.labels(model, _UNKNOWN, code).inc()
         if hosted is not None:
             hosted.stats.on_request(False, duration_s)
+
+
+def _log_request(
+    request: pb.ModelInferRequest, method: str, code: str, message: str, duration_s: float
+) -> None:
+    """One line per request: DEBUG when it went well or was refused, WARNING when INTERNAL."""
+    level = logging.WARNING if code == "INTERNAL" else logging.DEBUG
+    if _log.isEnabledFor(level):
+        _log.log(
+            level,
+            "ModelInfer model=%s version=%s method=%s code=%s duration_ms=%.2f%s",
+            request.model_name,
+            request.model_version or "-",
+            method,
+            code,
+            duration_s * 1000,
+            f" error={message}" if message else "",
+        )

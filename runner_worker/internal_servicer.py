@@ -60,7 +60,7 @@ class InternalServicer(ipb_grpc.WorkerInternalServicer):
                 raise InvalidArgument(
                     f"forwarded request is not a ModelInferRequest: {exc}"
                 ) from None
-            response = await self._plane.infer(req, deadline_s)
+            response = await self._plane.infer(req, deadline_s, item.traceparent or None)
         except RunnerFleetError as exc:
             return ipb.ForwardResult(code=status_number(exc.code), message=exc.message)
         return ipb.ForwardResult(response=response.SerializeToString())

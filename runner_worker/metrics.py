@@ -154,13 +154,20 @@ class MethodMetrics:
         self._shed = {r: metrics.shed.labels(*labels, r) for r in SHED_REASONS}
         self._rejected = {r: metrics.rejected.labels(*labels, r) for r in REJECT_REASONS}
 
-    def on_request(self, code: str, duration_s: float) -> None:
-        """Count a finished request and observe its end-to-end duration."""
+    def on_request(self, code: str, duration_s: float, trace_id: str | None = None) -> None:
+        """Count a finished request and observe its end-to-end duration.
+
+        A traced request leaves its trace id as the bucket's exemplar (shown to OpenMetrics
+        scrapers only).
+        """
         counter = self._requests.get(code)
         if counter is None:
             counter = self._requests[code] = self._metrics.requests.labels(*self._labels, code)
         counter.inc()
-        self.request_duration.observe(duration_s)
+        if trace_id is None:
+            self.request_duration.observe(duration_s)
+        else:
+            self.request_duration.observe(duration_s, exemplar={"trace_id": trace_id})
 
     def on_queue_depth(self, depth: int) -> None:
         self.queue_depth.set(depth)

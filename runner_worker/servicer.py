@@ -12,17 +12,25 @@ from typing import Any
 
 from protos import grpc_service_pb2 as pb
 from protos import grpc_service_pb2_grpc as pb_grpc
-from protos.errors import InvalidArgument, RunnerFleetError
+from protos.errors import InvalidArgument, RunnerFleetError, Unimplemented
 from protos.server_info import SERVER_NAME, server_version
+from protos.shm import SharedMemoryRegistry, shm_available
 from protos.status import aborts_on_error
 from protos.stream import answer_stream
+from protos.tracing import traceparent_from_metadata
 from runner_worker import describe
 from runner_worker.hosting import HostedModel, ModelHost
 from runner_worker.inference import InferencePlane
 from runner_worker.lifecycle import Lifecycle, State
 from runner_worker.settings import WorkerSettings
 
-__all__ = ["InferenceServicer", "server_version", "deadline_s"]
+__all__ = [
+    "InferenceServicer",
+    "server_version",
+    "deadline_s",
+    "shm_status_response",
+    "traceparent_of",
+]
 
 
 def deadline_s(context: Any) -> float | None:
@@ -31,16 +39,27 @@ def deadline_s(context: Any) -> float | None:
     return None if remaining is None else time.monotonic() + remaining
 
 
+def traceparent_of(context: Any) -> str | None:
+    """The caller's W3C ``traceparent`` from the call's metadata, if it sent one."""
+    return traceparent_from_metadata(context.invocation_metadata())
+
+
 class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     """The Open Inference Protocol as Triton serves it, for this worker's models."""
 
     def __init__(
-        self, host: ModelHost, plane: InferencePlane, life: Lifecycle, settings: WorkerSettings
+        self,
+        host: ModelHost,
+        plane: InferencePlane,
+        life: Lifecycle,
+        settings: WorkerSettings,
+        shm: SharedMemoryRegistry | None = None,
     ) -> None:
         self._host = host
         self._plane = plane
         self._life = life
         self._settings = settings
+        self._shm = shm
 
     # --------------------------------------------------------------------- health-ish
     async def ServerLive(self, request: Any, context: Any) -> pb.ServerLiveResponse:
@@ -60,6 +79,8 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         extensions = ["model_configuration", "model_repository"]
         if describe.statistics_works(self._host):
             extensions.append("statistics")
+        if self._shm is not None and shm_available():
+            extensions.append("system_shared_memory")
         return pb.ServerMetadataResponse(
             name=SERVER_NAME, version=server_version(), extensions=extensions
         )
@@ -92,16 +113,17 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     # --------------------------------------------------------------------- inference
     @aborts_on_error
     async def ModelInfer(self, request: Any, context: Any) -> pb.ModelInferResponse:
-        return await self._plane.infer(request, deadline_s(context))
+        return await self._plane.infer(request, deadline_s(context), traceparent_of(context))
 
     async def ModelStreamInfer(
         self, request_iterator: Any, context: Any
     ) -> AsyncIterator[pb.ModelStreamInferResponse]:
         deadline = deadline_s(context)
+        traceparent = traceparent_of(context)
 
         async def answer(req: pb.ModelInferRequest) -> pb.ModelStreamInferResponse:
             try:
-                response = await self._plane.infer(req, deadline)
+                response = await self._plane.infer(req, deadline, traceparent)
             except RunnerFleetError as exc:
                 return pb.ModelStreamInferResponse(
                     error_message=exc.message,
@@ -139,6 +161,53 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     async def RepositoryModelUnload(self, request: Any, context: Any) -> Any:
         await self._host.unload(request.model_name, _repository_param(request, "version"))
         return pb.RepositoryModelUnloadResponse()
+
+    # --------------------------------------------------------------------- shared memory
+    def _registry(self) -> SharedMemoryRegistry:
+        if self._shm is None:
+            raise Unimplemented("system shared memory is not enabled on this worker")
+        return self._shm
+
+    @aborts_on_error
+    async def SystemSharedMemoryStatus(self, request: Any, context: Any) -> Any:
+        return shm_status_response(self._registry().status(request.name))
+
+    @aborts_on_error
+    async def SystemSharedMemoryRegister(self, request: Any, context: Any) -> Any:
+        self._registry().register(request.name, request.key, request.offset, request.byte_size)
+        return pb.SystemSharedMemoryRegisterResponse()
+
+    @aborts_on_error
+    async def SystemSharedMemoryUnregister(self, request: Any, context: Any) -> Any:
+        self._registry().unregister(request.name)
+        return pb.SystemSharedMemoryUnregisterResponse()
+
+    @aborts_on_error
+    async def CudaSharedMemoryStatus(self, request: Any, context: Any) -> Any:
+        raise _NO_CUDA_SHM
+
+    @aborts_on_error
+    async def CudaSharedMemoryRegister(self, request: Any, context: Any) -> Any:
+        raise _NO_CUDA_SHM
+
+    @aborts_on_error
+    async def CudaSharedMemoryUnregister(self, request: Any, context: Any) -> Any:
+        raise _NO_CUDA_SHM
+
+
+_NO_CUDA_SHM = Unimplemented(
+    "CUDA shared memory is not supported by RunnerFleet; use system shared memory "
+    "(SystemSharedMemoryRegister) or send tensor bytes"
+)
+
+
+def shm_status_response(regions: list[Any]) -> pb.SystemSharedMemoryStatusResponse:
+    """SystemSharedMemoryStatusResponse for a list of ``protos.shm.RegionStatus``."""
+    response = pb.SystemSharedMemoryStatusResponse()
+    for r in regions:
+        entry = response.regions[r.name]
+        entry.name, entry.key, entry.offset, entry.byte_size = r
+    return response
 
 
 def _repository_param(request: Any, key: str) -> str:

@@ -82,6 +82,13 @@ def cluster() -> None:
     help="Restarts within --restart-window-s that count as a crash loop.",
 )  # fmt: skip
 @click.option("--restart-window-s", type=float, default=60.0, show_default=True)
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="Log format of the gateway and workers (json: one object per line, with ids).",
+)
 def up(
     n_workers: int,
     models: str | None,
@@ -95,6 +102,7 @@ def up(
     restart: bool,
     max_restarts: int,
     restart_window_s: float,
+    log_format: str,
 ) -> None:
     """Start the gateway and N workers, wait until all are SERVING, stop all on Ctrl-C/SIGTERM."""
     from runnerfleet.local_cluster import LocalCluster
@@ -124,6 +132,7 @@ def up(
     local = LocalCluster(
         workers=n_workers, models=tags, host=host, port=port, metrics_port=metrics_port,
         device=device, service=service,
+        worker_flags={"log_format": log_format}, gateway_flags={"log_format": log_format},
         echo=None if quiet else (lambda line: click.echo(line, err=True)),
         restart=policy if restart else None, on_restart=on_restart, on_give_up=on_give_up,
     )  # fmt: skip

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 import click
@@ -48,11 +47,18 @@ __all__ = ["gateway"]
     "--cluster-control-token-file", default=None, help="Control-scope token presented to workers."
 )
 @click.option("--log-level", default="INFO", show_default=True, help="Python logging level.")
-def gateway(log_level: str, **flags: Any) -> None:
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="Log lines as text or JSON objects (with request_id and trace_id).",
+)
+def gateway(log_level: str, log_format: str, **flags: Any) -> None:
     """Serve the Triton-compatible gRPC API and forward requests to workers."""
-    logging.basicConfig(
-        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    from protos.logformat import configure_logging
+
+    configure_logging(log_level, log_format)
     from api_gateway.app import run
     from api_gateway.settings import GatewaySettings
     from protos.errors import RunnerFleetError

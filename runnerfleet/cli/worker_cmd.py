@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import sys
 
 import click
@@ -34,11 +33,18 @@ __all__ = ["worker"]
 @click.option("--drain-timeout-s", type=float, help="Longest drain on SIGTERM (default 30).")
 @trust_options
 @click.option("--log-level", default="INFO", show_default=True, help="Python logging level.")
-def worker(log_level: str, **flags: object) -> None:
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="Log lines as text or JSON objects (with request_id and trace_id).",
+)
+def worker(log_level: str, log_format: str, **flags: object) -> None:
     """Load models from the store, warm them up, serve them over gRPC until SIGTERM."""
-    logging.basicConfig(
-        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    from protos.logformat import configure_logging
+
+    configure_logging(log_level, log_format)
     from protos.errors import RunnerFleetError
     from runner_worker.device import pin_process
     from runner_worker.settings import load_settings

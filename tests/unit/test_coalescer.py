@@ -34,9 +34,9 @@ class FakeCall:
         self.answer = answer or (lambda req: ForwardOutcome(None, b"ok:" + req))
 
     async def __call__(self, items, timeout_s):
-        self.batches.append([req for req, _ in items])
+        self.batches.append([req for req, *_ in items])
         await asyncio.sleep(self.delay_s)
-        return [self.answer(req) for req, _ in items]
+        return [self.answer(req) for req, *_ in items]
 
 
 @sync
@@ -86,7 +86,7 @@ async def test_big_requests_go_as_their_own_calls_beside_the_queue() -> None:
     call = FakeCall(delay_s=0.02)
     solo: list[bytes] = []
 
-    async def solo_call(request: bytes, timeout_s: float) -> ForwardOutcome:
+    async def solo_call(request: bytes, timeout_s: float, traceparent: str) -> ForwardOutcome:
         solo.append(request)
         await asyncio.sleep(0.02)
         return ForwardOutcome(None, b"solo:" + request[:1])
@@ -140,7 +140,7 @@ async def test_call_failure_fails_every_item_without_hanging() -> None:
 
 @sync
 async def test_close_fails_queued_items_as_retryable() -> None:
-    async def slow_solo(request: bytes, timeout_s: float) -> ForwardOutcome:
+    async def slow_solo(request: bytes, timeout_s: float, traceparent: str) -> ForwardOutcome:
         await asyncio.sleep(10)
         return ForwardOutcome(None, b"never")
 
@@ -168,8 +168,8 @@ class FakeWorker:
     def inflight(self) -> int:
         return self.coalescer.inflight
 
-    def forward(self, request: bytes, deadline: float | None):
-        return self.coalescer.submit(request, deadline)
+    def forward(self, request: bytes, deadline: float | None, traceparent: str = ""):
+        return self.coalescer.submit(request, deadline, traceparent)
 
     def hosts(self, name: str, version: str) -> bool:
         return name == "iris"

@@ -1,0 +1,327 @@
+"""OpenTelemetry tracing for both processes, configured only by the standard ``OTEL_*`` variables.
+
+Off unless ``OTEL_TRACES_EXPORTER`` names an exporter (``otlp`` over gRPC, or ``console``);
+then the SDK itself reads the rest (``OTEL_EXPORTER_OTLP_ENDPOINT``, ``OTEL_TRACES_SAMPLER``
+and its argument, ``OTEL_BSP_*``...). ``OTEL_SERVICE_NAME`` overrides the process's default
+name. This module is the one place RunnerFleet reads ``OTEL_*`` (through
+``protos.settings_loader.process_environ``, the process's one read of the environment; the
+SDK reads its own variables itself). ``opentelemetry`` is imported only when tracing is on,
+so a disabled ``Tracing`` costs one attribute check per hook.
+
+Spans are passed explicitly (no ambient context): ``start`` returns an opaque span handle
+(None when off; a non-recording span when the sampler said no), which callers hand to child
+spans, to ``traceparent`` for the next hop, and to ``end``. A W3C ``traceparent`` that
+does not parse is ignored: the span starts a new trace, the request never fails for it.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, NamedTuple
+
+from protos.settings_loader import process_environ
+
+__all__ = [
+    "TRACEPARENT",
+    "TraceParent",
+    "Tracing",
+    "configure_tracing",
+    "parse_traceparent",
+    "traceparent_from_metadata",
+]
+
+_log = logging.getLogger(__name__)
+
+TRACEPARENT = "traceparent"
+_TRACEPARENT_RE = re.compile(r"^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?$")
+_KINDS = ("internal", "server", "client")
+
+
+class TraceParent(NamedTuple):
+    """A parsed W3C ``traceparent``: ids in lower-case hex, flags as an int."""
+
+    trace_id: str
+    span_id: str
+    flags: int
+
+
+def parse_traceparent(value: str | bytes | None) -> TraceParent | None:
+    """The W3C trace context in ``value``, or None when absent or malformed (never raises)."""
+    if not value:
+        return None
+    if isinstance(value, bytes):
+        value = value.decode("ascii", "replace")
+    match = _TRACEPARENT_RE.match(value.strip())
+    if match is None:
+        return None
+    version, trace_id, span_id, flags, rest = match.groups()
+    if version == "ff" or (version == "00" and rest) or set(trace_id) == {"0"}:
+        return None
+    if set(span_id) == {"0"}:
+        return None
+    return TraceParent(trace_id, span_id, int(flags, 16))
+
+
+def traceparent_from_metadata(metadata: Iterable[tuple[str, Any]] | None) -> str | None:
+    """The ``traceparent`` value of gRPC invocation metadata (or HTTP headers), if any."""
+    if not metadata:
+        return None
+    for key, value in metadata:
+        if key.lower() == TRACEPARENT:
+            return value.decode("ascii", "replace") if isinstance(value, bytes) else str(value)
+    return None
+
+
+class Tracing:
+    """Tracing switched off: every method is a no-op that returns None."""
+
+    enabled = False
+
+    def start(
+        self,
+        name: str,
+        *,
+        parent: Any = None,
+        traceparent: str | None = None,
+        kind: str = "internal",
+        attributes: Mapping[str, Any] | None = None,
+        links: Sequence[Any] = (),
+        start_s: float | None = None,
+    ) -> Any:
+        """A started span (None when off). ``start_s`` is a past ``time.monotonic()``."""
+        return None
+
+    def end(
+        self,
+        span: Any,
+        *,
+        status: str = "OK",
+        message: str = "",
+        attributes: Mapping[str, Any] | None = None,
+        end_s: float | None = None,
+    ) -> None:
+        """End ``span`` with a status code name (not OK marks it an error)."""
+
+    def record(
+        self,
+        name: str,
+        *,
+        parent: Any,
+        start_s: float,
+        end_s: float,
+        attributes: Mapping[str, Any] | None = None,
+        links: Sequence[Any] = (),
+        status: str = "OK",
+    ) -> Any:
+        """A span that already happened, from two ``time.monotonic()`` readings."""
+        return None
+
+    def traceparent(self, span: Any) -> str | None:
+        """The W3C ``traceparent`` that makes the next hop a child of ``span``."""
+        return None
+
+    def recording(self, span: Any) -> bool:
+        """Whether ``span`` was sampled (children and timings are worth recording)."""
+        return False
+
+    def trace_id(self, span: Any) -> str | None:
+        """``span``'s trace id in hex (None when off; sampled or not)."""
+        return None
+
+    def shutdown(self) -> None:
+        """Flush and stop exporting (process exit)."""
+
+
+class _OtelTracing(Tracing):
+    """Tracing through the OpenTelemetry SDK with its own provider (no global state)."""
+
+    enabled = True
+
+    def __init__(self, provider: Any) -> None:
+        from opentelemetry import trace
+        from opentelemetry.sdk.trace.sampling import ParentBased
+        from opentelemetry.trace import (
+            Link,
+            NonRecordingSpan,
+            SpanContext,
+            SpanKind,
+            Status,
+            StatusCode,
+            TraceFlags,
+        )
+
+        self._provider = provider
+        self._tracer = provider.get_tracer("runnerfleet")
+        self._trace = trace
+        self._link = Link
+        self._status = Status
+        self._error = StatusCode.ERROR
+        self._span_context = SpanContext
+        self._flags = TraceFlags
+        self._non_recording = NonRecordingSpan
+        # a parent-based sampler drops every child of an unsampled parent: skip the SDK then
+        self._parent_based = isinstance(provider.sampler, ParentBased)
+        self._kinds = {
+            "internal": SpanKind.INTERNAL,
+            "server": SpanKind.SERVER,
+            "client": SpanKind.CLIENT,
+        }
+        # monotonic seconds -> epoch nanoseconds, fixed at start (spans never jump)
+        self._epoch_offset_ns = time.time_ns() - time.monotonic_ns()
+
+    def _ns(self, monotonic_s: float | None) -> int | None:
+        if monotonic_s is None:
+            return None
+        return int(monotonic_s * 1e9) + self._epoch_offset_ns
+
+    def _remote(self, traceparent: str | None) -> Any:
+        """The caller's span (non-recording) from a W3C traceparent; None when malformed."""
+        parsed = parse_traceparent(traceparent)
+        if parsed is None:
+            return None  # a new root; a malformed traceparent is ignored
+        context = self._span_context(
+            trace_id=int(parsed.trace_id, 16),
+            span_id=int(parsed.span_id, 16),
+            is_remote=True,
+            trace_flags=self._flags(parsed.flags & 0x01),
+        )
+        return self._non_recording(context)
+
+    def start(
+        self,
+        name: str,
+        *,
+        parent: Any = None,
+        traceparent: str | None = None,
+        kind: str = "internal",
+        attributes: Mapping[str, Any] | None = None,
+        links: Sequence[Any] = (),
+        start_s: float | None = None,
+    ) -> Any:
+        if parent is None and traceparent:
+            parent = self._remote(traceparent)
+        if parent is not None and self._parent_based and not parent.get_span_context().trace_flags:
+            return parent  # unsampled upstream: nothing to record, pass its decision on
+        span_links = [
+            self._link(s.get_span_context()) for s in links if s is not None and s.is_recording()
+        ]
+        return self._tracer.start_span(
+            name,
+            context=None if parent is None else self._trace.set_span_in_context(parent),
+            kind=self._kinds.get(kind, self._kinds["internal"]),
+            attributes=dict(attributes) if attributes else None,
+            links=span_links or None,
+            start_time=self._ns(start_s),
+        )
+
+    def end(
+        self,
+        span: Any,
+        *,
+        status: str = "OK",
+        message: str = "",
+        attributes: Mapping[str, Any] | None = None,
+        end_s: float | None = None,
+    ) -> None:
+        if span is None or not span.is_recording():
+            if span is not None:
+                span.end()
+            return
+        if attributes:
+            span.set_attributes(dict(attributes))
+        span.set_attribute("runnerfleet.status", status)
+        if status != "OK":
+            span.set_status(self._status(self._error, message or status))
+        span.end(end_time=self._ns(end_s))
+
+    def record(
+        self,
+        name: str,
+        *,
+        parent: Any,
+        start_s: float,
+        end_s: float,
+        attributes: Mapping[str, Any] | None = None,
+        links: Sequence[Any] = (),
+        status: str = "OK",
+    ) -> Any:
+        span = self.start(name, parent=parent, attributes=attributes, links=links, start_s=start_s)
+        self.end(span, status=status, end_s=end_s)
+        return span
+
+    def traceparent(self, span: Any) -> str | None:
+        if span is None:
+            return None
+        ctx = span.get_span_context()
+        if not ctx.is_valid:
+            return None
+        return f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-{int(ctx.trace_flags):02x}"
+
+    def trace_id(self, span: Any) -> str | None:
+        if span is None:
+            return None
+        ctx = span.get_span_context()
+        return f"{ctx.trace_id:032x}" if ctx.is_valid else None
+
+    def recording(self, span: Any) -> bool:
+        return span is not None and span.is_recording()
+
+    def shutdown(self) -> None:
+        self._provider.shutdown()
+
+
+def configure_tracing(
+    default_service_name: str,
+    environ: Mapping[str, str] | None = None,
+    *,
+    exporter: Any = None,
+) -> Tracing:
+    """The process's tracing from ``OTEL_*`` (or with ``exporter``, e.g. an in-memory one).
+
+    Returns a disabled ``Tracing`` when no exporter is configured or the configuration cannot
+    work (saying why in the log): tracing never stops a process from serving.
+    """
+    env = process_environ() if environ is None else environ
+    name = (env.get("OTEL_TRACES_EXPORTER") or "none").strip().lower()
+    if exporter is None and name in ("", "none"):
+        return Tracing()
+    if env.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+        return Tracing()
+    from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
+
+    service = env.get("OTEL_SERVICE_NAME") or default_service_name
+    provider = TracerProvider(resource=Resource.create({SERVICE_NAME: service}))
+    if exporter is not None:
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+        return _OtelTracing(provider)
+    for item in (part.strip() for part in name.split(",")):
+        made = _exporter(item, env)
+        if made is not None:
+            provider.add_span_processor(BatchSpanProcessor(made))
+    return _OtelTracing(provider)
+
+
+def _exporter(name: str, env: Mapping[str, str]) -> Any:
+    if name == "console":
+        from opentelemetry.sdk.trace.export import ConsoleSpanExporter
+
+        return ConsoleSpanExporter()
+    if name != "otlp":
+        _log.error("OTEL_TRACES_EXPORTER=%s is not supported (otlp, console, none)", name)
+        return None
+    protocol = (
+        env.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
+        or env.get("OTEL_EXPORTER_OTLP_PROTOCOL")
+        or "grpc"
+    )
+    if protocol.strip().lower() != "grpc":
+        _log.error("OTEL_EXPORTER_OTLP_PROTOCOL=%s is not supported: use grpc", protocol)
+        return None
+    from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+
+    return OTLPSpanExporter()
