@@ -51,8 +51,16 @@ HEADER_LENGTH = "Inference-Header-Content-Length"
 JSON_CONTENT_TYPE = "application/json"
 BINARY_CONTENT_TYPE = "application/octet-stream"
 # Content types an infer body may declare (none at all is what tritonclient.http sends).
+# curl -d sends application/x-www-form-urlencoded unless told otherwise; Triton ignores the
+# type, so a user's plain curl command keeps working here too.
 _ACCEPTED_TYPES = frozenset(
-    {"", JSON_CONTENT_TYPE, BINARY_CONTENT_TYPE, "application/vnd.sagemaker-triton.binary+json"}
+    {
+        "",
+        JSON_CONTENT_TYPE,
+        BINARY_CONTENT_TYPE,
+        "application/x-www-form-urlencoded",
+        "application/vnd.sagemaker-triton.binary+json",
+    }
 )
 # Parameters of the binary extension: consumed here, never passed on to the model.
 BINARY_PARAMETERS = frozenset({"binary_data_size", "binary_data", "binary_data_output"})
@@ -439,9 +447,9 @@ _INT64_TYPES = frozenset(
 )
 
 
-def _field_value(field: FieldDescriptor, value: Any) -> Any:
+def _field_value(field: FieldDescriptor, value: Any, messages: bool) -> Any:
     if field.type == FieldDescriptor.TYPE_MESSAGE:
-        return message_to_json(value)
+        return message_to_json(value, all_messages=messages)
     if field.type == FieldDescriptor.TYPE_ENUM:
         enum_value = field.enum_type.values_by_number.get(value)
         return enum_value.name if enum_value is not None else value
@@ -450,19 +458,29 @@ def _field_value(field: FieldDescriptor, value: Any) -> Any:
     return value
 
 
-def message_to_json(message: Message) -> dict[str, Any]:
-    """A protobuf message as Triton's HTTP JSON: set fields only, numbers stay numbers.
+def message_to_json(message: Message, *, all_messages: bool = False) -> dict[str, Any]:
+    """A protobuf message as Triton's HTTP JSON: numbers stay numbers, enums are names.
 
     ``json_format.MessageToDict`` writes int64 fields as strings; Triton's HTTP API (and
-    perf_analyzer reading ``dims`` and statistics) needs them as JSON numbers.
+    perf_analyzer reading ``dims`` and statistics) needs them as JSON numbers. Scalars are
+    written even when zero, as Triton does; unset sub-messages only with ``all_messages``
+    (statistics, whose readers expect every ``{count, ns}``; a config must not grow blocks
+    such as ``sequence_batching`` that change what clients infer from it).
     """
     out: dict[str, Any] = {}
-    for field, value in message.ListFields():
-        if field.message_type is not None and field.message_type.GetOptions().map_entry:
-            value_field = field.message_type.fields_by_name["value"]
-            out[field.name] = {str(k): _field_value(value_field, v) for k, v in value.items()}
-        elif field.is_repeated:
-            out[field.name] = [_field_value(field, v) for v in value]
-        else:
-            out[field.name] = _field_value(field, value)
+    for field in message.DESCRIPTOR.fields:
+        if field.is_repeated:
+            value = getattr(message, field.name)
+            if field.message_type is not None and field.message_type.GetOptions().map_entry:
+                value_field = field.message_type.fields_by_name["value"]
+                out[field.name] = {
+                    str(k): _field_value(value_field, v, all_messages) for k, v in value.items()
+                }
+            else:
+                out[field.name] = [_field_value(field, v, all_messages) for v in value]
+        elif field.type == FieldDescriptor.TYPE_MESSAGE:
+            if all_messages or message.HasField(field.name):
+                out[field.name] = _field_value(field, getattr(message, field.name), all_messages)
+        elif field.containing_oneof is None or message.HasField(field.name):
+            out[field.name] = _field_value(field, getattr(message, field.name), all_messages)
     return out

@@ -87,9 +87,16 @@ class InferencePlane:
         self._metrics = metrics
 
     async def infer(
-        self, request: pb.ModelInferRequest, deadline_s: float | None = None
+        self,
+        request: pb.ModelInferRequest,
+        deadline_s: float | None = None,
+        *,
+        protocol: str = "grpc",
     ) -> pb.ModelInferResponse:
-        """Answer one request; raises RunnerFleetError subclasses on failure."""
+        """Answer one request; raises RunnerFleetError subclasses on failure.
+
+        ``protocol`` names the front door it came in by (the metrics' ``protocol`` label).
+        """
         start_s = time.perf_counter()
         hosted: HostedModel | None = None
         method = _UNKNOWN
@@ -134,16 +141,21 @@ class InferencePlane:
             code = "INTERNAL"
             raise Internal(f"{type(exc).__name__}: {exc}") from exc
         finally:
-            self._account(hosted, method, code, time.perf_counter() - start_s)
+            self._account(hosted, method, code, time.perf_counter() - start_s, protocol)
 
     def _account(
-        self, hosted: HostedModel | None, method: str, code: str, duration_s: float
+        self,
+        hosted: HostedModel | None,
+        method: str,
+        code: str,
+        duration_s: float,
+        protocol: str,
     ) -> None:
         if hosted is not None and method in hosted.metrics:
-            hosted.metrics[method].on_request(code, duration_s)
+            hosted.metrics[method].on_request(code, duration_s, protocol)
             hosted.stats.on_request(code == "OK", duration_s)
             return
         model = hosted.name if hosted is not None else _UNKNOWN
-        self._metrics.requests.labels(model, _UNKNOWN, code).inc()
+        self._metrics.requests.labels(model, _UNKNOWN, code, protocol).inc()
         if hosted is not None:
             hosted.stats.on_request(False, duration_s)

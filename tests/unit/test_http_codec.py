@@ -259,13 +259,16 @@ def test_messages_become_triton_json_with_numbers() -> None:
     )
     config.dynamic_batching.SetInParent()
     doc = http_codec.message_to_json(config)
-    assert doc["input"] == [{"name": "x", "data_type": "TYPE_FP32", "dims": [4]}]
+    assert doc["input"][0]["data_type"] == "TYPE_FP32" and doc["input"][0]["dims"] == [4]
+    assert "sequence_batching" not in doc
     assert doc["max_batch_size"] == 8 and doc["metric_tags"] == {"method": "predict"}
-    assert doc["dynamic_batching"] == {}
+    assert doc["dynamic_batching"]["max_queue_delay_microseconds"] == 0
     stats = pb.ModelStatisticsResponse(
         model_stats=[pb.ModelStatistics(name="m", version="1", inference_count=2**40)]
     )
-    assert http_codec.message_to_json(stats)["model_stats"][0]["inference_count"] == 2**40
+    first = http_codec.message_to_json(stats, all_messages=True)["model_stats"][0]
+    assert first["inference_count"] == 2**40
+    assert first["inference_stats"]["fail"] == {"count": 0, "ns": 0}
 
 
 def test_http_status_table_covers_every_code() -> None:
