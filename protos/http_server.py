@@ -12,7 +12,6 @@ trace context) is visible to the backend call that follows.
 
 from __future__ import annotations
 
-import hmac
 import logging
 import ssl
 from collections.abc import Awaitable, Callable, Mapping
@@ -22,7 +21,8 @@ from aiohttp import web
 
 from protos import grpc_service_pb2 as pb
 from protos import http_codec
-from protos.errors import InvalidArgument, RunnerFleetError, Unauthenticated
+from protos.auth import CONTROL, INFERENCE, AuthPolicy
+from protos.errors import InvalidArgument, PermissionDenied, RunnerFleetError, Unauthenticated
 from protos.status import to_http_status
 
 __all__ = [
@@ -39,8 +39,11 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 PROTOCOL = "http"  # the `protocol` metrics label of requests that came in over HTTP
-OPEN_PATHS = frozenset({"/v2/health/live", "/v2/health/ready", "/livez", "/readyz", "/healthz"})
-_DENIED = "missing or wrong bearer token: send the header `Authorization: Bearer <token>`"
+OPEN_PATHS = frozenset({"/v2/health/live", "/v2/health/ready", "/livez", "/readyz"})
+_DENIED = (
+    "missing or wrong bearer token: send the header `Authorization: Bearer <token>` "
+    "(or a client certificate the server trusts)"
+)
 _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -133,6 +136,8 @@ class _Routes:
         versioned = "/v2/models/{model}/versions/{version}"
         app.router.add_get("/v2/health/live", self.live)
         app.router.add_get("/v2/health/ready", self.ready)
+        app.router.add_get("/livez", self.live)  # BentoML's probes, for its users' manifests
+        app.router.add_get("/readyz", self.readyz)
         app.router.add_get("/v2", self.server_metadata)
         app.router.add_get("/v2/models/stats", self.statistics)
         for base in (model, versioned):
@@ -154,6 +159,9 @@ class _Routes:
 
     async def ready(self, request: web.Request) -> web.Response:
         return web.Response(status=200 if await self._backend.server_ready() else 400)
+
+    async def readyz(self, request: web.Request) -> web.Response:
+        return web.Response(status=200 if await self._backend.server_ready() else 503)
 
     async def server_metadata(self, request: web.Request) -> web.Response:
         return json_response(http_codec.message_to_json(await self._backend.server_metadata()))
@@ -233,22 +241,51 @@ def _error_middleware() -> Any:
     return errors
 
 
-def _auth_middleware(token: str, on_reject: Callable[[], None]) -> Any:
-    expected = token.encode()
+_CONTROL_PATHS = ("/v2/repository/models/",)  # load and unload: the control scope
+
+
+def _http_scope(path: str) -> str | None:
+    """The scope a route needs, as protos.auth.required_scope says for the same rpc."""
+    if path in OPEN_PATHS:
+        return None
+    if path.startswith(_CONTROL_PATHS) or path.endswith("/stats"):
+        return CONTROL
+    return INFERENCE
+
+
+def _certificate_names(request: web.Request) -> list[str]:
+    """Common names of the verified client certificate (mTLS), if any."""
+    transport = request.transport
+    cert = transport.get_extra_info("peercert") if transport is not None else None
+    names = []
+    for rdn in (cert or {}).get("subject", ()):
+        names += [value for key, value in rdn if key == "commonName"]
+    return names
+
+
+def _auth_middleware(policy: AuthPolicy, on_reject: Callable[[str], None]) -> Any:
+    """The gRPC side's rule over HTTP: a token or certificate with the route's scope."""
 
     @web.middleware
     async def auth(request: web.Request, handler: _Handler) -> web.StreamResponse:
-        if request.path in OPEN_PATHS:
+        scope = _http_scope(request.path)
+        if scope is None:
             return await handler(request)
-        scheme, _, credential = request.headers.get("Authorization", "").partition(" ")
-        if scheme.lower() == "bearer" and hmac.compare_digest(
-            credential.strip().encode(), expected
-        ):
-            return await handler(request)
-        on_reject()
-        response = error_response(Unauthenticated(_DENIED))
-        response.headers["WWW-Authenticate"] = "Bearer"
-        return response
+        header = request.headers.get("Authorization")
+        granted = policy.token_scopes([("authorization", header)] if header else []) or frozenset()
+        for name in _certificate_names(request) if policy.mtls else ():
+            granted = granted | policy.identities.get(name, frozenset())
+        if not granted:
+            on_reject("unauthenticated")
+            response = error_response(Unauthenticated(_DENIED))
+            response.headers["WWW-Authenticate"] = "Bearer"
+            return response
+        if scope not in granted:
+            on_reject("permission_denied")
+            return error_response(
+                PermissionDenied(f"this credential lacks the {scope!r} scope for {request.path}")
+            )
+        return await handler(request)
 
     return auth
 
@@ -261,13 +298,13 @@ class HttpServer:
         backend: V2Backend,
         *,
         max_body_bytes: int,
-        token: str | None = None,
+        policy: AuthPolicy | None = None,
         ssl_context: ssl.SSLContext | None = None,
-        on_reject: Callable[[], None] = lambda: None,
+        on_reject: Callable[[str], None] = lambda reason: None,
     ) -> None:
         middlewares = [_error_middleware()]
-        if token:
-            middlewares.insert(0, _auth_middleware(token, on_reject))
+        if policy is not None and policy.enabled:
+            middlewares.insert(0, _auth_middleware(policy, on_reject))
         self.app = web.Application(client_max_size=max_body_bytes, middlewares=middlewares)
         _Routes(backend).add_to(self.app)
         self._ssl = ssl_context
