@@ -284,3 +284,13 @@ def test_bytes_length_prefix_layout_matches_grpc() -> None:
     body = _json({"inputs": [{"name": "s", "shape": [1], "datatype": "BYTES", "data": ["hi"]}]})
     request = http_codec.infer_request_from_http("m", "", body, None).request
     assert request.raw_input_contents[0] == struct.pack("<I", 2) + b"hi"
+
+
+def test_http_port_follows_grpc_port_zero_unless_given() -> None:
+    from protos.http_server import http_bind_port
+
+    assert http_bind_port(None, 8001, 8000) == 8000  # Triton's habit: beside gRPC
+    assert http_bind_port(None, 0, 8000) == 0  # tests and local clusters: any free port
+    assert http_bind_port(9000, 0, 8000) == 9000
+    assert http_bind_port(0, 8001, 8000) == 0
+    assert http_bind_port(-1, 8001, 8000) is None  # off
