@@ -313,7 +313,11 @@ class HttpServer:
 
     async def start(self, host: str, port: int) -> int:
         """Bind ``host:port`` (0 = any free port) and serve; returns the bound port."""
-        self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
+        # handler_cancellation: a client that hangs up cancels its request, as gRPC does, so
+        # the batcher drops it before it forms a batch
+        self._runner = web.AppRunner(
+            self.app, access_log=None, handle_signals=False, handler_cancellation=True
+        )
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port, ssl_context=self._ssl, reuse_port=False)
         await site.start()
