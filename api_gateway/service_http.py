@@ -19,7 +19,7 @@ from protos import codec, http_codec
 from protos import grpc_service_pb2 as pb
 from protos.errors import InvalidArgument, Unimplemented
 from protos.http_server import PROTOCOL, json_response
-from runnerfleet.io import NumpyNdarray
+from runnerfleet.sdk.io import NumpyNdarray
 
 __all__ = ["add_service_routes", "openapi_document", "api_route"]
 
