@@ -8,6 +8,7 @@ tensors, because JSON needs them (binary outputs are copied out of the worker's 
 from __future__ import annotations
 
 import inspect
+from collections.abc import Mapping
 from typing import Any, Protocol
 
 from protos import grpc_service_pb2 as pb
@@ -41,9 +42,13 @@ class GatewayPlane(Protocol):
 
     def repository_index(self, ready: bool) -> Any: ...
 
-    async def load(self, request: pb.RepositoryModelLoadRequest, timeout_s: float) -> None: ...
+    async def load(
+        self, name: str, parameters: Mapping[str, pb.ModelRepositoryParameter], timeout_s: float
+    ) -> None: ...
 
-    async def unload(self, request: pb.RepositoryModelUnloadRequest, timeout_s: float) -> None: ...
+    async def unload(
+        self, name: str, parameters: Mapping[str, pb.ModelRepositoryParameter], timeout_s: float
+    ) -> None: ...
 
 
 async def _answer(value: Any) -> Any:
@@ -89,7 +94,7 @@ class GatewayHttpBackend:
         return await _answer(self._plane.repository_index(ready))
 
     async def load(self, request: pb.RepositoryModelLoadRequest) -> None:
-        await self._plane.load(request, REPOSITORY_TIMEOUT_S)
+        await self._plane.load(request.model_name, request.parameters, REPOSITORY_TIMEOUT_S)
 
     async def unload(self, request: pb.RepositoryModelUnloadRequest) -> None:
-        await self._plane.unload(request, REPOSITORY_TIMEOUT_S)
+        await self._plane.unload(request.model_name, request.parameters, REPOSITORY_TIMEOUT_S)

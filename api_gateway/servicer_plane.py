@@ -7,6 +7,7 @@ context argument is unused on these paths), so HTTP answers exactly as gRPC does
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from api_gateway.servicer import GatewayServicer
@@ -53,8 +54,18 @@ class ServicerPlane:
         request = pb.RepositoryIndexRequest(ready=ready)
         return await self._servicer.RepositoryIndex(request, None)
 
-    async def load(self, request: pb.RepositoryModelLoadRequest, timeout_s: float) -> None:
+    async def load(
+        self, name: str, parameters: Mapping[str, pb.ModelRepositoryParameter], timeout_s: float
+    ) -> None:
+        request = pb.RepositoryModelLoadRequest(model_name=name)
+        for key, value in parameters.items():
+            request.parameters[key].CopyFrom(value)
         await self._servicer._repository.load(request, timeout_s)
 
-    async def unload(self, request: pb.RepositoryModelUnloadRequest, timeout_s: float) -> None:
+    async def unload(
+        self, name: str, parameters: Mapping[str, pb.ModelRepositoryParameter], timeout_s: float
+    ) -> None:
+        request = pb.RepositoryModelUnloadRequest(model_name=name)
+        for key, value in parameters.items():
+            request.parameters[key].CopyFrom(value)
         await self._servicer._repository.unload(request, timeout_s)

@@ -246,3 +246,20 @@ def test_tls_and_mtls_over_http(cluster, certs) -> None:  # noqa: F811 - the imp
             call(procs_port, "GET", "/v2/health/live")  # plaintext to a TLS port
     finally:
         procs.stop(gateway)
+
+
+def test_repository_load_fans_out_and_reports_the_workers_error(port: int) -> None:
+    missing = call(port, "POST", "/v2/repository/models/not_in_store/load", b"{}", JSON)
+    assert missing.status == 404 and "not_in_store" in missing.json()["error"]
+    bad_params = call(
+        port, "POST", "/v2/repository/models/echo/load", b'{"parameters": {"x": 1.5}}', JSON
+    )
+    assert bad_params.status == 400 and "repository parameter" in bad_params.json()["error"]
+    nobody = call(
+        port,
+        "POST",
+        "/v2/repository/models/echo/unload",
+        b'{"parameters": {"worker": "10.0.0.1:1"}}',
+        JSON,
+    )
+    assert nobody.status == 404 and "10.0.0.1:1" in nobody.json()["error"]
