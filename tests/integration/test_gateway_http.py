@@ -27,7 +27,7 @@ from tests.support.gateway_procs import start_gateway
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
-SERVICE = "tests.integration.gateway_service_app:svc"
+SERVICE = "tests.integration.http_service_app:svc"  # the gateway tests' Service + `shout`
 TOKEN = "http-s3cret-token"
 JSON = {"Content-Type": "application/json"}
 IRIS_INPUT = [{"name": "input__0", "shape": [3, 4], "datatype": "FP64", "data": IRIS_X.tolist()}]
@@ -142,12 +142,21 @@ def test_service_api_curl_example(port: int, cluster) -> None:
 def test_openapi_document_lists_every_api(port: int) -> None:
     doc = call(port, "GET", "/docs.json").json()
     assert doc["openapi"].startswith("3.") and doc["info"]["title"] == "iris_service"
-    for api in ("classify", "classify_proba", "double_echo", "broken"):
+    for api in ("classify", "classify_proba", "double_echo", "broken", "shout"):
         operation = doc["paths"][f"/{api}"]["post"]
         assert operation["operationId"] == api
-        assert "application/json" in operation["requestBody"]["content"]
+        media = "text/plain" if api == "shout" else "application/json"
+        assert media in operation["requestBody"]["content"]
     schema = doc["paths"]["/classify"]["post"]["requestBody"]["content"]["application/json"]
     assert schema["schema"]["items"]["maxItems"] == 4
+    assert "text/plain" in doc["paths"]["/shout"]["post"]["requestBody"]["content"]
+
+
+def test_text_api_takes_and_answers_its_media_type(port: int) -> None:
+    reply = call(port, "POST", "/shout", "héllo".encode(), {"Content-Type": "text/plain"})
+    assert reply.status == 200, reply.body
+    assert reply.headers["Content-Type"].startswith("text/plain")
+    assert reply.body.decode() == "HÉLLO!"
 
 
 def test_bad_input_and_unknown_models(port: int) -> None:
