@@ -83,8 +83,9 @@ class GatewayHttpBackend:
         return await self._plane.statistics(name, version)
 
     async def infer(
-        self, request: pb.ModelInferRequest, deadline_s: float | None
+        self, request: pb.ModelInferRequest, deadline_s: float | None, traceparent: str | None
     ) -> pb.ModelInferResponse:
+        # traceparent: for the plane's tracing (telemetry branch), as gRPC metadata gives it
         payload = await self._plane.infer(
             request.SerializeToString(), deadline_s, protocol=PROTOCOL
         )

@@ -262,11 +262,12 @@ def _kind_name(kind: str) -> str:
 
 
 class HttpInferRequest(NamedTuple):
-    """A decoded HTTP infer: the request, and how its outputs are to be answered."""
+    """A decoded HTTP infer: the request, how its outputs are answered, its trace context."""
 
     request: pb.ModelInferRequest
     binary_default: bool
     binary_by_output: dict[str, bool]
+    traceparent: str | None = None  # the W3C header as it came (parsed by the tracing code)
 
 
 def infer_request_from_http(

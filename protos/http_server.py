@@ -63,7 +63,7 @@ class V2Backend(Protocol):
     async def model_statistics(self, name: str, version: str) -> pb.ModelStatisticsResponse: ...
 
     async def infer(
-        self, request: pb.ModelInferRequest, deadline_s: float | None
+        self, request: pb.ModelInferRequest, deadline_s: float | None, traceparent: str | None
     ) -> pb.ModelInferResponse: ...
 
     async def repository_index(self, ready: bool) -> pb.RepositoryIndexResponse: ...
@@ -100,10 +100,12 @@ def error_response(error: BaseException) -> web.Response:
 def build_infer_request(
     model_name: str, model_version: str, headers: Mapping[str, str], body: bytes
 ) -> http_codec.HttpInferRequest:
-    """The internal request of one HTTP infer: content type, binary header length, tensors."""
+    """The internal request of one HTTP infer: content type, binary header length, tensors,
+    and the W3C ``traceparent`` header (handed to the backend as gRPC metadata would be)."""
     http_codec.check_content_type(headers.get("Content-Type"))
     header_length = http_codec.parse_header_length(headers.get(http_codec.HEADER_LENGTH), len(body))
-    return http_codec.infer_request_from_http(model_name, model_version, body, header_length)
+    parsed = http_codec.infer_request_from_http(model_name, model_version, body, header_length)
+    return parsed._replace(traceparent=headers.get("traceparent"))
 
 
 def _infer_body(answer: http_codec.HttpBody) -> web.Response:
@@ -186,7 +188,7 @@ class _Routes:
         name, version = self._names(request)
         body = await request.read()
         parsed = build_infer_request(name, version, request.headers, body)
-        reply = await self._backend.infer(parsed.request, None)
+        reply = await self._backend.infer(parsed.request, None, parsed.traceparent)
         return _infer_body(
             http_codec.infer_response_to_http(
                 reply,

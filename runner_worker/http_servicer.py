@@ -69,8 +69,9 @@ class WorkerHttpBackend:
         return [m for m in self._host.hosted() if m.name == name]
 
     async def infer(
-        self, request: pb.ModelInferRequest, deadline_s: float | None
+        self, request: pb.ModelInferRequest, deadline_s: float | None, traceparent: str | None
     ) -> pb.ModelInferResponse:
+        # traceparent: for the plane's tracing (telemetry branch), as gRPC metadata gives it
         return await self._plane.infer(request, deadline_s, protocol=PROTOCOL)
 
     async def repository_index(self, ready: bool) -> pb.RepositoryIndexResponse:
