@@ -32,7 +32,6 @@ from api_gateway.outlier import OutlierDetector
 from api_gateway.plane import GatewayPlane
 from api_gateway.pool import WorkerPool
 from api_gateway.servicer import SERVICE_NAME, GatewayServicer, generic_handler
-from api_gateway.servicer_plane import ServicerPlane
 from api_gateway.settings import GatewaySettings
 from protos.auth import is_loopback
 
@@ -203,7 +202,7 @@ class GatewayApp:
         await self.server.start()
         self.http = await start_http(
             settings,
-            ServicerPlane(servicer),
+            self.plane,
             policy=policy,
             apis=apis,
             on_reject=lambda reason: self.metrics.rejected.labels(reason).inc(),

@@ -8,7 +8,8 @@ from __future__ import annotations
 import ssl
 from typing import Any
 
-from api_gateway.http_servicer import GatewayHttpBackend, GatewayPlane
+from api_gateway.http_servicer import GatewayHttpBackend
+from api_gateway.plane import GatewayPlane
 from api_gateway.service_http import add_service_routes
 from api_gateway.settings import GatewaySettings
 from protos.auth import AuthPolicy

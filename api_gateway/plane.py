@@ -21,8 +21,9 @@ What lives here, each in one place:
 
 API (all deadlines are ``time.monotonic()`` seconds, None = no deadline):
 
-- ``async infer(request_bytes, deadline_s) -> bytes``: a serialized ModelInferRequest in,
-  the serialized ModelInferResponse out (tensors are never decoded here);
+- ``async infer(request_bytes, deadline_s, *, protocol="grpc") -> bytes``: a serialized
+  ModelInferRequest in, the serialized ModelInferResponse out (tensors are never decoded
+  here); ``protocol`` labels its request metrics (``grpc`` or ``http``);
 - ``server_ready() -> bool``, ``server_metadata() -> pb.ServerMetadataResponse``;
 - ``model_ready(name, version) -> bool``;
 - ``model_metadata(name, version) -> pb.ModelMetadataResponse``;
@@ -140,8 +141,11 @@ class GatewayPlane:
 
     # -- inference (hot path) -------------------------------------------------------------
 
-    async def infer(self, request: bytes, deadline_s: float | None) -> bytes:
-        """Admit, route and answer one serialized ModelInferRequest; every outcome is counted."""
+    async def infer(
+        self, request: bytes, deadline_s: float | None, *, protocol: str = "grpc"
+    ) -> bytes:
+        """Admit, route and answer one serialized ModelInferRequest; every outcome is counted
+        (``protocol``: the front door it came in by, the metrics' ``protocol`` label)."""
         model_inflight = self._model_inflight
         started_s = time.perf_counter()
         header: RequestHeader | None = None
@@ -183,7 +187,9 @@ class GatewayPlane:
             duration_s = time.perf_counter() - started_s
             if code == "OK" and header is not None:
                 self._floor.observe(header.model_name, duration_s)
-            self._metrics.observe_request(self._model_label(header, code), code, duration_s)
+            self._metrics.observe_request(
+                self._model_label(header, code), code, duration_s, protocol
+            )
 
     def _refuse_if_unmeetable(self, model: str, deadline_s: float | None) -> None:
         """RESOURCE_EXHAUSTED now for what cannot finish in time (api_gateway/deadline_floor.py):

@@ -9,11 +9,11 @@ from typing import Any
 from protos import grpc_service_pb2 as pb
 from protos.errors import InvalidArgument, RunnerFleetError
 from protos.http_server import PROTOCOL
+from protos.server_info import SERVER_NAME, server_version
 from runner_worker import describe
 from runner_worker.hosting import HostedModel, ModelHost
 from runner_worker.inference import InferencePlane
 from runner_worker.lifecycle import Lifecycle, State
-from runner_worker.servicer import server_version
 from runner_worker.settings import WorkerSettings
 
 __all__ = ["WorkerHttpBackend"]
@@ -38,7 +38,7 @@ class WorkerHttpBackend:
         if describe.statistics_works(self._host):
             extensions.append("statistics")
         return pb.ServerMetadataResponse(
-            name="runnerfleet", version=server_version(), extensions=extensions
+            name=SERVER_NAME, version=server_version(), extensions=extensions
         )
 
     async def model_ready(self, name: str, version: str) -> bool:
