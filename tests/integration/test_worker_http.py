@@ -19,6 +19,7 @@ import pytest
 from protos import codec
 from protos import grpc_service_pb2 as pb
 from tests.integration.http_helpers import call, http_port, infer_json
+from tests.support import procs
 
 pytestmark = pytest.mark.integration
 
@@ -243,3 +244,21 @@ def test_repository_over_http(port: int) -> None:
     assert "slow" not in {m["name"] for m in ready}
     missing = call(port, "POST", "/v2/repository/models/not_in_store/load")
     assert missing.status == 404 and "not_in_store" in missing.json()["error"]
+
+
+def test_full_queue_answers_429_with_the_reason(worker_store) -> None:
+    handle = procs.start_worker("slow", worker_store, max_batch_size=1, max_queue_size=2)
+    try:
+        procs.wait_serving(handle.address, 60)
+        port = http_port(handle)
+        one = [{"name": "input__0", "shape": [1, 4], "datatype": "FP32", "data": [0] * 4}]
+        with ThreadPoolExecutor(24) as pool:  # 50 ms per call, 2 may wait: most are refused
+            replies = list(pool.map(lambda _: infer_json(port, "slow", one), range(24)))
+        statuses = sorted(r.status for r in replies)
+        assert 200 in statuses and 429 in statuses, statuses
+        assert set(statuses) <= {200, 429}
+        full = next(r for r in replies if r.status == 429)
+        assert "queue full" in full.json()["error"]
+        assert call(port, "GET", "/v2/health/ready").status == 200
+    finally:
+        procs.stop(handle)
