@@ -34,6 +34,7 @@ from api_gateway.pool import WorkerPool
 from api_gateway.servicer import SERVICE_NAME, GatewayServicer, generic_handler
 from api_gateway.settings import GatewaySettings
 from protos.auth import is_loopback
+from protos.http_server import HttpServer
 
 __all__ = ["GatewayApp", "serve", "run", "write_port_file"]
 
@@ -82,7 +83,7 @@ class GatewayApp:
         self.server: grpc.aio.Server | None = None
         self.grpc_port = 0
         self.metrics_port = 0
-        self.http: Any = None
+        self.http: HttpServer | None = None  # HTTP/REST v2 front door (None: --http-port -1)
         self.http_port: int | None = None
         self._background: set[asyncio.Task[None]] = set()
         self._known_models: set[str] = set()
