@@ -124,6 +124,8 @@ def test_service_api_answers_bentoml_style(port: int, cluster) -> None:
     assert not_json.status == 400 and "not valid JSON" in not_json.json()["error"]
     text = call(port, "POST", "/classify", b"1 2 3", {"Content-Type": "text/plain"})
     assert text.status == 400 and "application/json" in text.json()["error"]
+    v2 = infer_json(port, "classify", IRIS_INPUT)  # the same API as a v2 model
+    assert v2.status == 200 and v2.json()["outputs"][0]["data"] == expected["predict"].tolist()
 
 
 def test_service_api_curl_example(port: int, cluster) -> None:
