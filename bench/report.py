@@ -55,6 +55,7 @@ HTTP_ORDER = [
     ("triton_http", "HTTP"),
 ]
 HTTP_MODELS = ("iris_clf", "heavy_mlp")
+HTTP_SYSTEMS = (HTTP_CLUSTER, "triton_http")
 MODEL_TITLES = {
     "iris_clf": "iris (sklearn, 4 features)",
     "heavy_mlp": "heavy MLP (torch 64->4096->4096->10)",
@@ -649,8 +650,7 @@ def markdown(res: dict, md_dir: pathlib.Path, plot_paths: list[pathlib.Path]) ->
         L.append("")
     L.append("## Systems")
     L.append("")
-    for s in ["inprocess", *ORDER, HTTP_CLUSTER, "triton_http"]:
-        L.append(f"- **{SHORT[s]}**: {LABELS[s]}")
+    L.extend(f"- **{SHORT[s]}**: {LABELS[s]}" for s in ["inprocess", *ORDER, *HTTP_SYSTEMS])
     L.append("")
     L.append(
         "MLServer serves only the scikit-learn model (1.7 ships no torch runtime); its runtime "

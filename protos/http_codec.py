@@ -382,10 +382,10 @@ def _binary_outputs(doc: dict[str, Any]) -> tuple[bool, dict[str, bool]]:
 def _json_values(array: np.ndarray, what: str) -> list[Any]:
     flat = array.reshape(-1)
     if flat.dtype == object:
-        out = []
-        for item in flat.tolist():
-            out.append(item.decode("utf-8", "replace") if isinstance(item, bytes) else item)
-        return out
+        return [
+            item.decode("utf-8", "replace") if isinstance(item, bytes) else item
+            for item in flat.tolist()
+        ]
     return flat.tolist()
 
 

@@ -27,7 +27,7 @@ def gateway(worker):
         procs.stop(handle)
 
 
-@pytest.fixture()
+@pytest.fixture
 def client(gateway):
     c = httpclient.InferenceServerClient(http_address(gateway), concurrency=4)
     yield c
@@ -53,7 +53,8 @@ def test_infer_metadata_config_through_the_gateway(client, expected, tags) -> No
     meta = client.get_model_metadata("iris_clf")
     assert meta["versions"] == [tags["iris"].split(":")[1]]
     assert client.get_model_config("digits_mlp")["max_batch_size"] == 64
-    assert client.is_server_ready() and client.is_model_ready("digits_mlp")
+    assert client.is_server_ready()
+    assert client.is_model_ready("digits_mlp")
     with pytest.raises(InferenceServerException) as info:
         client.infer("nope", [_input(expected["x_iris"])])
     assert info.value.status() == "404"

@@ -25,7 +25,7 @@ def http_address(handle) -> str:
         return f"127.0.0.1:{json.load(f)['http_port']}"
 
 
-@pytest.fixture()
+@pytest.fixture
 def client(worker):
     c = httpclient.InferenceServerClient(http_address(worker))
     yield c
@@ -58,13 +58,17 @@ def test_infer_matches_in_process_predictions(client, expected, binary: bool) ->
 
 def test_metadata_config_readiness_statistics(client, tags, expected) -> None:
     meta = client.get_model_metadata("iris_clf")
-    assert meta["name"] == "iris_clf" and meta["versions"] == [tags["iris"].split(":")[1]]
+    assert meta["name"] == "iris_clf"
+    assert meta["versions"] == [tags["iris"].split(":")[1]]
     assert meta["inputs"][0] == {"name": "input__0", "datatype": "FP64", "shape": [-1, 4]}
     config = client.get_model_config("iris_clf")
-    assert config["max_batch_size"] == 64 and config["input"][0]["dims"] == [4]
+    assert config["max_batch_size"] == 64
+    assert config["input"][0]["dims"] == [4]
     assert "dynamic_batching" in config
-    assert client.is_server_live() and client.is_server_ready()
-    assert client.is_model_ready("iris_clf") and not client.is_model_ready("nope")
+    assert client.is_server_live()
+    assert client.is_server_ready()
+    assert client.is_model_ready("iris_clf")
+    assert not client.is_model_ready("nope")
     assert "model_repository" in client.get_server_metadata()["extensions"]
     before = client.get_inference_statistics("digits_mlp")["model_stats"][0]["inference_count"]
     client.infer("digits_mlp", [_input(expected["x_digits"])])
@@ -77,13 +81,15 @@ def test_metadata_config_readiness_statistics(client, tags, expected) -> None:
 def test_errors_carry_status_and_reason(client, expected) -> None:
     with pytest.raises(InferenceServerException) as info:
         client.infer("no_such_model", [_input(expected["x_iris"])])
-    assert info.value.status() == "404" and "no_such_model" in info.value.message()
+    assert info.value.status() == "404"
+    assert "no_such_model" in info.value.message()
     wrong = httpclient.InferInput("input__0", [7, 4], "FP64")  # 28 values, then a 35-value shape
     wrong.set_data_from_numpy(expected["x_iris"].reshape(7, 4), binary_data=True)
     wrong.set_shape([7, 5])
     with pytest.raises(InferenceServerException) as info:
         client.infer("iris_clf", [wrong])
-    assert info.value.status() == "400" and "needs 280 bytes" in info.value.message()
+    assert info.value.status() == "400"
+    assert "needs 280 bytes" in info.value.message()
 
 
 @pytest.fixture(scope="session")

@@ -76,7 +76,9 @@ def test_v2_routes_answer_for_the_workers(port: int, cluster) -> None:
     index = call(port, "POST", "/v2/repository/index", b"{}").json()
     assert {"iris_clf", "echo", "classify"} <= {m["name"] for m in index}
     stats = call(port, "GET", "/v2/models/iris_clf/stats").json()["model_stats"]
-    assert stats and stats[0]["name"] == "iris_clf" and stats[0]["inference_count"] >= 3
+    assert stats
+    assert stats[0]["name"] == "iris_clf"
+    assert stats[0]["inference_count"] >= 3
 
 
 def test_binary_tensors_through_the_gateway(port: int) -> None:
@@ -117,15 +119,20 @@ def test_service_api_answers_bentoml_style(port: int, cluster) -> None:
     wrong_shape = call(
         port, "POST", "/classify", b"[[1, 2, 3]]", {"Content-Type": "application/json"}
     )
-    assert wrong_shape.status == 400 and "shape" in wrong_shape.json()["error"]
+    assert wrong_shape.status == 400
+    assert "shape" in wrong_shape.json()["error"]
     broken = call(port, "POST", "/broken", b"[1]", JSON)
-    assert broken.status == 500 and "failed on purpose" in broken.json()["error"]
+    assert broken.status == 500
+    assert "failed on purpose" in broken.json()["error"]
     not_json = call(port, "POST", "/classify", b"[[1,", JSON)
-    assert not_json.status == 400 and "not valid JSON" in not_json.json()["error"]
+    assert not_json.status == 400
+    assert "not valid JSON" in not_json.json()["error"]
     text = call(port, "POST", "/classify", b"1 2 3", {"Content-Type": "text/plain"})
-    assert text.status == 400 and "application/json" in text.json()["error"]
+    assert text.status == 400
+    assert "application/json" in text.json()["error"]
     v2 = infer_json(port, "classify", IRIS_INPUT)  # the same API as a v2 model
-    assert v2.status == 200 and v2.json()["outputs"][0]["data"] == expected["predict"].tolist()
+    assert v2.status == 200
+    assert v2.json()["outputs"][0]["data"] == expected["predict"].tolist()
 
 
 def test_service_api_curl_example(port: int, cluster) -> None:
@@ -143,7 +150,8 @@ def test_service_api_curl_example(port: int, cluster) -> None:
 
 def test_openapi_document_lists_every_api(port: int) -> None:
     doc = call(port, "GET", "/docs.json").json()
-    assert doc["openapi"].startswith("3.") and doc["info"]["title"] == "iris_service"
+    assert doc["openapi"].startswith("3.")
+    assert doc["info"]["title"] == "iris_service"
     for api in ("classify", "classify_proba", "double_echo", "broken", "shout"):
         operation = doc["paths"][f"/{api}"]["post"]
         assert operation["operationId"] == api
@@ -177,9 +185,11 @@ def test_bad_input_and_unknown_models(port: int) -> None:
     ]
     for body, headers, status, needle in cases:
         reply = call(port, "POST", "/v2/models/iris_clf/infer", body, headers)
-        assert reply.status == status and needle in reply.json()["error"], reply.body
+        assert reply.status == status, reply.body
+        assert needle in reply.json()["error"], reply.body
     unknown = infer_json(port, "no_such_model", IRIS_INPUT)
-    assert unknown.status == 404 and "no_such_model" in unknown.json()["error"]
+    assert unknown.status == 404
+    assert "no_such_model" in unknown.json()["error"]
     assert call(port, "GET", "/v2/models/no_such_model").status == 404
 
     def good(_: int) -> int:
@@ -191,7 +201,8 @@ def test_bad_input_and_unknown_models(port: int) -> None:
 
     with ThreadPoolExecutor(8) as pool:
         goods, bads = list(pool.map(good, range(30))), list(pool.map(bad, range(30)))
-    assert set(goods) == {200} and set(bads) == {400}
+    assert set(goods) == {200}
+    assert set(bads) == {400}
 
 
 def test_gateway_counts_http_requests_under_their_own_label(port: int, cluster) -> None:
@@ -208,7 +219,8 @@ def test_gateway_counts_http_requests_under_their_own_label(port: int, cluster) 
     one = [{"name": "input__0", "shape": [1, 1], "datatype": "FP32", "data": [1]}]
     for _ in range(4):
         assert infer_json(port, "echo", one).status == 200
-    assert count("http") == before_http + 4 and count("grpc") == before_grpc
+    assert count("http") == before_http + 4
+    assert count("grpc") == before_grpc
 
 
 def test_bearer_token_over_http(cluster, tmp_path) -> None:
@@ -221,7 +233,8 @@ def test_bearer_token_over_http(cluster, tmp_path) -> None:
         assert call(port, "GET", "/v2/health/ready").status == 200  # health stays open
         for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": TOKEN}):
             reply = call(port, "GET", "/v2/models/iris_clf", headers=headers)
-            assert reply.status == 401 and "bearer token" in reply.json()["error"]
+            assert reply.status == 401
+            assert "bearer token" in reply.json()["error"]
             assert TOKEN not in reply.body.decode()
         ok = infer_json(port, "iris_clf", IRIS_INPUT, headers={"Authorization": f"Bearer {TOKEN}"})
         assert ok.status == 200
@@ -230,7 +243,8 @@ def test_bearer_token_over_http(cluster, tmp_path) -> None:
             scrape(gateway.metrics_port), "runnerfleet_gateway_rejected_total",
             reason="unauthenticated",
         )  # fmt: skip
-        assert rejected is not None and rejected >= 3
+        assert rejected is not None
+        assert rejected >= 3
     finally:
         procs.stop(gateway)
 
@@ -261,11 +275,13 @@ def test_tls_and_mtls_over_http(cluster, certs) -> None:  # noqa: F811 - the imp
 
 def test_repository_load_fans_out_and_reports_the_workers_error(port: int) -> None:
     missing = call(port, "POST", "/v2/repository/models/not_in_store/load", b"{}", JSON)
-    assert missing.status == 404 and "not_in_store" in missing.json()["error"]
+    assert missing.status == 404
+    assert "not_in_store" in missing.json()["error"]
     bad_params = call(
         port, "POST", "/v2/repository/models/echo/load", b'{"parameters": {"x": 1.5}}', JSON
     )
-    assert bad_params.status == 400 and "repository parameter" in bad_params.json()["error"]
+    assert bad_params.status == 400
+    assert "repository parameter" in bad_params.json()["error"]
     nobody = call(
         port,
         "POST",
@@ -273,4 +289,5 @@ def test_repository_load_fans_out_and_reports_the_workers_error(port: int) -> No
         b'{"parameters": {"worker": "10.0.0.1:1"}}',
         JSON,
     )
-    assert nobody.status == 404 and "10.0.0.1:1" in nobody.json()["error"]
+    assert nobody.status == 404
+    assert "10.0.0.1:1" in nobody.json()["error"]

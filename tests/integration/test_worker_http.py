@@ -42,14 +42,16 @@ def test_health_and_server_metadata(port: int) -> None:
 def test_model_metadata_config_ready_stats(port: int, stub) -> None:
     grpc_meta = stub.ModelMetadata(pb.ModelMetadataRequest(name="iris_clf"))
     meta = call(port, "GET", "/v2/models/iris_clf").json()
-    assert meta["name"] == "iris_clf" and meta["versions"] == list(grpc_meta.versions)
+    assert meta["name"] == "iris_clf"
+    assert meta["versions"] == list(grpc_meta.versions)
     assert meta["inputs"] == [{"name": "input__0", "datatype": "FP64", "shape": [-1, 4]}]
     version = meta["versions"][0]
     versioned = call(port, "GET", f"/v2/models/iris_clf/versions/{version}").json()
     assert versioned["versions"] == [version]
     config = call(port, "GET", "/v2/models/iris_clf/config").json()
     assert config["max_batch_size"] == 64
-    assert config["input"][0]["dims"] == [4] and config["input"][0]["data_type"] == "TYPE_FP64"
+    assert config["input"][0]["dims"] == [4]
+    assert config["input"][0]["data_type"] == "TYPE_FP64"
     assert call(port, "GET", "/v2/models/iris_clf/ready").status == 200
     assert call(port, "GET", "/v2/models/nope/ready").status == 400
     stats = call(port, "GET", "/v2/models/iris_clf/stats").json()["model_stats"]
@@ -74,9 +76,12 @@ def test_json_infer_answers_as_grpc_does(port: int, stub) -> None:
     assert reply.status == 200, reply.body
     assert reply.headers["Content-Type"].startswith("application/json")
     doc = reply.json()
-    assert doc["model_name"] == "iris_clf" and doc["id"] == "req-7"
+    assert doc["model_name"] == "iris_clf"
+    assert doc["id"] == "req-7"
     (out,) = doc["outputs"]
-    assert out["name"] == "output__0" and out["datatype"] == "FP64" and out["shape"] == [2, 3]
+    assert out["name"] == "output__0"
+    assert out["datatype"] == "FP64"
+    assert out["shape"] == [2, 3]
     np.testing.assert_allclose(np.asarray(out["data"]).reshape(2, 3), expected)
 
 
@@ -182,14 +187,17 @@ def test_unknown_model_is_404_and_oversize_body_is_413(port: int) -> None:
     reply = infer_json(
         port, "no_such_model", [{"name": "x", "shape": [1], "datatype": "FP32", "data": [1]}]
     )
-    assert reply.status == 404 and "no_such_model" in reply.json()["error"]
+    assert reply.status == 404
+    assert "no_such_model" in reply.json()["error"]
     big = b"{" + b" " * (17 * 1024 * 1024) + b"}"
     reply = call(port, "POST", "/v2/models/echo/infer", big, {"Content-Type": "application/json"})
-    assert reply.status == 413 and "too large" in reply.json()["error"]
+    assert reply.status == 413
+    assert "too large" in reply.json()["error"]
     model_error = infer_json(
         port, "picky", [{"name": "input__0", "shape": [1, 4], "datatype": "FP32", "data": [-1] * 4}]
     )
-    assert model_error.status == 500 and "negative" in model_error.json()["error"]
+    assert model_error.status == 500
+    assert "negative" in model_error.json()["error"]
 
 
 def test_bad_requests_do_not_disturb_concurrent_good_ones(port: int) -> None:
@@ -243,7 +251,8 @@ def test_repository_over_http(port: int) -> None:
     ready = call(port, "POST", "/v2/repository/index", b'{"ready": true}').json()
     assert "slow" not in {m["name"] for m in ready}
     missing = call(port, "POST", "/v2/repository/models/not_in_store/load")
-    assert missing.status == 404 and "not_in_store" in missing.json()["error"]
+    assert missing.status == 404
+    assert "not_in_store" in missing.json()["error"]
 
 
 def test_full_queue_answers_429_with_the_reason(worker_store) -> None:
@@ -255,7 +264,8 @@ def test_full_queue_answers_429_with_the_reason(worker_store) -> None:
         with ThreadPoolExecutor(24) as pool:  # 50 ms per call, 2 may wait: most are refused
             replies = list(pool.map(lambda _: infer_json(port, "slow", one), range(24)))
         statuses = sorted(r.status for r in replies)
-        assert 200 in statuses and 429 in statuses, statuses
+        assert 200 in statuses, statuses
+        assert 429 in statuses, statuses
         assert set(statuses) <= {200, 429}
         full = next(r for r in replies if r.status == 429)
         assert "queue full" in full.json()["error"]

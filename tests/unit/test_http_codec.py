@@ -45,7 +45,8 @@ def test_json_tensor_becomes_a_raw_request() -> None:
     x, s = _decode(request)
     np.testing.assert_array_equal(x, np.array([[1, 2], [3.5, 4]], np.float32))
     assert s.tolist() == [b"hi", "héllo".encode()]
-    assert parsed.binary_default is False and parsed.binary_by_output == {}
+    assert parsed.binary_default is False
+    assert parsed.binary_by_output == {}
 
 
 def test_binary_inputs_follow_the_json_header() -> None:
@@ -167,9 +168,10 @@ def test_binary_sizes_past_or_short_of_the_body_are_refused() -> None:
         http_codec.infer_request_from_http("m", "", header + b"\0" * 12, len(header))
     with pytest.raises(InvalidArgument, match="no Inference-Header-Content-Length"):
         http_codec.infer_request_from_http("m", "", header, None)
+    bad = _binary_header(4)
+    short = http_codec.infer_request_from_http("m", "", bad + b"\0" * 4, len(bad)).request
     with pytest.raises(InvalidArgument, match="needs 8 bytes"):  # size vs shape, by the codec
-        bad = _binary_header(4)
-        _decode(http_codec.infer_request_from_http("m", "", bad + b"\0" * 4, len(bad)).request)
+        _decode(short)
 
 
 def test_header_length_and_content_type_checks() -> None:
@@ -198,9 +200,12 @@ def test_response_as_json_data() -> None:
     y = np.array([[0.25, 0.75]], np.float32)
     s = np.array([b"ok"], dtype=object)
     answer = http_codec.infer_response_to_http(_response({"y": y, "s": s}))
-    assert answer.header_length is None and answer.content_type == "application/json"
+    assert answer.header_length is None
+    assert answer.content_type == "application/json"
     doc = json.loads(answer.body)
-    assert doc["model_name"] == "m" and doc["model_version"] == "1" and doc["id"] == "abc"
+    assert doc["model_name"] == "m"
+    assert doc["model_version"] == "1"
+    assert doc["id"] == "abc"
     assert doc["outputs"] == [
         {"name": "y", "datatype": "FP32", "shape": [1, 2], "data": [0.25, 0.75]},
         {"name": "s", "datatype": "BYTES", "shape": [1], "data": ["ok"]},
@@ -259,9 +264,11 @@ def test_messages_become_triton_json_with_numbers() -> None:
     )
     config.dynamic_batching.SetInParent()
     doc = http_codec.message_to_json(config)
-    assert doc["input"][0]["data_type"] == "TYPE_FP32" and doc["input"][0]["dims"] == [4]
+    assert doc["input"][0]["data_type"] == "TYPE_FP32"
+    assert doc["input"][0]["dims"] == [4]
     assert "sequence_batching" not in doc
-    assert doc["max_batch_size"] == 8 and doc["metric_tags"] == {"method": "predict"}
+    assert doc["max_batch_size"] == 8
+    assert doc["metric_tags"] == {"method": "predict"}
     assert doc["dynamic_batching"]["max_queue_delay_microseconds"] == 0
     stats = pb.ModelStatisticsResponse(
         model_stats=[pb.ModelStatistics(name="m", version="1", inference_count=2**40)]
