@@ -71,11 +71,11 @@ cluster: install ## start a local cluster (gateway + 2 workers); Ctrl-C stops it
 cluster-compose: ## start the docker-compose cluster (needs a Docker engine)
 	docker compose -f deploy/docker-compose.yml up --build
 
-bench: install ## full benchmark against peers (writes BENCHMARKS.md)
-	$(BIN)/python -m bench.harness --full
+bench: install ## the race: every peer configuration, 3 repeats, 5 s windows (hours; writes BENCHMARKS.md)
+	$(BIN)/python -m bench.race --full
 
-bench-quick: install ## quick benchmark (< 3 minutes)
-	$(BIN)/python -m bench.harness --quick
+bench-quick: install ## the race, short: fewer configurations and points, 1 repeat (< 5 minutes once peers are installed)
+	$(BIN)/python -m bench.race --quick
 
 bench-chaos: install ## chaos scenarios at full length (writes the chaos section of BENCHMARKS.md)
 	$(BIN)/python -m bench.chaos

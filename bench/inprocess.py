@@ -20,6 +20,9 @@ import numpy as np
 BATCHES = {
     "iris_clf": [1, 4, 16, 64, 256, 1024, 4096],
     "heavy_mlp": [1, 4, 16, 32, 64, 128, 256],
+    "resnet18": [1, 4, 8, 16],
+    "hgb": [1, 16, 64, 256, 1024],
+    "transformer": [1, 4, 16, 64],
 }
 
 

@@ -9,9 +9,11 @@ the model plan (bench/results/tmp/.../plan.json, written by bench/prepare.py) an
   run on the CPU under ``torch.inference_mode()``;
 - ``echo``: identity on an FP32 tensor (bandwidth).
 
-Every model gets Triton's dynamic batcher (``max_batch_size`` and ``max_queue_delay_microseconds``
-from the command line; 0 us is Triton's default). Access-restricted endpoints (statistics among
-them) use the fixed token given with ``--token``; perf_analyzer passes it as the header
+Each model gets `--instances` instances (a list of infer callables: PyTriton runs one model
+instance per callable) and Triton's dynamic batcher (``max_batch_size`` and
+``max_queue_delay_microseconds`` from the command line; 0 us is Triton's default).
+Access-restricted endpoints (statistics among them) use the fixed token given with
+``--token``; perf_analyzer passes it as the header
 ``triton-grpc-protocol-triton-access-token``. When the server is ready it writes ``--ready-file``.
 """
 
@@ -36,6 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--token", required=True)
     p.add_argument("--max-batch-size", type=int, default=64)
     p.add_argument("--queue-delay-us", type=int, default=0)
+    p.add_argument("--instances", type=int, default=1, help="model instances (infer callables)")
     p.add_argument("--workspace", required=True)
     p.add_argument("--ready-file", required=True)
     a = p.parse_args(argv)
@@ -90,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
 
                     return infer
 
-                infer_fn = make_sklearn()
+                infer_fn = [make_sklearn() for _ in range(a.instances)]
             elif kind == "torchscript":
                 import torch
 
@@ -105,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
 
                     return infer
 
-                infer_fn = make_torch()
+                infer_fn = [make_torch() for _ in range(a.instances)]
             elif kind == "identity":
 
                 def make_echo(in_name=in_name, out_name=out_name):
@@ -115,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
 
                     return infer
 
-                infer_fn = make_echo()
+                infer_fn = [make_echo() for _ in range(a.instances)]
             else:
                 print(f"unknown peer kind {kind!r} for {name}", file=sys.stderr)
                 return 2

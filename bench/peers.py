@@ -12,9 +12,11 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 
@@ -36,10 +38,15 @@ def _sklearn_version() -> str:
 def requirements(name: str) -> list[list[str]]:
     """pip install steps per peer (torch first, alone, so pip takes the local CPU wheel)."""
     sk = f"scikit-learn=={_sklearn_version()}"  # the same pickle format as the project's store
-    if name == "mlserver":
-        return [["mlserver==1.7.*", "mlserver-sklearn==1.7.*", "uvloop<0.22", sk]]
+    torch = "torch==2.13.0"
+    if name == "mlserver":  # torch: the custom TorchScript runtime (bench/peer_mlserver_runtime.py)
+        return [[torch], ["mlserver==1.7.*", "mlserver-sklearn==1.7.*", "uvloop<0.22", sk, torch]]
     if name == "pytriton":
-        return [["torch==2.13.0"], ["nvidia-pytriton==0.7.*", sk, "torch==2.13.0"]]
+        return [[torch], ["nvidia-pytriton==0.7.*", sk, torch]]
+    if name == "bentoml":
+        return [[torch], ["bentoml==1.4.*", sk, torch]]
+    if name == "rayserve":
+        return [[torch], ["ray[serve]==2.*", sk, torch]]
     raise ValueError(name)
 
 
@@ -112,6 +119,7 @@ class Served:
     info: dict = field(default_factory=dict)
     pids: dict[str, int] = field(default_factory=dict)  # role -> PID, for --profile
     pgids: list[int] = field(default_factory=list)  # process groups whose CPU is reported
+    cleanup: list[pathlib.Path] = field(default_factory=list)  # removed once stopped
 
     def __post_init__(self) -> None:
         if not self.pgids:
@@ -120,6 +128,8 @@ class Served:
     def stop(self, timeout: float = 20.0) -> None:
         for p in reversed(self.procs):
             procs.stop(p, timeout=timeout)
+        for path in self.cleanup:
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def _peer_ports(count: int) -> list[int]:
@@ -145,8 +155,14 @@ def start_mlserver(
     *,
     max_batch_size: int,
     max_batch_time_s: float,
+    parallel_workers: int | None = None,
     timeout: float = 120.0,
 ) -> Served:
+    """MLServer with scikit-learn models (its own runtime) and torch ones (a TorchScript runtime).
+
+    Adaptive batching is off when `max_batch_size` <= 1; `parallel_workers` None keeps MLServer's
+    default (1), 0 runs inference in the server process itself.
+    """
     py = ensure_venv("mlserver", run_dir / "logs" / "mlserver-install.log")
     repo = run_dir / "mlserver-repo"
     repo.mkdir(parents=True, exist_ok=True)
@@ -162,6 +178,7 @@ def start_mlserver(
                 "grpc_max_message_length": 256 * 2**20,
                 "metrics_dir": str(run_dir / "mlserver-metrics"),
                 "environments_dir": str(run_dir / "mlserver-envs"),
+                **({} if parallel_workers is None else {"parallel_workers": parallel_workers}),
             },
             indent=1,
         )
@@ -169,21 +186,28 @@ def start_mlserver(
     served = []
     for name in models:
         spec = plan["models"][name]
-        if spec.get("peer_kind") != "sklearn":
-            continue  # MLServer 1.7 ships no torch runtime: only the scikit-learn model
+        if spec.get("peer_kind") == "sklearn":
+            impl = "peer_mlserver_runtime.CountingSKLearnModel"
+            extra = {"predict_fn": spec["method"]}
+        elif spec.get("peer_kind") == "torchscript":
+            impl = "peer_mlserver_torch.TorchScriptModel"
+            extra = {"output_name": spec["output_name"]}
+        else:
+            continue  # echo: no MLServer runtime for it
         mdir = repo / name
         mdir.mkdir(exist_ok=True)
+        batching = (
+            {"max_batch_size": max_batch_size, "max_batch_time": max_batch_time_s}
+            if max_batch_size > 1
+            else {}
+        )
         (mdir / "model-settings.json").write_text(
             json.dumps(
                 {
                     "name": name,
-                    "implementation": "peer_mlserver_runtime.CountingSKLearnModel",
-                    "max_batch_size": max_batch_size,
-                    "max_batch_time": max_batch_time_s,
-                    "parameters": {
-                        "uri": spec["peer_artifact"],
-                        "extra": {"predict_fn": spec["method"]},
-                    },
+                    "implementation": impl,
+                    **batching,
+                    "parameters": {"uri": spec["peer_artifact"], "extra": extra},
                 },
                 indent=1,
             )
@@ -220,9 +244,10 @@ def start_mlserver(
         "versions": peer_versions(py, ["mlserver", "mlserver-sklearn", "scikit-learn", "uvloop"]),
         "models": served,
         "settings": {
+            "adaptive_batching": max_batch_size > 1,
             "max_batch_size": max_batch_size,
             "max_batch_time_s": max_batch_time_s,
-            "parallel_workers": "default (1)",
+            "parallel_workers": "default (1)" if parallel_workers is None else parallel_workers,
         },
     }
     return s
@@ -235,6 +260,7 @@ def start_pytriton(
     *,
     max_batch_size: int,
     queue_delay_us: int,
+    instances: int = 1,
     timeout: float = 180.0,
 ) -> Served:
     py = ensure_venv("pytriton", run_dir / "logs" / "pytriton-install.log")
@@ -246,6 +272,10 @@ def start_pytriton(
         check=True,
     ).stdout.strip()
     grpc_port, http_port, metrics_port = _peer_ports(3)
+    # PyTriton puts its model instances' ZeroMQ IPC sockets in the workspace: their paths must
+    # fit sockaddr_un (107 bytes), which a run folder deep in a worktree does not.
+    short = pathlib.Path(tempfile.mkdtemp(prefix="rf-pyt-"))
+    workspace = short / "ws"  # PyTriton creates it: it refuses an existing folder
     ready = run_dir / "pytriton.ready"
     ready.unlink(missing_ok=True)
     env = {
@@ -270,8 +300,10 @@ def start_pytriton(
         str(max_batch_size),
         "--queue-delay-us",
         str(queue_delay_us),
+        "--instances",
+        str(instances),
         "--workspace",
-        str(run_dir / "pytriton-ws"),
+        str(workspace),
         "--ready-file",
         str(ready),
     ]
@@ -283,6 +315,7 @@ def start_pytriton(
         procs=[proc],
         headers=hdr,
         stats_targets=[f"127.0.0.1:{grpc_port}"],
+        cleanup=[short],
     )
     try:
         procs.wait_for("PyTriton ready file", ready.exists, timeout, proc)
@@ -297,7 +330,7 @@ def start_pytriton(
         "settings": {
             "max_batch_size": max_batch_size,
             "max_queue_delay_microseconds": queue_delay_us,
-            "instances": 1,
+            "instances": instances,
             "backend": "python (PyTriton proxy)",
         },
     }

@@ -84,7 +84,27 @@ def run(
     shape: str = "",
     headers: Sequence[tuple[str, str]] = (),
     timeout: float = 120.0,
+    stability_pct: int = 999,
+    request_rate: float = 0,
+    distribution: str = "poisson",
 ) -> dict:
+    """One perf_analyzer measurement: closed loop at `concurrency`, or open loop at
+    `request_rate` req/s (`--request-rate-range`, `distribution` arrivals) when it is > 0.
+
+    `stability_pct` 999 turns perf_analyzer's stability check off (any window is accepted);
+    with e.g. 10 it keeps measuring until 3 windows agree within 10% or `max_trials` ends, and
+    `stable` says which happened.
+    """
+    load = (
+        [
+            "--request-rate-range",
+            f"{request_rate}:{request_rate}",
+            "--request-distribution",
+            distribution,
+        ]
+        if request_rate > 0
+        else ["--concurrency-range", f"{concurrency}:{concurrency}"]
+    )
     argv = [
         str(binary),
         "-m",
@@ -95,8 +115,7 @@ def run(
         "grpc",
         "-b",
         "1",
-        "--concurrency-range",
-        f"{concurrency}:{concurrency}",
+        *load,
         "--measurement-mode",
         "time_windows",
         "--measurement-interval",
@@ -104,7 +123,7 @@ def run(
         "--max-trials",
         str(max_trials),
         "--stability-percentage",
-        "999",
+        str(stability_pct),
         "-f",
         str(out_csv),
     ]
@@ -138,6 +157,9 @@ def run(
         return float(v) / 1e3 if v not in (None, "") else None
 
     return {
+        "mode": "rate" if request_rate > 0 else "c",
+        "value": request_rate if request_rate > 0 else concurrency,
+        "stability_pct": stability_pct,
         "concurrency": concurrency,
         "rps": float(row["Inferences/Second"]),
         "p50_ms": us("p50 latency"),

@@ -42,11 +42,101 @@ def _oip(dtype: str) -> str:
     return _NP_TO_OIP.get(str(np.dtype(dtype)), str(dtype).upper())
 
 
+# Distinct inputs per request: a pool of POOL[model] requests of up to MAX_ROWS[model] rows each,
+# with the in-process answers, so the load generator can check every answer it gets.
+POOL = {"echo": 4, "resnet18": 4, "transformer": 16}
+MAX_ROWS = {"echo": 1, "resnet18": 8, "transformer": 8}
+FALLBACK_ROWS = {
+    "iris_clf": [4],
+    "heavy_mlp": [64],
+    "echo": [-1],
+    "resnet18": [3, 224, 224],
+    "hgb": [32],
+    "transformer": [128, 128],
+}
+
+
 def _seed(name: str):
+    from bench import race_models
     from runnerfleet import demo_models
 
-    fn = {"iris_clf": "save_iris", "heavy_mlp": "save_heavy_mlp", "echo": "save_echo"}[name]
-    return getattr(demo_models, fn)()
+    fn = {"iris_clf": "save_iris", "heavy_mlp": "save_heavy_mlp", "echo": "save_echo"}.get(name)
+    if fn:
+        return getattr(demo_models, fn)()
+    return getattr(race_models, f"save_{name}")()
+
+
+def _inputs(name: str, n: int, row: list[int], dtype: str, rng) -> np.ndarray:
+    if name == "iris_clf":  # near the data, so every class shows up
+        from sklearn.datasets import load_iris
+
+        base = load_iris().data
+        x = base[rng.integers(0, len(base), n)] + 0.3 * rng.standard_normal((n, 4))
+        return x.astype(dtype)
+    return rng.standard_normal((n, *row)).astype(dtype)
+
+
+def _call(fn, x: np.ndarray) -> np.ndarray:
+    y = fn(x)
+    return np.asarray(y[0] if isinstance(y, tuple) else y)
+
+
+def _pool(name: str, fn, row: list[int], dtype: str, out_dir: pathlib.Path) -> dict:
+    """POOL x MAX_ROWS distinct rows and their in-process answers (torch: 64 rows a call)."""
+    rng = np.random.default_rng(4321)
+    p, r = POOL.get(name, 64), MAX_ROWS.get(name, 64)
+    if name == "echo":
+        x = rng.standard_normal((p, 1, ECHO_ELEMENTS)).astype(dtype)
+        y = x.copy()
+    else:
+        flat = _inputs(name, p * r, row, dtype, rng)
+        step = 64 if name in ("heavy_mlp", "resnet18", "transformer") else len(flat)
+        outs = [_call(fn, flat[i : i + step]) for i in range(0, len(flat), step)]
+        y_flat = np.concatenate(outs)
+        x = flat.reshape(p, r, *flat.shape[1:])
+        y = y_flat.reshape(p, r, *y_flat.shape[1:])
+    np.save(out_dir / f"{name}.pool_in.npy", x)
+    np.save(out_dir / f"{name}.pool_out.npy", y)
+    return {
+        "pool_in": str(out_dir / f"{name}.pool_in.npy"),
+        "pool_out": str(out_dir / f"{name}.pool_out.npy"),
+        "pool_requests": p,
+        "max_rows": r,
+    }
+
+
+def _torch_weights_sha256(module) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    for k, v in sorted(module.state_dict().items()):
+        h.update(k.encode())
+        h.update(v.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def _file_sha256(path: pathlib.Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def memory_bandwidth(nbytes: int = 4 * 2**20, seconds: float = 0.3) -> dict:
+    """numpy copy of an `nbytes` buffer into another: GiB/s (read + write counted once)."""
+    src = np.ones(nbytes, dtype=np.uint8)
+    dst = np.empty_like(src)
+    np.copyto(dst, src)
+    n, t0 = 0, time.perf_counter()
+    while n < 5 or time.perf_counter() - t0 < seconds:
+        np.copyto(dst, src)
+        n += 1
+    dt = time.perf_counter() - t0
+    return {
+        "bytes": nbytes,
+        "copies": n,
+        "gib_per_s": n * nbytes / dt / 2**30,
+        "copy_ms": dt / n * 1e3,
+    }
 
 
 def _row_shape(spec_shape, fallback: list[int]) -> list[int]:
@@ -66,12 +156,14 @@ def prepare(out_dir: pathlib.Path, names: list[str]) -> dict:
         t0 = time.perf_counter()
         tag = str(_seed(name))
         model = store_get(tag)
+        t_load = time.perf_counter()
         runnable = model.load_runnable("cpu")
+        load_s = time.perf_counter() - t_load
         method = runnable.default_method
         sig = model.info.signatures.get(method)
         in_spec = (sig.input_spec or [None])[0] if sig else None
         out_spec = (sig.output_spec or [None])[0] if sig else None
-        fallback_rows = {"iris_clf": [4], "heavy_mlp": [64], "echo": [-1]}[name]
+        fallback_rows = FALLBACK_ROWS[name]
         row_shape = _row_shape(in_spec.shape if in_spec else None, fallback_rows)
         dtype = str(np.dtype(in_spec.dtype)) if in_spec else "float32"
         entry = {
@@ -86,6 +178,7 @@ def prepare(out_dir: pathlib.Path, names: list[str]) -> dict:
             "row_shape": row_shape,
             "output_name": (out_spec.name if out_spec and out_spec.name else "output__0"),
             "max_batch_size": 64,
+            "load_s": load_s,
         }
         # The request every load generator sends: one row.
         req_row = [ECHO_ELEMENTS] if name == "echo" else [d if d > 0 else 1 for d in row_shape]
@@ -95,6 +188,8 @@ def prepare(out_dir: pathlib.Path, names: list[str]) -> dict:
             from sklearn.datasets import load_iris
 
             vx = load_iris().data[::19][:8].astype(dtype)
+        elif name == "resnet18":
+            vx = rng.standard_normal((2, *req_row)).astype(dtype)
         elif name == "echo":
             vx = rng.standard_normal((2, 1024)).astype(dtype)
         else:
@@ -113,14 +208,22 @@ def prepare(out_dir: pathlib.Path, names: list[str]) -> dict:
         if name == "echo":
             entry["output_row_shape"] = [-1]
             entry["row_shape"] = [-1] if row_shape in ([], [-1]) else row_shape
+        entry.update(_pool(name, fn, row_shape, dtype, out_dir))
         # Peer artifacts: the same weights.
         if model.info.module == "sklearn":
             import joblib
 
             est = runnerfleet.sklearn.load_model(entry["tag"])
+            # Fit-time random generators (HistGradientBoosting's feature-subsample RNG) pickle
+            # in numpy 2's format, which the Triton venv's numpy 1.26 cannot read; predict never
+            # uses them, so the peers' copy goes without (every answer is still checked).
+            for attr, val in list(vars(est).items()):
+                if isinstance(val, np.random.Generator):
+                    delattr(est, attr)
             path = out_dir / f"{name}.joblib"
             joblib.dump(est, path)
             entry["peer_kind"], entry["peer_artifact"] = "sklearn", str(path)
+            entry["weights_sha256"] = _file_sha256(path)  # every peer loads this very file
         elif name == "echo":
             entry["peer_kind"], entry["peer_artifact"] = "identity", ""
         else:
@@ -135,6 +238,10 @@ def prepare(out_dir: pathlib.Path, names: list[str]) -> dict:
                 again = torch.jit.load(str(path))(torch.from_numpy(vx)).numpy()
             if not np.allclose(again, vy, rtol=1e-4, atol=1e-5):
                 raise RuntimeError(f"TorchScript export of {name} disagrees with the stored model")
+            sha = _torch_weights_sha256(module)
+            if _torch_weights_sha256(torch.jit.load(str(path))) != sha:
+                raise RuntimeError(f"TorchScript export of {name} holds other weights")
+            entry["weights_sha256"] = sha  # stored module == exported trace, tensor by tensor
             entry["peer_kind"], entry["peer_artifact"] = "torchscript", str(path)
         entry["prepare_s"] = time.perf_counter() - t0
         plan["models"][name] = entry
@@ -166,6 +273,7 @@ def main(argv: list[str] | None = None) -> int:
         except Exception as e:  # noqa: BLE001 - the harness records the missing sweep
             print(f"in-process sweep failed: {type(e).__name__}: {e}", file=sys.stderr)
             return 0
+        result["memory_bandwidth"] = memory_bandwidth()
         pathlib.Path(a.inprocess_out).write_text(json.dumps(result, indent=1))
     return 0
 
