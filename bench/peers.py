@@ -73,8 +73,10 @@ def ensure_venv(name: str, log: pathlib.Path) -> pathlib.Path:
         steps.append(
             [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--upgrade", "pip"]
         )
-        for req in want["requirements"]:
-            steps.append([str(venv / "bin" / "python"), "-m", "pip", "install", *req])
+        steps.extend(
+            [str(venv / "bin" / "python"), "-m", "pip", "install", *req]
+            for req in want["requirements"]
+        )
         for cmd in steps:
             left = deadline - time.monotonic()
             if left <= 0:

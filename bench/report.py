@@ -632,10 +632,10 @@ def markdown(res: dict, md_dir: pathlib.Path, plot_paths: list[pathlib.Path]) ->
         L.append("| model | batch | rows/s | ms per call |")
         L.append("|---|---|---|---|")
         for model, d in ip.items():
-            for p in d["points"]:
-                L.append(
-                    f"| {model} | {p['batch']} | {p['rows_per_s']:,.0f} | {p['call_ms']:.3f} |"
-                )
+            L.extend(
+                f"| {model} | {p['batch']} | {p['rows_per_s']:,.0f} | {p['call_ms']:.3f} |"
+                for p in d["points"]
+            )
         L.append("")
     # Systems that did not run.
     bad = {s: d for s, d in res.get("systems", {}).items() if d.get("status") != "ok"}

@@ -191,7 +191,8 @@ def _up_and_down(c: Cluster) -> Iterator[Cluster]:
 def test_1_store_init_then_healthy_workers_then_serving_gateway(cluster: Cluster) -> None:
     (init,) = cluster.containers("store-init", all_states=True)
     state = cluster.inspect(init)["State"]
-    assert state["Status"] == "exited" and state["ExitCode"] == 0, state
+    assert state["Status"] == "exited", state
+    assert state["ExitCode"] == 0, state
     logs = sh("docker", "logs", init).stdout
     assert logs.count("saved ") == 3, logs
     cluster.wait("2 healthy workers", lambda: cluster.workers_healthy(2))
@@ -201,7 +202,8 @@ def test_1_store_init_then_healthy_workers_then_serving_gateway(cluster: Cluster
     seen = time.time()
     cluster.timings["gateway_start_to_serving_s"] = seen - _parse_docker_time(started)
     rc, out = health_status(cluster.grpc)
-    assert rc == 0 and out.endswith("SERVING"), out
+    assert rc == 0, out
+    assert out.endswith("SERVING"), out
     # the image's own HEALTHCHECK script, inside the container, agrees; and docker marks it healthy
     inside = sh("docker", "exec", gateway, "python", "/opt/runnerfleet/healthcheck.py")
     assert "SERVING" in inside.stdout
@@ -306,7 +308,8 @@ def test_3_prometheus_sees_every_target_and_every_dashboard_query_has_data(
     cluster.wait("Prometheus targets up", targets_up, 90)
     start = time.time()
     codes = run_load(cluster, seconds=15)
-    assert codes[("good", "OK")] > 50 and not good_failures(codes), dict(codes)
+    assert codes[("good", "OK")] > 50, dict(codes)
+    assert not good_failures(codes), dict(codes)
     time.sleep(6)  # one more scrape and rule evaluation
     end = time.time()
 
@@ -434,7 +437,8 @@ def test_6_docker_stop_drains_a_worker(cluster: Cluster) -> None:
     codes = load.result()
     state = cluster.inspect(victim)["State"]
     assert state["ExitCode"] == 0, f"SIGTERM did not end the worker cleanly: {state}"
-    assert codes[("good", "OK")] > 30 and not good_failures(codes), dict(codes)
+    assert codes[("good", "OK")] > 30, dict(codes)
+    assert not good_failures(codes), dict(codes)
     # a stopped container would be started again by the next `up` (and a running one removed)
     sh("docker", "rm", victim)
 
@@ -451,7 +455,8 @@ def test_6a_scale_back_to_1_under_load_loses_no_request(cluster: Cluster) -> Non
     assert took_s < 20, f"the scale-down took {took_s:.1f} s, past the load's end"
     cluster.timings["scale_down_s"] = took_s
     codes = load.result()
-    assert codes[("good", "OK")] > 30 and not good_failures(codes), dict(codes)
+    assert codes[("good", "OK")] > 30, dict(codes)
+    assert not good_failures(codes), dict(codes)
     assert len(cluster.containers("worker")) == 1
 
 

@@ -48,7 +48,8 @@ def test_store_init_seeded_the_shared_volume(compose_cluster: LocalCompose) -> N
         env=env, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert res.returncode == 0, res.stderr
-    assert "iris_clf" in res.stdout and "digits_mlp" in res.stdout, res.stdout
+    assert "iris_clf" in res.stdout, res.stdout
+    assert "digits_mlp" in res.stdout, res.stdout
 
 
 def test_every_replica_is_healthy_by_its_compose_healthcheck(compose_cluster: LocalCompose) -> None:
@@ -56,7 +57,8 @@ def test_every_replica_is_healthy_by_its_compose_healthcheck(compose_cluster: Lo
     assert len(compose_cluster.replicas["worker"]) >= 2
     for name in ("worker", "gateway"):
         for rep in compose_cluster.replicas[name]:
-            assert rep.proc is not None and rep.proc.poll() is None, rep.log_tail()
+            assert rep.proc is not None, rep.log_tail()
+            assert rep.proc.poll() is None, rep.log_tail()
             assert compose_cluster.healthy(rep), f"{rep.name}:\n{rep.log_tail()}"
 
 
@@ -92,7 +94,8 @@ def test_inference_through_the_gateway_reaches_every_worker(compose_cluster: Loc
         load.close()
     good_ok = codes[("good", "OK")]
     good_failed = {k: v for k, v in codes.items() if k[0] == "good" and k[1] != "OK"}
-    assert good_ok > 20 and not good_failed, dict(codes)
+    assert good_ok > 20, dict(codes)
+    assert not good_failed, dict(codes)
     assert codes[("bad", "OK")] == 0, dict(codes)
     served = {}
     for rep in compose_cluster.replicas["worker"]:

@@ -85,10 +85,10 @@ def test_gateway_survives_node_loss_and_drains() -> None:
     assert gateway["spec"]["replicas"] >= 2
     pdb = objs[("PodDisruptionBudget", "runnerfleet-gateway")]
     assert selects(pdb["spec"]["selector"], gateway)
-    assert (
-        pdb["spec"]["minAvailable"] >= 1
-        and pdb["spec"]["minAvailable"] < gateway["spec"]["replicas"]
-    ), "the budget must allow a node drain"
+    assert pdb["spec"]["minAvailable"] >= 1, "the budget must allow a node drain"
+    assert pdb["spec"]["minAvailable"] < gateway["spec"]["replicas"], (
+        "the budget must allow a node drain"
+    )
     anti = gateway["spec"]["template"]["spec"]["affinity"]["podAntiAffinity"]
     terms = anti["preferredDuringSchedulingIgnoredDuringExecution"]
     assert any(
@@ -107,7 +107,8 @@ def test_gateway_survives_node_loss_and_drains() -> None:
 
 def prestop_s(container: dict[str, Any]) -> float:
     cmd = container["lifecycle"]["preStop"]["exec"]["command"]
-    assert cmd[0] == "sleep" and len(cmd) == 2, cmd
+    assert cmd[0] == "sleep", cmd
+    assert len(cmd) == 2, cmd
     return float(cmd[1])
 
 

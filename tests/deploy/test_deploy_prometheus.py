@@ -71,9 +71,10 @@ def adapt_config(cluster: LocalCompose, prom_address: str) -> dict[str, Any]:
 
     for job in cfg["scrape_configs"]:
         job["scrape_interval"] = "1s"
-        statics = []
-        for sc in job.get("static_configs", []):
-            statics.append({**sc, "targets": [t for x in sc["targets"] for t in local(x)]})
+        statics = [
+            {**sc, "targets": [t for x in sc["targets"] for t in local(x)]}
+            for sc in job.get("static_configs", [])
+        ]
         for sd in job.pop("dns_sd_configs", []):
             assert sd.get("type", "SRV") == "A", "only A-record DNS-SD is mapped here"
             targets = [t for name in sd["names"] for t in local(f"{name}:{sd['port']}")]

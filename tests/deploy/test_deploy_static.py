@@ -85,7 +85,8 @@ def test_compose_wiring() -> None:
     assert s["certs-init"]["command"][:2] == ["runnerfleet", "certs"]
     for name in ("worker", "worker-gpu"):
         env = s[name]["environment"]
-        assert env["RUNNERFLEET_TLS_CLIENT_CA"] and env["RUNNERFLEET_TLS_CERT"], name
+        assert env["RUNNERFLEET_TLS_CLIENT_CA"], name
+        assert env["RUNNERFLEET_TLS_CERT"], name
         assert s[name]["depends_on"]["certs-init"]["condition"] == "service_completed_successfully"
     assert s["gateway"]["environment"]["RUNNERFLEET_WORKER_TLS_CA"]
     for name in ("worker", "worker-gpu", "gateway"):
@@ -93,7 +94,8 @@ def test_compose_wiring() -> None:
     # healthchecks ask gRPC health through the script the image carries
     for name in ("worker", "worker-gpu", "gateway"):
         test = s[name]["healthcheck"]["test"]
-        assert test[0] == "CMD" and test[2] in IMAGE_FILES, test
+        assert test[0] == "CMD", test
+        assert test[2] in IMAGE_FILES, test
     # Prometheus and Grafana are provisioned from this folder
     assert "./prometheus:/etc/prometheus:ro" in s["prometheus"]["volumes"]
     mounts = s["grafana"]["volumes"]
@@ -147,9 +149,11 @@ def test_dockerfile() -> None:
     for tool in ("build-essential", "gcc", "apt-get install"):
         assert tool not in runs, f"{tool} in the final stage"
     users = [c.value[0] for c in final if c.cmd == "USER"]
-    assert users and users[-1] not in ("root", "0"), "final stage must not run as root"
+    assert users, "final stage must not run as root"
+    assert users[-1] not in ("root", "0"), "final stage must not run as root"
     (hc,) = [c for c in final if c.cmd == "HEALTHCHECK"]
-    assert hc.value[0] == "CMD" and hc.value[2] in IMAGE_FILES, hc.value
+    assert hc.value[0] == "CMD", hc.value
+    assert hc.value[2] in IMAGE_FILES, hc.value
     copies = {c.value[-1]: c.value[0] for c in final if c.cmd == "COPY"}
     for target, source in IMAGE_FILES.items():
         assert copies.get(target) == str(source.relative_to(REPO)), f"{target} not in the image"
@@ -394,9 +398,12 @@ def test_dashboard_is_provisionable(path: pathlib.Path) -> None:
         refs = [t["refId"] for t in p["targets"]]
         assert len(refs) == len(set(refs)), f"{where}: duplicate refId"
         for t in p["targets"]:
-            assert t["datasource"]["uid"] == uid and t["expr"].strip(), where
+            assert t["datasource"]["uid"] == uid, where
+            assert t["expr"].strip(), where
         g = p["gridPos"]
-        assert g["x"] >= 0 and g["x"] + g["w"] <= 24 and g["h"] > 0, where
+        assert g["x"] >= 0, where
+        assert g["x"] + g["w"] <= 24, where
+        assert g["h"] > 0, where
 
 
 def test_dashboards_cover_the_issue() -> None:
@@ -446,7 +453,8 @@ def test_healthcheck_script_asks_grpc_health() -> None:
         assert "NOT_SERVING" in res.stdout
         servicer.set("", health_pb2.HealthCheckResponse.SERVING)
         res = check(target)
-        assert res.returncode == 0 and "SERVING" in res.stdout, res.stdout + res.stderr
+        assert res.returncode == 0, res.stdout + res.stderr
+        assert "SERVING" in res.stdout, res.stdout + res.stderr
     finally:
         server.stop(None)
     res = check(target)  # nothing listens any more

@@ -47,14 +47,16 @@ def test_seed_demo_twice_changes_nothing(tmp_path: pathlib.Path) -> None:
     assert {t.split(":")[0] for t in before_tags} == {"iris_clf", "digits_mlp", "echo"}
 
     again = cli(home, "seed-demo")
-    assert "saved " not in again.stdout and again.stdout.count("kept ") == 3, again.stdout
+    assert "saved " not in again.stdout, again.stdout
+    assert again.stdout.count("kept ") == 3, again.stdout
     assert tags(home) == before_tags
     assert snapshot(home) == before_files, "a second seed-demo wrote to the store"
 
     # --force is the one way to save new versions; a missing model alone is saved again
     cli(home, "delete", "--yes", "echo")
     partial = cli(home, "seed-demo")
-    assert partial.stdout.count("kept ") == 2 and "saved echo:" in partial.stdout, partial.stdout
+    assert partial.stdout.count("kept ") == 2, partial.stdout
+    assert "saved echo:" in partial.stdout, partial.stdout
     forced = cli(home, "seed-demo", "--force")
     assert forced.stdout.count("saved ") == 3, forced.stdout
     assert len(tags(home)) == 6
