@@ -26,6 +26,7 @@ from grpc_reflection.v1alpha import reflection
 from api_gateway.auth import auth_interceptor, server_credentials, worker_credentials
 from api_gateway.forwarder import Forwarder
 from api_gateway.hedging import Hedger
+from api_gateway.http_app import start_http
 from api_gateway.metrics import GatewayMetrics
 from api_gateway.outlier import OutlierDetector
 from api_gateway.plane import GatewayPlane
@@ -34,6 +35,7 @@ from api_gateway.servicer import SERVICE_NAME, GatewayServicer, generic_handler
 from api_gateway.settings import GatewaySettings
 from api_gateway.shm import SharedMemoryForwarder
 from protos.auth import is_loopback
+from protos.http_server import HttpServer
 from protos.tracing import configure_tracing
 
 __all__ = ["GatewayApp", "serve", "run", "write_port_file"]
@@ -87,6 +89,8 @@ class GatewayApp:
         self.server: grpc.aio.Server | None = None
         self.grpc_port = 0
         self.metrics_port = 0
+        self.http: HttpServer | None = None  # HTTP/REST v2 front door (None: --http-port -1)
+        self.http_port: int | None = None
         self._background: set[asyncio.Task[None]] = set()
         self._known_models: set[str] = set()
         self.apis: Any = None
@@ -208,14 +212,23 @@ class GatewayApp:
         for service in ("", SERVICE_NAME):
             await self.health.set(service, health_pb2.HealthCheckResponse.NOT_SERVING)
         await self.server.start()
+        self.http = await start_http(
+            settings,
+            self.plane,
+            policy=policy,
+            apis=apis,
+            on_reject=lambda reason: self.metrics.rejected.labels(reason).inc(),
+        )
+        self.http_port = self.http.port if self.http is not None else None
         await self.pool.start()
         self._health_ready = True
         self._on_pool_change(self.pool)
         if settings.port_file:
-            write_port_file(settings.port_file, self.grpc_port, self.metrics_port)
+            write_port_file(settings.port_file, self.grpc_port, self.metrics_port, self.http_port)
         log.info(
-            "listening grpc=%s:%d metrics=%s:%d tls=%s auth=%s worker_tls=%s workers=%d",
-            settings.host, self.grpc_port, metrics_host, self.metrics_port,
+            "listening grpc=%s:%d metrics=%s:%d http=%s:%s tls=%s auth=%s worker_tls=%s workers=%d",
+            settings.host, self.grpc_port, metrics_host, self.metrics_port, settings.host,
+            self.http_port if self.http_port is not None else "off",
             credentials is not None, policy.enabled, self.worker_credentials.channel is not None,
             len(self.pool.workers),
         )  # fmt: skip
@@ -232,6 +245,8 @@ class GatewayApp:
     async def stop(self) -> None:
         """Drain, then stop the server and close the pool and the metrics endpoint."""
         await self.drain()
+        if self.http is not None:
+            await self.http.stop()
         if self.server is not None:
             await self.server.stop(self.settings.stop_grace_s)
         await self.pool.close()
@@ -244,11 +259,16 @@ class GatewayApp:
             self.apis.close()
 
 
-def write_port_file(path: str, grpc_port: int, metrics_port: int) -> None:
-    """Write `{"grpc_port", "metrics_port", "pid"}` atomically (temp file, then rename)."""
+def write_port_file(
+    path: str, grpc_port: int, metrics_port: int, http_port: int | None = None
+) -> None:
+    """Write `{"grpc_port", "metrics_port", "http_port", "pid"}` atomically (temp, rename)."""
     target = pathlib.Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    payload = json.dumps({"grpc_port": grpc_port, "metrics_port": metrics_port, "pid": os.getpid()})
+    ports = {"grpc_port": grpc_port, "metrics_port": metrics_port}
+    if http_port is not None:
+        ports["http_port"] = http_port
+    payload = json.dumps({**ports, "pid": os.getpid()})
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
     with os.fdopen(fd, "w") as handle:
         handle.write(payload)

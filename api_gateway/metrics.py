@@ -12,8 +12,11 @@ from api_gateway.outlier import EJECTION_REASONS
 from protos.metrics_http import MetricsServer, metrics_access, serve_metrics
 from protos.trust_settings import TrustSettings
 
-__all__ = ["GatewayMetrics", "REJECT_REASONS", "EJECTION_REASONS"]
+__all__ = ["GatewayMetrics", "REJECT_REASONS", "EJECTION_REASONS", "PROTOCOLS"]
 
+# Front door of a request (`protocol` label on the request counter and duration); dashboards
+# and alerts aggregate with `sum by (...)`, so their series match as before the label.
+PROTOCOLS = ("grpc", "http")
 REJECT_REASONS = ("overload", "unauthenticated", "no_worker", "deadline_unmeetable")
 _LATENCY_BUCKETS_S = (
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
@@ -29,12 +32,12 @@ class GatewayMetrics:
         self.registry = registry or CollectorRegistry()
         r = self.registry
         self.requests = Counter(
-            "runnerfleet_gateway_requests", "Requests answered, by model and gRPC code.",
-            ["model", "code"], registry=r,
+            "runnerfleet_gateway_requests", "Requests answered, by model, gRPC code, protocol.",
+            ["model", "code", "protocol"], registry=r,
         )  # fmt: skip
         self.request_duration = Histogram(
             "runnerfleet_gateway_request_duration_seconds", "End-to-end time in the gateway.",
-            ["model"], buckets=_LATENCY_BUCKETS_S, registry=r,
+            ["model", "protocol"], buckets=_LATENCY_BUCKETS_S, registry=r,
         )  # fmt: skip
         self.forward_duration = Histogram(
             "runnerfleet_gateway_forward_duration_seconds", "One forward hop (one coalesced call).",
@@ -81,21 +84,31 @@ class GatewayMetrics:
         )
         for reason in REJECT_REASONS:
             self.rejected.labels(reason)
-        self._model_children: dict[tuple[str, str], tuple[Any, Any]] = {}
+        self._model_children: dict[tuple[str, str, str], tuple[Any, Any]] = {}
         self._known_workers: set[str] = set()
         self._server: MetricsServer | None = None
 
     def observe_request(
-        self, model: str, code: str, duration_s: float, trace_id: str | None = None
+        self,
+        model: str,
+        code: str,
+        duration_s: float,
+        trace_id: str | None = None,
+        protocol: str = "grpc",
     ) -> None:
         """Count one answered request and its duration (after the handler finished).
 
-        A traced request leaves its trace id as the bucket's exemplar (OpenMetrics only).
+        A traced request leaves its trace id as the bucket's exemplar (OpenMetrics only);
+        ``protocol`` is the front door it came in by (``grpc`` or ``http``).
         """
-        children = self._model_children.get((model, code))
+        key = (model, code, protocol)
+        children = self._model_children.get(key)
         if children is None:
-            children = (self.requests.labels(model, code), self.request_duration.labels(model))
-            self._model_children[(model, code)] = children
+            children = (
+                self.requests.labels(model, code, protocol),
+                self.request_duration.labels(model, protocol),
+            )
+            self._model_children[key] = children
         children[0].inc()
         if trace_id is None:
             children[1].observe(duration_s)
@@ -104,8 +117,9 @@ class GatewayMetrics:
 
     def touch_model(self, model: str) -> None:
         """Create a model's label sets so dashboards have no gaps."""
-        self.requests.labels(model, "OK")
-        self.request_duration.labels(model)
+        for protocol in PROTOCOLS:
+            self.requests.labels(model, "OK", protocol)
+            self.request_duration.labels(model, protocol)
         self.retries.labels(model)
         self.hedges.labels(model)
 

@@ -21,8 +21,9 @@ What lives here, each in one place:
 
 API (all deadlines are ``time.monotonic()`` seconds, None = no deadline):
 
-- ``async infer(request_bytes, deadline_s) -> bytes``: a serialized ModelInferRequest in,
-  the serialized ModelInferResponse out (tensors are never decoded here);
+- ``async infer(request_bytes, deadline_s, *, protocol="grpc") -> bytes``: a serialized
+  ModelInferRequest in, the serialized ModelInferResponse out (tensors are never decoded
+  here); ``protocol`` labels its request metrics (``grpc`` or ``http``);
 - ``server_ready() -> bool``, ``server_metadata() -> pb.ServerMetadataResponse``;
 - ``model_ready(name, version) -> bool``;
 - ``model_metadata(name, version) -> pb.ModelMetadataResponse``;
@@ -162,12 +163,18 @@ class GatewayPlane:
     # -- inference (hot path) -------------------------------------------------------------
 
     async def infer(
-        self, request: bytes, deadline_s: float | None, traceparent: str | None = None
+        self,
+        request: bytes,
+        deadline_s: float | None,
+        traceparent: str | None = None,
+        *,
+        protocol: str = "grpc",
     ) -> bytes:
         """Admit, route and answer one serialized ModelInferRequest; every outcome is counted.
 
         ``traceparent`` (W3C, from the client) parents the request's span; a malformed one is
         ignored. With tracing off, a valid one is still passed on to the worker as it came.
+        ``protocol`` names the front door it came in by (the metrics' ``protocol`` label).
         """
         model_inflight = self._model_inflight
         started_s = time.perf_counter()
@@ -223,6 +230,7 @@ class GatewayPlane:
                 code,
                 duration_s,
                 trace_id if recorded else None,
+                protocol,
             )
             if recorded:
                 self._tracing.end(

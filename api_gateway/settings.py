@@ -31,6 +31,7 @@ class GatewaySettings(TrustSettings):
     host: str = "127.0.0.1"  # deploy/ passes 0.0.0.0 where containers need it
     port: int = 8001
     metrics_port: int = 8002
+    http_port: int | None = None  # HTTP/REST v2; None: 8000, or any free port when port is 0
     port_file: str | None = None
     workers: tuple[str, ...] = ()
     workers_dns: str | None = None
@@ -144,7 +145,7 @@ def _parse_workers(raw: Any) -> tuple[str, ...]:
     return tuple(item.strip() for item in items if item.strip())
 
 
-_PARSERS = {"workers": _parse_workers, **TRUST_PARSERS}
+_PARSERS: dict[str, Any] = {"workers": _parse_workers, "http_port": int, **TRUST_PARSERS}
 
 
 def parse_address(address: str) -> tuple[str, int]:

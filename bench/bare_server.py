@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import pathlib
@@ -155,11 +156,9 @@ async def serve(a: argparse.Namespace) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    try:
-        # Bounded: the harness stops us long before this.
+    # Bounded: the harness stops us long before this.
+    with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(stop.wait(), timeout=4 * 3600)
-    except TimeoutError:
-        pass
     await server.stop(grace=1)
 
 

@@ -43,7 +43,12 @@ from bench import peers, procs, report
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 PY = sys.executable
 
-ALL_SYSTEMS = ["inprocess", "bare", "worker", "cluster1", "cluster2", "mlserver", "triton"]
+ALL_SYSTEMS = [
+    "inprocess", "bare", "worker", "cluster1", "cluster2", "mlserver", "triton",
+    "cluster1_http", "triton_http",
+]  # fmt: skip
+# HTTP/REST rows: the cluster's gateway and PyTriton's HTTP endpoint, beside their gRPC rows.
+HTTP_SYSTEMS = {"cluster1_http": "cluster1", "triton_http": "triton"}
 ALL_MODELS = ["iris_clf", "heavy_mlp", "echo"]
 
 
@@ -67,12 +72,15 @@ class Profile:
     markdown: str = "BENCHMARKS.md"
     # in-process batch sizes per model; None = bench/inprocess.py's full sweep
     inproc_batches: dict[str, list[int]] | None = None
+    # HTTP/REST rows (HTTP_SYSTEMS): these models at these concurrencies
+    http_models: tuple[str, ...] = ("iris_clf", "heavy_mlp")
+    http_concurrency: tuple[int, ...] = (16,)
 
 
 PROFILES = {
     "smoke": Profile(
         name="smoke",
-        systems=["inprocess", "bare", "worker", "cluster1", "cluster2"],
+        systems=["inprocess", "bare", "worker", "cluster1", "cluster2", "cluster1_http"],
         models=["iris_clf", "echo"],
         concurrency=[1, 4],
         echo_concurrency=[1],
@@ -84,6 +92,7 @@ PROFILES = {
         skip=(("cluster2", "echo"),),
         markdown="",  # inside the out dir
         inproc_batches={"iris_clf": [1, 64, 1024], "heavy_mlp": [1, 64]},
+        http_concurrency=(4,),  # beside the smoke's gRPC c=4
     ),
     "quick": Profile(
         name="quick",
@@ -150,6 +159,8 @@ def _loadgen_argv(served: peers.Served, model: str, spec: dict, concurrency: str
         PY,
         "-m",
         "bench.loadgen",
+        "--protocol",
+        served.protocol,
         "--target",
         served.target,
         "--model",
@@ -227,14 +238,19 @@ class Harness:
         self.pa_error = ""
 
     # ---- helpers -------------------------------------------------------------------------
-    def conc_for(self, model: str) -> list[int]:
+    def conc_for(self, model: str, system: str = "") -> list[int]:
+        if system in HTTP_SYSTEMS:
+            return list(self.p.http_concurrency)
         return self.p.echo_concurrency if model == "echo" else self.p.concurrency
+
+    def http_models(self) -> list[str]:
+        return [m for m in self.p.models if m in self.p.http_models]
 
     def loadgen(self, system: str, served: peers.Served, model: str) -> dict:
         spec = self.plan["models"][model]
         out = self.run_dir / f"loadgen-{system}-{model}.json"
         vout = self.run_dir / f"verify-{system}-{model}.npy"
-        conc = self.conc_for(model)
+        conc = self.conc_for(model, system)
         args = [
             *_loadgen_argv(served, model, spec, ",".join(str(c) for c in conc)),
             "--duration",
@@ -325,7 +341,7 @@ class Harness:
         for model in models:
             if (system, model) in self.p.skip or model not in self.plan["models"]:
                 continue
-            log(f"  {system} / {model}: loadgen c={self.conc_for(model)}")
+            log(f"  {system} / {model}: loadgen c={self.conc_for(model, system)}")
             lg = self.loadgen(system, served, model)
             m = {"loadgen": lg.get("points", []), "verified": lg.get("verified")}
             for k in ("error", "stats_errors"):
@@ -348,6 +364,16 @@ class Harness:
                 for p in m["loadgen"]
             )
             log(f"    {brief or m.get('error', 'no figures')}  verified={m['verified']}")
+
+    def measure_http(self, system: str, served: peers.Served, http_port: object) -> None:
+        """The HTTP/REST row of a running system: the same server, called over HTTP."""
+        if not http_port:
+            self.failed(system, "the server reported no HTTP port")
+            return
+        over_http = dataclasses.replace(
+            served, name=system, target=f"127.0.0.1:{http_port}", protocol="http"
+        )
+        self.measure(system, over_http, self.http_models())
 
     def profile(self, system: str, served: peers.Served, model: str, conc: int) -> dict:
         """One more load window at `conc` while py-spy samples every process of the system."""
@@ -531,7 +557,9 @@ class Harness:
         worker1 serves all three (warm from the previous), so: worker1 alone; + gateway1;
         gateway1 stopped, + worker2 + gateway2 (both workers behind it).
         """
-        wanted = [s for s in ("worker", "cluster1", "cluster2") if s in self.systems]
+        wanted = [
+            s for s in ("worker", "cluster1", "cluster2", "cluster1_http") if s in self.systems
+        ]
         if not wanted:
             return
         log(f"RunnerFleet: {', '.join(wanted)}")
@@ -556,7 +584,8 @@ class Harness:
                 )
                 self.measure("worker", served, self.p.models)
             for sysname, n in (("cluster1", 1), ("cluster2", 2)):
-                if sysname not in wanted:
+                http_too = n == 1 and "cluster1_http" in wanted
+                if sysname not in wanted and not http_too:
                     continue
                 try:
                     workers = [w1]
@@ -566,7 +595,8 @@ class Harness:
                         workers.append(w2)
                     gw = self._ready_gateway(f"gateway{n}", [w[0] for w in workers])
                 except Exception as e:  # noqa: BLE001
-                    self.failed(sysname, f"{type(e).__name__}: {e}")
+                    for name in (sysname, "cluster1_http") if http_too else (sysname,):
+                        self.failed(name, f"{type(e).__name__}: {e}")
                     continue
                 served = peers.Served(
                     name=sysname,
@@ -580,7 +610,10 @@ class Harness:
                     pgids=[gw[2].pid, *(w[2].pid for w in workers)],
                 )
                 try:
-                    self.measure(sysname, served, self.p.models)
+                    if sysname in wanted:
+                        self.measure(sysname, served, self.p.models)
+                    if http_too:
+                        self.measure_http("cluster1_http", served, gw[1].get("http_port"))
                 finally:
                     procs.stop(gw[2])
         finally:
@@ -616,10 +649,15 @@ class Harness:
                 queue_delay_us=self.triton_delay_us,
             )
         except Exception as e:  # noqa: BLE001
-            self.failed("triton", f"{type(e).__name__}: {e}")
+            for name in ("triton", "triton_http"):
+                if name in self.systems:
+                    self.failed(name, f"{type(e).__name__}: {e}")
             return
         try:
-            self.measure("triton", s, self.p.models)
+            if "triton" in self.systems:
+                self.measure("triton", s, self.p.models)
+            if "triton_http" in self.systems:
+                self.measure_http("triton_http", s, s.http_target.rpartition(":")[2])
         finally:
             s.stop(timeout=8.0)  # PyTriton's own shutdown is slow; what's left is killed
 
@@ -655,7 +693,11 @@ class Harness:
             ("triton", self.run_triton),
         ]
         for name, fn in steps:
-            if name == "runnerfleet" or name in self.systems:
+            if (
+                name == "runnerfleet"
+                or name in self.systems
+                or (name == "triton" and "triton_http" in self.systems)
+            ):
                 try:
                     fn()
                 except Exception as e:  # noqa: BLE001 - one system never sinks the run

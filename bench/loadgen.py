@@ -1,5 +1,9 @@
 """The one load generator every system is measured with: asyncio `tritonclient.grpc.aio`.
 
+With `--protocol http` the same loop runs over HTTP/REST v2 with `tritonclient.http.aio`
+(binary tensors both ways, as tritonclient.http and perf_analyzer send them; one connection
+per concurrent caller); statistics still come over gRPC from `--stats-target`.
+
 Runs in its own process (our generated protos and tritonclient both register `inference.*` in
 protobuf's default pool, so this module never imports `protos`). For each concurrency level it
 runs that many coroutines, each sending single-request `ModelInfer` calls back to back over one
@@ -28,6 +32,7 @@ import re
 import sys
 import time
 import urllib.request
+from typing import Any
 
 import numpy as np
 
@@ -109,45 +114,100 @@ def _metric_counts(url: str, metric: str, model: str) -> tuple[float, float]:
     return total, count
 
 
-async def _run(a: argparse.Namespace) -> dict:
+class _HttpClient:
+    """The calls this module makes, over `tritonclient.http.aio`, binary tensors both ways."""
+
+    def __init__(self, target: str, connections: int) -> None:
+        import tritonclient.http.aio as httpaio
+
+        self._client = httpaio.InferenceServerClient(target, conn_limit=connections)
+        self.output_name = ""
+
+    async def infer(self, model, inputs, headers=None, client_timeout=None):
+        import tritonclient.http as httpclient
+
+        outputs = None
+        if self.output_name:
+            outputs = [httpclient.InferRequestedOutput(self.output_name, binary_data=True)]
+        # tritonclient's own `timeout` is the server-side request timeout (microseconds);
+        # the caller's bound on the call is enforced here instead
+        call = self._client.infer(model, inputs, outputs=outputs, headers=headers)
+        return await asyncio.wait_for(call, client_timeout)
+
+    async def close(self) -> None:
+        await self._client.close()
+
+
+def _infer_input(protocol: str, name: str, shape: list[int], datatype: str, x: np.ndarray):
+    if protocol == "http":
+        import tritonclient.http as httpclient
+
+        tensor = httpclient.InferInput(name, shape, datatype)
+        tensor.set_data_from_numpy(x, binary_data=True)
+        return tensor
     import tritonclient.grpc as grpcclient
+
+    tensor = grpcclient.InferInput(name, shape, datatype)
+    tensor.set_data_from_numpy(x)
+    return tensor
+
+
+def _verify_answer(protocol: str, res) -> tuple[str, np.ndarray, bool]:
+    """(output name, its array, whether it came raw/binary) of one verify answer."""
+    if protocol == "http":
+        first = res.get_response()["outputs"][0]
+        return (
+            first["name"],
+            res.as_numpy(first["name"]),
+            "binary_data_size" in first.get("parameters", {}),
+        )
+    resp = res.get_response()
+    name = resp.outputs[0].name
+    try:
+        y = res.as_numpy(name)
+    except Exception:  # noqa: BLE001 - servers that answer typed contents (MLServer)
+        c = resp.outputs[0].contents
+        vals = c.int64_contents or c.fp32_contents or c.fp64_contents or c.int_contents
+        y = np.asarray(list(vals)).reshape(list(resp.outputs[0].shape))
+    return name, y, bool(resp.raw_output_contents)
+
+
+async def _run(a: argparse.Namespace) -> dict:
     import tritonclient.grpc.aio as aioclient
 
     headers = _headers(a.header)
     stats_headers = _headers(a.stats_header) if a.stats_header else headers
     opts = [("grpc.max_send_message_length", -1), ("grpc.max_receive_message_length", -1)]
-    client = aioclient.InferenceServerClient(a.target, channel_args=opts)
+    levels = [int(c) for c in a.concurrency.split(",")]
+    client: Any = (
+        _HttpClient(a.target, max(levels))
+        if a.protocol == "http"
+        else aioclient.InferenceServerClient(a.target, channel_args=opts)
+    )
     stats_clients = [
         aioclient.InferenceServerClient(t, channel_args=opts) for t in (a.stats_target or [])
     ]
-    out: dict = {"target": a.target, "model": a.model, "points": []}
+    out: dict = {"target": a.target, "model": a.model, "protocol": a.protocol, "points": []}
     try:
         if a.verify_in:
             x = np.load(a.verify_in)
-            inp = grpcclient.InferInput(a.input_name, list(x.shape), a.datatype)
-            inp.set_data_from_numpy(x)
+            inp = _infer_input(a.protocol, a.input_name, list(x.shape), a.datatype, x)
             res = await client.infer(a.model, [inp], headers=headers or None, client_timeout=60)
-            resp = res.get_response()
-            name = resp.outputs[0].name
-            try:
-                y = res.as_numpy(name)
-            except Exception:  # noqa: BLE001 - servers that answer typed contents (MLServer)
-                c = resp.outputs[0].contents
-                vals = c.int64_contents or c.fp32_contents or c.fp64_contents or c.int_contents
-                y = np.asarray(list(vals)).reshape(list(resp.outputs[0].shape))
+            name, y, raw = _verify_answer(a.protocol, res)
             if y is None:
                 raise RuntimeError(f"no output {name!r} in the answer")
             np.save(a.verify_out, np.asarray(y))
             out["verify_output"] = name
-            out["raw_output"] = bool(resp.raw_output_contents)
+            out["raw_output"] = raw
+            if a.protocol == "http":
+                client.output_name = name  # binary outputs from here on
             if a.verify_only:
                 return out
 
         shape = [int(s) for s in a.shape.split(",")]
         rng = np.random.default_rng(0)
         x = rng.standard_normal(size=shape).astype(DTYPES[a.datatype])
-        inp = grpcclient.InferInput(a.input_name, shape, a.datatype)
-        inp.set_data_from_numpy(x)
+        inp = _infer_input(a.protocol, a.input_name, shape, a.datatype, x)
         payload = x.nbytes
 
         async def one_level(conc: int, seconds: float, record: bool) -> dict:
@@ -208,7 +268,7 @@ async def _run(a: argparse.Namespace) -> dict:
                 return _metric_counts(a.metrics_url, a.batch_metric, a.model)
             return None
 
-        for conc in [int(c) for c in a.concurrency.split(",")]:
+        for conc in levels:
             if a.warmup > 0:
                 await one_level(conc, a.warmup, record=False)
             before = None
@@ -250,7 +310,8 @@ async def _run(a: argparse.Namespace) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--target", required=True, help="host:port of the gRPC server")
+    p.add_argument("--target", required=True, help="host:port of the gRPC (or HTTP) server")
+    p.add_argument("--protocol", default="grpc", choices=("grpc", "http"))
     p.add_argument("--model", required=True)
     p.add_argument("--input-name", default="input__0")
     p.add_argument("--datatype", default="FP32", choices=sorted(DTYPES))

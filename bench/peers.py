@@ -73,8 +73,10 @@ def ensure_venv(name: str, log: pathlib.Path) -> pathlib.Path:
         steps.append(
             [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--upgrade", "pip"]
         )
-        for req in want["requirements"]:
-            steps.append([str(venv / "bin" / "python"), "-m", "pip", "install", *req])
+        steps.extend(
+            [str(venv / "bin" / "python"), "-m", "pip", "install", *req]
+            for req in want["requirements"]
+        )
         for cmd in steps:
             left = deadline - time.monotonic()
             if left <= 0:
@@ -118,6 +120,8 @@ class Served:
     pids: dict[str, int] = field(default_factory=dict)  # role -> PID, for --profile
     pgids: list[int] = field(default_factory=list)  # process groups whose CPU is reported
     cleanup: list[pathlib.Path] = field(default_factory=list)  # removed once stopped
+    protocol: str = "grpc"  # how the load generator calls `target` (grpc or http)
+    http_target: str = ""  # host:port of the same server's HTTP/REST v2 endpoint, if any
 
     def __post_init__(self) -> None:
         if not self.pgids:
@@ -314,6 +318,7 @@ def start_pytriton(
         headers=hdr,
         stats_targets=[f"127.0.0.1:{grpc_port}"],
         cleanup=[short],
+        http_target=f"127.0.0.1:{http_port}",
     )
     try:
         procs.wait_for("PyTriton ready file", ready.exists, timeout, proc)

@@ -31,6 +31,8 @@ LABELS = {
     "cluster2": "RunnerFleet cluster (gateway + 2 workers)",
     "mlserver": "MLServer 1.7 (sklearn runtime, adaptive batching)",
     "triton": "Triton via PyTriton 0.7 (dynamic batcher)",
+    "cluster1_http": "RunnerFleet cluster (gateway + 1 worker) over HTTP/REST v2",
+    "triton_http": "Triton via PyTriton 0.7 over HTTP/REST v2 (same server as `triton`)",
 }
 SHORT = {
     "inprocess": "in-process",
@@ -40,8 +42,20 @@ SHORT = {
     "cluster2": "RF gw+2w",
     "mlserver": "MLServer",
     "triton": "Triton",
+    "cluster1_http": "RF gw+1w HTTP",
+    "triton_http": "Triton HTTP",
 }
 ORDER = ["bare", "worker", "cluster1", "cluster2", "mlserver", "triton"]
+# HTTP/REST rows, each beside the same server's gRPC row (measured at few concurrencies only).
+HTTP_CLUSTER = "cluster1_http"
+HTTP_ORDER = [
+    ("cluster1", "gRPC"),
+    (HTTP_CLUSTER, "HTTP"),
+    ("triton", "gRPC"),
+    ("triton_http", "HTTP"),
+]
+HTTP_MODELS = ("iris_clf", "heavy_mlp")
+HTTP_SYSTEMS = (HTTP_CLUSTER, "triton_http")
 MODEL_TITLES = {
     "iris_clf": "iris (sklearn, 4 features)",
     "heavy_mlp": "heavy MLP (torch 64->4096->4096->10)",
@@ -166,17 +180,19 @@ def _why_missing(res: dict, system: str) -> str:
 def evaluate_targets(res: dict) -> list[dict]:
     out: list[dict] = []
 
-    def ratio_target(tid: str, desc: str, model: str, c: int, peer: str, need: float) -> None:
-        a, b = point(res, CLUSTER, model, c), point(res, peer, model, c)
+    def ratio_target(
+        tid: str, desc: str, model: str, c: int, peer: str, need: float, ours: str = CLUSTER
+    ) -> None:
+        a, b = point(res, ours, model, c), point(res, peer, model, c)
         t = {"id": tid, "target": desc, "required": need}
         if a is None or b is None:
-            t.update(met=None, note=_why_missing(res, CLUSTER if a is None else peer))
+            t.update(met=None, note=_why_missing(res, ours if a is None else peer))
         else:
             r = a["rps"] / b["rps"] if b["rps"] else math.inf
             t.update(measured=r, met=r >= need, note=f"{a['rps']:.0f} vs {b['rps']:.0f} req/s")
         # perf_analyzer's view of the same ratio, when both sides have it (not a target input)
         pa, pb = (
-            point(res, CLUSTER, model, c, "perf_analyzer"),
+            point(res, ours, model, c, "perf_analyzer"),
             point(res, peer, model, c, "perf_analyzer"),
         )
         if pa and pb and pb["rps"]:
@@ -245,6 +261,14 @@ def evaluate_targets(res: dict) -> list[dict]:
         r = a["rows_per_s"] / ref
         t.update(measured=r, met=r >= 0.5, note=f"{a['rows_per_s']:.0f} vs {ref:.0f} rows/s")
     out.append(t)
+    ratio_target(
+        "http_c16_triton", "iris HTTP c=16 req/s >= 1.2x Triton's HTTP", "iris_clf", 16,
+        "triton_http", 1.2, ours=HTTP_CLUSTER,
+    )  # fmt: skip
+    ratio_target(
+        "http_c16_grpc", "iris HTTP c=16 req/s >= 70% of RunnerFleet's gRPC", "iris_clf", 16,
+        CLUSTER, 0.7, ours=HTTP_CLUSTER,
+    )  # fmt: skip
     a, b = best_bandwidth(res, CLUSTER), best_bandwidth(res, "bare")
     t = {
         "id": "echo_bandwidth",
@@ -598,6 +622,7 @@ def markdown(res: dict, md_dir: pathlib.Path, plot_paths: list[pathlib.Path]) ->
             L.append("|---|---|---|---|---|---|")
             L.extend(pa_rows)
             L.append("")
+    L.extend(_http_md(res))
     L.extend(_profiles_md(res))
     # In-process sweep.
     ip = res.get("inprocess", {}).get("models", {})
@@ -607,10 +632,10 @@ def markdown(res: dict, md_dir: pathlib.Path, plot_paths: list[pathlib.Path]) ->
         L.append("| model | batch | rows/s | ms per call |")
         L.append("|---|---|---|---|")
         for model, d in ip.items():
-            for p in d["points"]:
-                L.append(
-                    f"| {model} | {p['batch']} | {p['rows_per_s']:,.0f} | {p['call_ms']:.3f} |"
-                )
+            L.extend(
+                f"| {model} | {p['batch']} | {p['rows_per_s']:,.0f} | {p['call_ms']:.3f} |"
+                for p in d["points"]
+            )
         L.append("")
     # Systems that did not run.
     bad = {s: d for s, d in res.get("systems", {}).items() if d.get("status") != "ok"}
@@ -625,8 +650,7 @@ def markdown(res: dict, md_dir: pathlib.Path, plot_paths: list[pathlib.Path]) ->
         L.append("")
     L.append("## Systems")
     L.append("")
-    for s in ["inprocess", *ORDER]:
-        L.append(f"- **{SHORT[s]}**: {LABELS[s]}")
+    L.extend(f"- **{SHORT[s]}**: {LABELS[s]}" for s in ["inprocess", *ORDER, *HTTP_SYSTEMS])
     L.append("")
     L.append(
         "MLServer serves only the scikit-learn model (1.7 ships no torch runtime); its runtime "
@@ -637,6 +661,43 @@ def markdown(res: dict, md_dir: pathlib.Path, plot_paths: list[pathlib.Path]) ->
     )
     L.append("")
     return "\n".join(L)
+
+
+def _http_md(res: dict) -> list[str]:
+    """HTTP/REST v2 beside gRPC, for the same servers, at the HTTP rows' concurrencies."""
+    systems = res.get("systems", {})
+    if not any(systems.get(s, {}).get("models") for s in (HTTP_CLUSTER, "triton_http")):
+        return []
+    L = [
+        "## HTTP/REST v2 beside gRPC",
+        "",
+        "The same running servers called over HTTP by `bench/loadgen.py --protocol http` "
+        "(`tritonclient.http.aio`, binary tensors both ways, one connection per caller), "
+        "beside their gRPC rows at the same concurrency.",
+        "",
+        "| system | protocol | model | c | req/s | p50 ms | p99 ms | mean batch | "
+        "server CPU ms/req | client cores | RF HTTP ÷ system (req/s) | verified |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for model in HTTP_MODELS:
+        http_pts = systems.get(HTTP_CLUSTER, {}).get("models", {}).get(model, {}).get("loadgen")
+        concs = [p["concurrency"] for p in http_pts or []] or [16]
+        for c in concs:
+            ours = point(res, HTTP_CLUSTER, model, c)
+            for s, proto in HTTP_ORDER:
+                mm = systems.get(s, {}).get("models", {}).get(model)
+                p = point(res, s, model, c)
+                if mm is None or p is None:
+                    continue
+                L.append(
+                    f"| {SHORT[s]} | {proto} | {model} | {c} | {_f(p['rps'])} | "
+                    f"{_f(p['p50_ms'], 2)} | {_f(p['p99_ms'], 2)} | {_f(p.get('mean_batch'), 1)} | "
+                    f"{_f(p.get('server_cpu_ms_per_req'), 3)} | {_f(p.get('client_cores'), 2)} | "
+                    f"{'' if s == HTTP_CLUSTER else _ratio(ours and ours['rps'], p['rps'])} | "
+                    f"{'yes' if mm.get('verified') is True else mm.get('verified')} |"
+                )
+    L.append("")
+    return L
 
 
 def _profiles_md(res: dict) -> list[str]:

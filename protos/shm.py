@@ -142,10 +142,9 @@ class ShmRegion:
         self.registered = False
         for mapping in (self._readable, self._writable):
             if mapping is not None:
-                try:
+                # an array still reading it makes close() raise: it unmaps when released
+                with contextlib.suppress(BufferError):
                     mapping.close()
-                except BufferError:  # an array still reads it: it unmaps when released
-                    pass
         with contextlib.suppress(OSError):
             os.close(self._fd)
 

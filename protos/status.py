@@ -1,4 +1,7 @@
-"""The only mapping between RunnerFleet's ErrorCode and gRPC status codes, both ways.
+"""The only mappings of RunnerFleet's ErrorCode: to and from gRPC status codes, and to HTTP.
+
+The HTTP table follows Triton's HTTP front end (404 unknown model, 400 client errors, 503
+UNAVAILABLE) and Google's gRPC/HTTP mapping where Triton has no case (429 RESOURCE_EXHAUSTED).
 
 Also the one abort decorator every servicer (gateway and worker) wraps its unary rpcs in, so a
 RunnerFleetError raised anywhere below becomes its status code and message in one place.
@@ -21,7 +24,9 @@ __all__ = [
     "status_number",
     "code_from_status_number",
     "aborts_on_error",
+    "to_http_status",
     "RETRYABLE_CODES",
+    "HTTP_STATUS",
 ]
 
 _TO_GRPC: dict[ErrorCode, grpc.StatusCode] = {
@@ -34,6 +39,21 @@ _BY_NUMBER: dict[int, grpc.StatusCode] = {code.value[0]: code for code in grpc.S
 RETRYABLE_CODES: frozenset[grpc.StatusCode] = frozenset(
     _TO_GRPC[code] for code in ErrorCode if is_retryable(code)
 )
+
+HTTP_STATUS: dict[ErrorCode, int] = {
+    ErrorCode.INVALID_ARGUMENT: 400,
+    ErrorCode.FAILED_PRECONDITION: 400,
+    ErrorCode.UNAUTHENTICATED: 401,
+    ErrorCode.PERMISSION_DENIED: 403,
+    ErrorCode.NOT_FOUND: 404,
+    ErrorCode.ALREADY_EXISTS: 409,
+    ErrorCode.RESOURCE_EXHAUSTED: 429,
+    ErrorCode.CANCELLED: 499,
+    ErrorCode.INTERNAL: 500,
+    ErrorCode.UNIMPLEMENTED: 501,
+    ErrorCode.UNAVAILABLE: 503,
+    ErrorCode.DEADLINE_EXCEEDED: 504,
+}
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -90,3 +110,10 @@ def aborts_on_error(
             raise  # unreachable: abort raises
 
     return call
+
+
+def to_http_status(error: BaseException) -> int:
+    """The HTTP status for an exception: by its ErrorCode, 500 for anything unexpected."""
+    if isinstance(error, RunnerFleetError):
+        return HTTP_STATUS[error.code]
+    return 500

@@ -33,6 +33,7 @@ from protos.shm import SharedMemoryRegistry
 from protos.tracing import configure_tracing
 from runner_worker.device import configure_runtime
 from runner_worker.hosting import ModelHost
+from runner_worker.http_app import start_http
 from runner_worker.inference import InferencePlane
 from runner_worker.internal_servicer import InternalServicer
 from runner_worker.lifecycle import Lifecycle, State
@@ -48,11 +49,16 @@ __all__ = ["serve", "run", "write_port_file"]
 _log = logging.getLogger("runner_worker")
 
 
-def write_port_file(path: str, grpc_port: int, metrics_port: int) -> None:
-    """Atomically write ``{"grpc_port", "metrics_port", "pid"}`` to ``path``."""
+def write_port_file(
+    path: str, grpc_port: int, metrics_port: int, http_port: int | None = None
+) -> None:
+    """Atomically write ``{"grpc_port", "metrics_port", "http_port", "pid"}`` to ``path``."""
     tmp = f"{path}.{os.getpid()}.tmp"
+    ports: dict[str, int] = {"grpc_port": grpc_port, "metrics_port": metrics_port}
+    if http_port is not None:
+        ports["http_port"] = http_port
     with open(tmp, "w", encoding="utf-8") as f:
-        json.dump({"grpc_port": grpc_port, "metrics_port": metrics_port, "pid": os.getpid()}, f)
+        json.dump({**ports, "pid": os.getpid()}, f)
     os.replace(tmp, path)
 
 
@@ -132,14 +138,19 @@ async def serve(settings: WorkerSettings) -> int:
         server,
     )
     await server.start()
+    # HTTP has no scoped auth or TLS of its own yet: a secured worker serves gRPC only
+    http = await start_http(
+        settings, host, plane, life, secured=policy.enabled or credentials is not None
+    )
     metrics_host = settings.metrics_host or settings.host
     metrics_port = metrics.serve(metrics_host, settings.metrics_port, settings)
     if settings.port_file:
-        write_port_file(settings.port_file, port, metrics_port)
+        write_port_file(settings.port_file, port, metrics_port, http.port if http else None)
+    http_text = f" http={settings.host}:{http.port}" if http else ""
     # always printed (whatever the log level): process supervisors wait for this line
     print(
         f"listening grpc={settings.host}:{port} metrics={metrics_host}:{metrics_port} "
-        f"tls={credentials is not None} auth={policy.enabled}",
+        f"tls={credentials is not None} auth={policy.enabled}" + http_text,
         file=sys.stderr,
         flush=True,
     )
@@ -172,6 +183,8 @@ async def serve(settings: WorkerSettings) -> int:
         status = 1
     finally:
         await life.enter(State.STOPPED)
+        if http is not None:
+            await http.stop()
         await server.stop(settings.stop_grace_s)
         await host.close()
         shm.close()

@@ -104,11 +104,14 @@ class InferencePlane:
         request: pb.ModelInferRequest,
         deadline_s: float | None = None,
         traceparent: str | None = None,
+        *,
+        protocol: str = "grpc",
     ) -> pb.ModelInferResponse:
         """Answer one request; raises RunnerFleetError subclasses on failure.
 
         ``traceparent`` (W3C, from the caller) makes the request's span its child; a value
-        that does not parse is ignored.
+        that does not parse is ignored. ``protocol`` names the front door it came in by (the
+        metrics' ``protocol`` label).
         """
         span = None
         if self._tracing.enabled:
@@ -129,7 +132,7 @@ class InferencePlane:
             trace_id = parsed.trace_id if parsed is not None else None
             exemplar_id = None
         with request_scope(request.id or new_request_id(), trace_id):
-            return await self._infer(request, deadline_s, span, exemplar_id)
+            return await self._infer(request, deadline_s, span, exemplar_id, protocol)
 
     async def _infer(
         self,
@@ -137,6 +140,7 @@ class InferencePlane:
         deadline_s: float | None,
         span: object,
         exemplar_id: str | None,
+        protocol: str,
     ) -> pb.ModelInferResponse:
         start_s = time.perf_counter()
         hosted: HostedModel | None = None
@@ -186,7 +190,7 @@ class InferencePlane:
             raise Internal(message) from exc
         finally:
             duration_s = time.perf_counter() - start_s
-            self._account(hosted, method, code, duration_s, exemplar_id)
+            self._account(hosted, method, code, duration_s, exemplar_id, protocol)
             if self._tracing.recording(span):
                 version = hosted.version if hosted is not None else request.model_version
                 attributes = {"runnerfleet.method": method, "runnerfleet.model_version": version}
@@ -199,14 +203,15 @@ class InferencePlane:
         method: str,
         code: str,
         duration_s: float,
-        trace_id: str | None = None,
+        trace_id: str | None,
+        protocol: str,
     ) -> None:
         if hosted is not None and method in hosted.metrics:
-            hosted.metrics[method].on_request(code, duration_s, trace_id)
+            hosted.metrics[method].on_request(code, duration_s, trace_id, protocol)
             hosted.stats.on_request(code == "OK", duration_s)
             return
         model = hosted.name if hosted is not None else _UNKNOWN
-        self._metrics.requests.labels(model, _UNKNOWN, code).inc()
+        self._metrics.requests.labels(model, _UNKNOWN, code, protocol).inc()
         if hosted is not None:
             hosted.stats.on_request(False, duration_s)
 

@@ -8,7 +8,14 @@ from protos.metrics_http import metrics_access, serve_metrics
 from protos.trust_settings import TrustSettings
 from runner_worker.batcher import BatchReport
 
-__all__ = ["WorkerMetrics", "MethodMetrics", "CODES", "SHED_REASONS", "REJECT_REASONS"]
+__all__ = [
+    "WorkerMetrics",
+    "MethodMetrics",
+    "CODES",
+    "PROTOCOLS",
+    "SHED_REASONS",
+    "REJECT_REASONS",
+]
 
 CODES = (
     "OK",
@@ -20,6 +27,9 @@ CODES = (
     "UNAVAILABLE",
     "INTERNAL",
 )
+# Front door a request came in by (`protocol` label on the request counter and duration);
+# queries that aggregate with `sum by (...)` see the same totals as before the label existed.
+PROTOCOLS = ("grpc", "http")
 SHED_REASONS = ("deadline", "latency_budget", "cancelled", "deadline_unmeetable")
 REJECT_REASONS = ("queue_full", "invalid_input", "deadline_unmeetable")
 SIZE_BUCKETS = tuple(float(2**i) for i in range(11))  # 1, 2, 4, ..., 1024
@@ -52,14 +62,14 @@ class WorkerMetrics:
         mm = ("model", "method")
         self.requests = Counter(
             "runnerfleet_worker_requests_total",
-            "Requests by status code.",
-            (*mm, "code"),
+            "Requests by status code and front door (protocol grpc or http).",
+            (*mm, "code", "protocol"),
             registry=r,
         )
         self.request_duration = Histogram(
             "runnerfleet_worker_request_duration_seconds",
-            "End-to-end time in the worker.",
-            mm,
+            "End-to-end time in the worker, by front door.",
+            (*mm, "protocol"),
             buckets=LATENCY_BUCKETS_S,
             registry=r,
         )
@@ -142,10 +152,12 @@ class MethodMetrics:
 
     def __init__(self, metrics: WorkerMetrics, model: str, method: str) -> None:
         labels = (model, method)
-        self._requests = {c: metrics.requests.labels(*labels, c) for c in CODES}
+        self._requests = {
+            (c, p): metrics.requests.labels(*labels, c, p) for c in CODES for p in PROTOCOLS
+        }
         self._metrics = metrics
         self._labels = labels
-        self.request_duration = metrics.request_duration.labels(*labels)
+        self.request_duration = {p: metrics.request_duration.labels(*labels, p) for p in PROTOCOLS}
         self.queue_wait = metrics.queue_wait.labels(*labels)
         self.inference_duration = metrics.inference_duration.labels(*labels)
         self.batch_rows = metrics.batch_rows.labels(*labels)
@@ -154,20 +166,27 @@ class MethodMetrics:
         self._shed = {r: metrics.shed.labels(*labels, r) for r in SHED_REASONS}
         self._rejected = {r: metrics.rejected.labels(*labels, r) for r in REJECT_REASONS}
 
-    def on_request(self, code: str, duration_s: float, trace_id: str | None = None) -> None:
+    def on_request(
+        self, code: str, duration_s: float, trace_id: str | None = None, protocol: str = "grpc"
+    ) -> None:
         """Count a finished request and observe its end-to-end duration.
 
         A traced request leaves its trace id as the bucket's exemplar (shown to OpenMetrics
-        scrapers only).
+        scrapers only); ``protocol`` is the front door it came in by.
         """
-        counter = self._requests.get(code)
+        counter = self._requests.get((code, protocol))
         if counter is None:
-            counter = self._requests[code] = self._metrics.requests.labels(*self._labels, code)
+            counter = self._metrics.requests.labels(*self._labels, code, protocol)
+            self._requests[(code, protocol)] = counter
+        duration = self.request_duration.get(protocol)
+        if duration is None:
+            duration = self._metrics.request_duration.labels(*self._labels, protocol)
+            self.request_duration[protocol] = duration
         counter.inc()
         if trace_id is None:
-            self.request_duration.observe(duration_s)
+            duration.observe(duration_s)
         else:
-            self.request_duration.observe(duration_s, exemplar={"trace_id": trace_id})
+            duration.observe(duration_s, exemplar={"trace_id": trace_id})
 
     def on_queue_depth(self, depth: int) -> None:
         self.queue_depth.set(depth)

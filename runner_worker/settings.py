@@ -36,6 +36,7 @@ class WorkerSettings(TrustSettings):
     host: str = "127.0.0.1"  # deploy/ passes 0.0.0.0 where containers need it
     port: int = 8101
     metrics_port: int = 8102
+    http_port: int | None = None  # HTTP/REST v2; None: 8100, or any free port when port is 0
     port_file: str | None = None
     max_batch_size: int = 64
     max_latency_ms: float = 1000.0
@@ -124,6 +125,7 @@ _PARSERS: dict[str, Any] = {
     "threads": int,
     "trusted_keys": parse_key_paths,
     **TRUST_PARSERS,
+    "http_port": int,
 }
 
 

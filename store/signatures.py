@@ -30,9 +30,12 @@ def _batch_dim(value: Any, method: str) -> tuple[int, int]:
         raise InvalidArgument(f"signature {method!r}: batch_dim must be an int or (in, out) pair")
     if isinstance(value, int):
         return (value, value)
-    if isinstance(value, list | tuple) and len(value) == 2:
-        if all(isinstance(v, int) and not isinstance(v, bool) for v in value):
-            return (int(value[0]), int(value[1]))
+    if (
+        isinstance(value, list | tuple)
+        and len(value) == 2
+        and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+    ):
+        return (int(value[0]), int(value[1]))
     raise InvalidArgument(
         f"signature {method!r}: batch_dim must be an int or an (input, output) pair of ints, "
         f"got {value!r}"

@@ -17,6 +17,12 @@ __all__ = ["gateway"]
 @click.option(
     "--metrics-port", type=int, default=None, help="/metrics HTTP port (default 8002; 0 = any)."
 )
+@click.option(
+    "--http-port",
+    type=int,
+    default=None,
+    help="HTTP/REST v2 port (default 8000, any free port when --port is 0; 0 = any; -1 = off).",
+)
 @click.option("--port-file", default=None, help="Write the bound ports and pid here as JSON.")
 @click.option("--workers", default=None, help="Static workers: HOST:PORT[,HOST:PORT...].")
 @click.option(

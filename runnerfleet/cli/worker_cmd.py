@@ -23,7 +23,14 @@ __all__ = ["worker"]
 @click.option("--host", help="Address to bind (default 127.0.0.1; 0.0.0.0 = all).")
 @click.option("--port", type=int, help="gRPC port (0 = any free port; default 8101).")
 @click.option("--metrics-port", type=int, help="Prometheus /metrics port (0 = any; default 8102).")
-@click.option("--port-file", help="Write {grpc_port, metrics_port, pid} as JSON here once bound.")
+@click.option(
+    "--http-port",
+    type=int,
+    help="HTTP/REST v2 port (0 = any; -1 = off; default 8100, any free port when --port is 0).",
+)
+@click.option(
+    "--port-file", help="Write {grpc_port, metrics_port, http_port, pid} as JSON here once bound."
+)
 @click.option("--max-batch-size", type=int, help="Most rows per batch (1 disables batching).")
 @click.option("--max-latency-ms", type=float, help="End-to-end latency budget per request.")
 @click.option("--max-queue-size", type=int, help="Requests waiting per method before refusing.")

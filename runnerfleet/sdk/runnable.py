@@ -25,9 +25,12 @@ def normalize_batch_dim(value: Any, where: str) -> tuple[int, int]:
     """``batch_dim`` as an (input, output) pair: ``0`` -> ``(0, 0)``; refuses anything else."""
     if isinstance(value, int) and not isinstance(value, bool):
         return (value, value)
-    if isinstance(value, tuple | list) and len(value) == 2:
-        if all(isinstance(v, int) and not isinstance(v, bool) for v in value):
-            return (int(value[0]), int(value[1]))
+    if (
+        isinstance(value, tuple | list)
+        and len(value) == 2
+        and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+    ):
+        return (int(value[0]), int(value[1]))
     raise InvalidArgument(f"{where}: batch_dim must be an int or an (input, output) pair of ints")
 
 

@@ -68,6 +68,11 @@ def test_bench_smoke_writes_json_table_and_plots(tmp_path: pathlib.Path) -> None
         echo = res["systems"][system]["models"]["echo"]
         assert echo["verified"] is True, (system, echo)
         assert echo["loadgen"][0]["mib_per_s"] > 0
+    http = res["systems"]["cluster1_http"]  # the gateway again, over HTTP/REST v2
+    assert http["status"] == "ok", http.get("reason")
+    assert http["models"]["iris_clf"]["verified"] is True
+    assert [p["concurrency"] for p in http["models"]["iris_clf"]["loadgen"]] == [4]
+    assert http["models"]["iris_clf"]["loadgen"][0]["requests"] > 0
     # Peers are not part of the smoke run: their targets say n/a, never a fake ratio.
     assert "mlserver" not in res["systems"]
     assert "triton" not in res["systems"]
@@ -79,6 +84,8 @@ def test_bench_smoke_writes_json_table_and_plots(tmp_path: pathlib.Path) -> None
         "heavy_c64_triton",
         "heavy_c64_inproc",
         "echo_bandwidth",
+        "http_c16_triton",
+        "http_c16_grpc",
     } <= ids
     for t in res["targets"]:
         assert {"target", "required", "met"} <= set(t)
@@ -93,6 +100,7 @@ def test_bench_smoke_writes_json_table_and_plots(tmp_path: pathlib.Path) -> None
         "## iris",
         "## echo",
         "## In-process sweep",
+        "## HTTP/REST v2 beside gRPC",
     ):
         assert heading in text
     assert "| target | measured | required | result | figures |" in text

@@ -91,9 +91,11 @@ def test_quickstart(example_home: pathlib.Path, monkeypatch: pytest.MonkeyPatch)
     local = _local("quickstart", example_home, monkeypatch)
     expected = local.classify(IRIS_X)
     np.testing.assert_array_equal(expected, [0, 2, 1])
-    with cluster_up("quickstart", example_home) as children:
-        with Client(children["gateway"][0], timeout_s=60) as client:
-            np.testing.assert_array_equal(client.infer("classify", IRIS_X), expected)
+    with (
+        cluster_up("quickstart", example_home) as children,
+        Client(children["gateway"][0], timeout_s=60) as client,
+    ):
+        np.testing.assert_array_equal(client.infer("classify", IRIS_X), expected)
 
 
 def test_pytorch_example(example_home: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -104,10 +106,12 @@ def test_pytorch_example(example_home: pathlib.Path, monkeypatch: pytest.MonkeyP
     assert expected.dtype == np.int64
     assert (expected == y[:64]).mean() > 0.9
     np.testing.assert_array_equal(local.predict_sync(images), expected)
-    with cluster_up("pytorch_mnist", example_home) as children:
-        with Client(children["gateway"][0], timeout_s=60) as client:
-            np.testing.assert_array_equal(client.infer("predict_ndarray", images), expected)
-            np.testing.assert_array_equal(client.infer("predict_sync", images), expected)
+    with (
+        cluster_up("pytorch_mnist", example_home) as children,
+        Client(children["gateway"][0], timeout_s=60) as client,
+    ):
+        np.testing.assert_array_equal(client.infer("predict_ndarray", images), expected)
+        np.testing.assert_array_equal(client.infer("predict_sync", images), expected)
 
 
 def test_custom_runner(example_home: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:

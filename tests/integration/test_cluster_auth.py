@@ -377,7 +377,8 @@ def test_container_healthcheck_speaks_mtls(cluster, certs):
             "RUNNERFLEET_HEALTH_TLS_SERVER_NAME": "localhost",
         }
     )
-    assert ok.returncode == 0 and "SERVING" in ok.stdout, ok.stdout + ok.stderr
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert "SERVING" in ok.stdout, ok.stdout + ok.stderr
 
 
 def test_gateway_certificate_identities_per_scope(cluster, certs):

@@ -48,11 +48,13 @@ def test_cluster_up_serves_and_stops_everything(tmp_path, sig):
             if "Ctrl-C stops everything" in line:
                 break
         assert set(children) == {"gateway", "worker-0", "worker-1"}, children
-        with Client(children["gateway"][0], timeout_s=30, retries=0) as client:
-            with Client(children["worker-0"][0], timeout_s=30) as direct:
-                assert np.array_equal(
-                    client.infer("iris_clf", IRIS_X), direct.infer("iris_clf", IRIS_X)
-                )
+        with (
+            Client(children["gateway"][0], timeout_s=30, retries=0) as client,
+            Client(children["worker-0"][0], timeout_s=30) as direct,
+        ):
+            assert np.array_equal(
+                client.infer("iris_clf", IRIS_X), direct.infer("iris_clf", IRIS_X)
+            )
         proc.send_signal(sig)
         assert proc.wait(60) == 0
     finally:

@@ -175,13 +175,9 @@ def test_bad_requests_get_clear_codes_while_good_ones_flow(cluster, expected):
     assert load.failures == []
     assert load.wrong == 0
     text = scrape(cluster["gateway"].metrics_port)
-    assert (
-        metric_value(text, "runnerfleet_gateway_requests_total", model="_unknown", code="NOT_FOUND")
-        >= 1
-    )
-    assert (
-        metric_value(text, "runnerfleet_gateway_requests_total", model="iris_clf", code="OK") >= 40
-    )
+    requests = "runnerfleet_gateway_requests_total"
+    assert metric_value(text, requests, model="_unknown", code="NOT_FOUND", protocol="grpc") >= 1
+    assert metric_value(text, requests, model="iris_clf", code="OK", protocol="grpc") >= 40
 
 
 def test_stream_infer_uses_tritons_wrapper(cluster, expected):

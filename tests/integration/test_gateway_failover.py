@@ -77,7 +77,9 @@ def test_sigkill_under_load_loses_no_request_and_restart_rejoins(pair):
             gateway.metrics_port, "runnerfleet_gateway_worker_up", 0, 5, worker=victim.address
         )
         load.wait_for_ok(200)
-        restarted = procs.start_worker([pair["tags"]["iris_clf"]], pair["home"], port=victim.port)
+        restarted = procs.start_worker(  # a fixed gRPC port: HTTP must be told to take any
+            [pair["tags"]["iris_clf"]], pair["home"], port=victim.port, http_port=0
+        )
         pair["extra"].append(restarted)
         assert restarted.address == victim.address
         procs.wait_serving(restarted.address)
@@ -125,7 +127,7 @@ def test_gateway_restart_shows_only_unavailable_then_recovers(pair):
     with LoadLoop(old.address, 8, _iris_ok(pair["expected"])) as load:
         load.wait_for_ok(100)
         procs.stop(old)
-        new = start_gateway([w.address for w in pair["workers"]], port=old.port)
+        new = start_gateway([w.address for w in pair["workers"]], port=old.port, http_port=0)
         pair["gateway"] = new
         load.wait_for_ok(100)
     assert {code for code, _ in load.failures} <= {"UNAVAILABLE"}, load.failures[:8]

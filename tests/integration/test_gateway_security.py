@@ -9,7 +9,7 @@ import grpc
 import numpy as np
 import pytest
 
-from protos.errors import Unauthenticated
+from protos.errors import Unauthenticated, Unavailable
 from runnerfleet.client import Client
 from tests.integration.gateway_helpers import (
     IRIS_X,
@@ -128,9 +128,12 @@ def test_tls_server_certificate(worker, certs):
             gateway.address, timeout_s=10, retries=0, tls=True, root_certificates=certs / "ca.pem"
         ) as c:
             assert np.array_equal(c.infer("iris_clf", IRIS_X), expected)
-        with Client(gateway.address, timeout_s=5, retries=0) as plain:  # plaintext is refused
-            with pytest.raises(Exception):  # noqa: B017 - any transport failure
-                plain.infer("iris_clf", IRIS_X)
+        # plaintext is refused: the TLS server closes the socket, the client reports UNAVAILABLE
+        with (
+            Client(gateway.address, timeout_s=5, retries=0) as plain,
+            pytest.raises(Unavailable),
+        ):
+            plain.infer("iris_clf", IRIS_X)
     finally:
         procs.stop(gateway)
 

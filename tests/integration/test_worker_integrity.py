@@ -61,7 +61,8 @@ def test_worker_refuses_swapped_model_and_serves_the_other(two_irises, store_hom
             assert client.infer("iris_clf", IRIS_X).tolist() == [0, 2, 1]
         log = worker.log
         refused = [line for line in log.splitlines() if "refusing to serve victim" in line]
-        assert refused and "model.joblib" in refused[0], log[-3000:]
+        assert refused, log[-3000:]
+        assert "model.joblib" in refused[0], log[-3000:]
         assert re.search(
             rf"loaded iris_clf:{good.tag.version} \(manifest sha256 "
             rf"{good.manifest_sha256}\)",

@@ -105,7 +105,8 @@ def test_bad_regions_are_clear_errors_and_good_requests_continue(stub, segment, 
     ]
     for request, want, needle in cases:
         code, details = _code(stub.ModelInfer, request)
-        assert code == want and needle in details, (code, details)
+        assert code == want, (code, details)
+        assert needle in details, (code, details)
     register = stub.SystemSharedMemoryRegister
     for req, want in [
         (pb.SystemSharedMemoryRegisterRequest(name="x", key="/rf-none", byte_size=8), "NOT_FOUND"),

@@ -48,21 +48,21 @@ class _Service(trace_service_pb2_grpc.TraceServiceServicer):
         for resource_spans in request.resource_spans:
             attrs = {a.key: _value(a.value) for a in resource_spans.resource.attributes}
             service = str(attrs.get("service.name", ""))
-            for scope in resource_spans.scope_spans:
-                for s in scope.spans:
-                    spans.append(
-                        ReceivedSpan(
-                            service,
-                            s.name,
-                            s.trace_id.hex(),
-                            s.span_id.hex(),
-                            s.parent_span_id.hex(),
-                            s.kind,
-                            {a.key: _value(a.value) for a in s.attributes},
-                            tuple((link.trace_id.hex(), link.span_id.hex()) for link in s.links),
-                            s.status.code,
-                        )
-                    )
+            spans.extend(
+                ReceivedSpan(
+                    service,
+                    s.name,
+                    s.trace_id.hex(),
+                    s.span_id.hex(),
+                    s.parent_span_id.hex(),
+                    s.kind,
+                    {a.key: _value(a.value) for a in s.attributes},
+                    tuple((link.trace_id.hex(), link.span_id.hex()) for link in s.links),
+                    s.status.code,
+                )
+                for scope in resource_spans.scope_spans
+                for s in scope.spans
+            )
         self._receiver._add(spans)
         return trace_service_pb2.ExportTraceServiceResponse()
 

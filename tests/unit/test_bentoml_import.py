@@ -108,7 +108,8 @@ def test_sklearn_bentomodel(store_home, tmp_path, iris):
     runner.init_local(quiet=True)
     np.testing.assert_array_equal(runner.predict.run(x), clf.predict(x))
     again = CliRunner().invoke(cli, ["models", "import", path])
-    assert again.exit_code == 0 and "identical: nothing imported" in again.output, again.output
+    assert again.exit_code == 0, again.output
+    assert "identical: nothing imported" in again.output, again.output
 
 
 def test_pytorch_bentomodel_in_a_folder_and_uncompressed(store_home, tmp_path):

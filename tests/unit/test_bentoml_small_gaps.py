@@ -123,9 +123,11 @@ def test_models_list_by_tag_newest_first(store_home):
 
 
 def test_models_create(store_home):
-    with runnerfleet.models.create("handmade", labels={"k": 1}, options={"o": 2}) as draft:
-        with open(draft.path_of("weights.txt"), "w") as f:
-            f.write("0.5")
+    with (
+        runnerfleet.models.create("handmade", labels={"k": 1}, options={"o": 2}) as draft,
+        open(draft.path_of("weights.txt"), "w") as f,
+    ):
+        f.write("0.5")
     model = runnerfleet.models.get("handmade")
     assert model.tag == draft.tag
     assert model.info.labels == {"k": "1"}

@@ -105,7 +105,9 @@ def test_every_address_is_tried_before_a_backoff(dead_address, monkeypatch):
         other = f"127.0.0.1:{sock.getsockname()[1]}"
     sleeps: list[float] = []
     monkeypatch.setattr(client_mod.time, "sleep", sleeps.append)
-    with Client([dead_address, other], retries=1, timeout_s=10) as client:
-        with pytest.raises(Unavailable):
-            client.infer("m", np.zeros((1, 2), dtype=np.float32))
+    with (
+        Client([dead_address, other], retries=1, timeout_s=10) as client,
+        pytest.raises(Unavailable),
+    ):
+        client.infer("m", np.zeros((1, 2), dtype=np.float32))
     assert len(sleeps) == 1  # two addresses, then one backoff, then both again

@@ -57,7 +57,8 @@ def test_export_import_delete(saved, tmp_path):
     a, _ = saved
     path = tmp_path / "a.rfmodel"
     result = invoke("export", str(a.tag), str(path))
-    assert result.exit_code == 0 and path.exists(), result.output
+    assert result.exit_code == 0, result.output
+    assert path.exists(), result.output
     again = invoke("import", str(path))
     assert again.exit_code == 0
     assert "identical: nothing imported" in again.output

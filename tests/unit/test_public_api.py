@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 import runnerfleet
 
 
@@ -31,9 +33,5 @@ def test_import_is_lazy_about_grpc_torch_and_serving():
 
 
 def test_unknown_attribute():
-    try:
+    with pytest.raises(AttributeError, match="no_such_thing"):
         runnerfleet.no_such_thing  # noqa: B018
-    except AttributeError as exc:
-        assert "no_such_thing" in str(exc)
-    else:
-        raise AssertionError("expected AttributeError")

@@ -214,7 +214,7 @@ def test_pytorch_loads_with_map_location_and_torchscript(store_home):
     loaded = runnerfleet.pytorch.load_model(m.tag, device="cpu")
     assert not loaded.training
     np.testing.assert_allclose(loaded(torch.from_numpy(x)).detach().numpy(), expected, rtol=1e-6)
-    with pytest.warns(DeprecationWarning):
+    with pytest.warns(DeprecationWarning, match=r"`torch\.jit\.script` is deprecated"):
         scripted = torch.jit.script(lin)
     ms = runnerfleet.pytorch.save_model("lin_ts", scripted, sample_input=x)
     out = runnerfleet.models.get(ms.tag).to_runner()

@@ -24,7 +24,9 @@ def test_parse_accepts_only_the_grammar(text):
     try:
         tag = Tag.from_str(text)
     except InvalidArgument as exc:
-        assert "model" in str(exc)
+        # PT017 does not fit: arbitrary text may parse or not, and pytest.raises cannot say
+        # "if it raises, the message names the model"; both outcomes are checked here.
+        assert "model" in str(exc)  # noqa: PT017 - raising is one of two valid outcomes
     else:
         assert len(tag.name) <= 63
         assert tag.version is None or len(tag.version) <= 63

@@ -90,16 +90,19 @@ class PandasDataFrame(IODescriptor):
             frame = value if isinstance(value, pd.DataFrame) else pd.DataFrame(value)
         except (TypeError, ValueError) as exc:
             raise InvalidArgument(f"expected a DataFrame: {exc}") from None
-        if self.columns is not None and len(frame.columns) == len(self.columns):
-            if list(map(str, frame.columns)) != self.columns and all(
-                isinstance(c, int) for c in frame.columns
-            ):
-                frame.columns = self.columns
-        if self.enforce_shape and self.shape is not None:
-            if any(e != -1 and e != a for e, a in zip(self.shape, frame.shape, strict=False)):
-                raise InvalidArgument(
-                    f"expected a DataFrame of shape {self.shape}, got {frame.shape}"
-                )
+        if (
+            self.columns is not None
+            and len(frame.columns) == len(self.columns)
+            and list(map(str, frame.columns)) != self.columns
+            and all(isinstance(c, int) for c in frame.columns)
+        ):
+            frame.columns = self.columns
+        if (
+            self.enforce_shape
+            and self.shape is not None
+            and any(e != -1 and e != a for e, a in zip(self.shape, frame.shape, strict=False))
+        ):
+            raise InvalidArgument(f"expected a DataFrame of shape {self.shape}, got {frame.shape}")
         if self.dtype is not None:
             for column in frame.columns:
                 want = self._column_dtype(str(column))

@@ -1,0 +1,57 @@
+"""Wiring of the gateway's HTTP front door: v2 routes, Service API routes, TLS and token.
+
+Same process, loop, message limit, bearer token and TLS files as the gateway's gRPC server.
+"""
+
+from __future__ import annotations
+
+import ssl
+from typing import Any
+
+from api_gateway.http_servicer import GatewayHttpBackend
+from api_gateway.plane import GatewayPlane
+from api_gateway.service_http import add_service_routes
+from api_gateway.settings import GatewaySettings
+from protos.auth import AuthPolicy
+from protos.http_server import HttpServer, http_bind_port
+
+__all__ = ["start_http", "ssl_context", "DEFAULT_HTTP_PORT"]
+
+DEFAULT_HTTP_PORT = 8000  # Triton's: HTTP 8000, gRPC 8001, metrics 8002
+
+
+def ssl_context(settings: GatewaySettings) -> ssl.SSLContext | None:
+    """The TLS context of the gRPC side's files (client certificates required with a CA)."""
+    if not settings.tls_cert or not settings.tls_key:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(settings.tls_cert, settings.tls_key)
+    if settings.tls_client_ca:
+        context.load_verify_locations(settings.tls_client_ca)
+        context.verify_mode = ssl.CERT_REQUIRED
+    return context
+
+
+async def start_http(
+    settings: GatewaySettings,
+    plane: GatewayPlane,
+    *,
+    policy: AuthPolicy,
+    apis: Any = None,
+    on_reject: Any = lambda reason: None,
+) -> HttpServer | None:
+    """Bind and start the gateway's HTTP server (None when ``--http-port`` < 0)."""
+    port = http_bind_port(settings.http_port, settings.port, DEFAULT_HTTP_PORT)
+    if port is None:
+        return None
+    server = HttpServer(
+        GatewayHttpBackend(plane),
+        max_body_bytes=settings.max_message_bytes,
+        policy=policy,
+        ssl_context=ssl_context(settings),
+        on_reject=on_reject,
+    )
+    if apis is not None:
+        add_service_routes(server.app, apis, plane.infer)
+    await server.start(settings.host, port)
+    return server
