@@ -209,6 +209,10 @@ def test_1_store_init_then_healthy_workers_then_serving_gateway(cluster: Cluster
     assert state["ExitCode"] == 0, state
     logs = sh("docker", "logs", init).stdout
     assert logs.count("saved ") == 3, logs
+    # certs-init wrote the dev CA into the `certs` volume as the image's non-root user
+    (certs,) = cluster.containers("certs-init", all_states=True)
+    certs_state = cluster.inspect(certs)["State"]
+    assert certs_state["ExitCode"] == 0, sh("docker", "logs", certs, check=False).stderr
     cluster.wait("2 healthy workers", lambda: cluster.workers_healthy(2))
     (gateway,) = cluster.containers("gateway")
     started = cluster.inspect(gateway)["State"]["StartedAt"]
