@@ -39,6 +39,10 @@ DASHBOARDS = sorted((DEPLOY / "grafana" / "dashboards").glob("*.json"))
 GRAFANA_BUILTINS = {"$__rate_interval": "20s", "$__interval": "5s", "$__range": "120s",
                     "${__rate_interval}": "20s", "${__interval}": "5s"}  # fmt: skip
 
+# every service of the compose file without a profile, less Grafana (no offline image);
+# certs-init starts as the workers' and gateways' dependency
+SERVICES = ("store-init", "worker", "gateway", "gateway-2", "prometheus")
+
 if not COMPOSE_CMD:
     pytest.skip(
         "needs the engine and image of `make test-compose` (deploy/ci/test-compose.sh)",
@@ -103,6 +107,11 @@ class Cluster:
     def grpc(self) -> str:
         return f"127.0.0.1:{self.ports['grpc']}"
 
+    @property
+    def grpc_2(self) -> str:
+        """The second gateway's published gRPC port (service gateway-2)."""
+        return f"127.0.0.1:{self.ports['grpc_2']}"
+
     def gateway_metrics(self) -> str:
         reply = requests.get(f"http://127.0.0.1:{self.ports['metrics']}/metrics", timeout=10)
         reply.raise_for_status()
@@ -155,13 +164,18 @@ def project_leftovers(project: str) -> dict[str, list[str]]:
 def cluster() -> Iterator[Cluster]:
     c = Cluster(
         project=f"rftest{os.getpid()}",
-        ports={k: free_port() for k in ("grpc", "metrics", "prometheus", "grafana")},
+        ports={
+            k: free_port()
+            for k in ("grpc", "metrics", "grpc_2", "metrics_2", "prometheus", "grafana")
+        },
     )
     # published on loopback only, on ports free here (the compose file's host-side variables)
     published = {
         "RUNNERFLEET_BIND": "127.0.0.1",
         "RUNNERFLEET_GRPC_PORT": str(c.ports["grpc"]),
         "RUNNERFLEET_METRICS_PORT": str(c.ports["metrics"]),
+        "RUNNERFLEET_GRPC_PORT_2": str(c.ports["grpc_2"]),
+        "RUNNERFLEET_METRICS_PORT_2": str(c.ports["metrics_2"]),
         "RUNNERFLEET_PROMETHEUS_PORT": str(c.ports["prometheus"]),
         "RUNNERFLEET_GRAFANA_PORT": str(c.ports["grafana"]),
     }
@@ -175,7 +189,7 @@ def _up_and_down(c: Cluster) -> Iterator[Cluster]:
     try:
         t0 = time.monotonic()
         # Grafana has no offline image; every other service of the file (no profile) starts
-        c.compose("up", "-d", "--no-build", "store-init", "worker", "gateway", "prometheus")
+        c.compose("up", "-d", "--no-build", *SERVICES)
         c.timings["up_s"] = time.monotonic() - t0
         yield c
     finally:
@@ -195,6 +209,10 @@ def test_1_store_init_then_healthy_workers_then_serving_gateway(cluster: Cluster
     assert state["ExitCode"] == 0, state
     logs = sh("docker", "logs", init).stdout
     assert logs.count("saved ") == 3, logs
+    # certs-init wrote the dev CA into the `certs` volume as the image's non-root user
+    (certs,) = cluster.containers("certs-init", all_states=True)
+    certs_state = cluster.inspect(certs)["State"]
+    assert certs_state["ExitCode"] == 0, sh("docker", "logs", certs, check=False).stderr
     cluster.wait("2 healthy workers", lambda: cluster.workers_healthy(2))
     (gateway,) = cluster.containers("gateway")
     started = cluster.inspect(gateway)["State"]["StartedAt"]
@@ -208,6 +226,10 @@ def test_1_store_init_then_healthy_workers_then_serving_gateway(cluster: Cluster
     inside = sh("docker", "exec", gateway, "python", "/opt/runnerfleet/healthcheck.py")
     assert "SERVING" in inside.stdout
     cluster.wait("gateway healthy", lambda: cluster.health(gateway) == "healthy", 60)
+    # the second gateway serves the same cluster through its own published port
+    (gateway_2,) = cluster.containers("gateway-2")
+    cluster.wait("gateway-2 SERVING", lambda: health_status(cluster.grpc_2)[0] == 0, 120)
+    cluster.wait("gateway-2 healthy", lambda: cluster.health(gateway_2) == "healthy", 60)
     # the image runs as the non-root user and carries the OCI labels
     info = cluster.inspect(gateway)
     assert info["Config"]["User"] == "runnerfleet"
@@ -301,7 +323,11 @@ def test_3_prometheus_sees_every_target_and_every_dashboard_query_has_data(
     def targets_up() -> bool:
         active = cluster.prom("/api/v1/targets")["activeTargets"]
         up = {(t["labels"]["job"], t["labels"]["instance"]) for t in active if t["health"] == "up"}
-        return ("runnerfleet-gateway", "gateway:8002") in up and workers <= {
+        gateways = {
+            ("runnerfleet-gateway", "gateway:8002"),
+            ("runnerfleet-gateway", "gateway-2:8002"),
+        }
+        return gateways <= up and workers <= {
             inst for job, inst in up if job == "runnerfleet-worker"
         }
 
@@ -396,8 +422,7 @@ def test_5_scale_to_3_routes_to_the_new_replica(cluster: Cluster) -> None:
     before = cluster.containers("worker")
     tags_before = served_tags(cluster, before[0])
     t0 = time.time()
-    cluster.compose("up", "-d", "--no-build", "--no-recreate", "--scale", "worker=3",
-                    "store-init", "worker", "gateway", "prometheus")  # fmt: skip
+    cluster.compose("up", "-d", "--no-build", "--no-recreate", "--scale", "worker=3", *SERVICES)
     (new,) = set(cluster.containers("worker")) - set(before)
     # container start to SERVING for a worker: its healthcheck script, polled inside it
     started = _parse_docker_time(cluster.inspect(new)["State"]["StartedAt"])
@@ -460,18 +485,15 @@ def test_6a_scale_back_to_1_under_load_loses_no_request(cluster: Cluster) -> Non
     assert len(cluster.containers("worker")) == 1
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="gateway readiness bug: SERVING with no worker (fixed by another issue)",
-)
 def test_6b_gateway_not_serving_with_every_worker_stopped(cluster: Cluster) -> None:
     cluster.compose("stop", "worker", timeout=120)
     try:
-        cluster.wait(
-            "gateway NOT_SERVING",
-            lambda: health_status(cluster.grpc)[1].endswith("NOT_SERVING"),
-            15,
-        )
+        for target in (cluster.grpc, cluster.grpc_2):
+            cluster.wait(
+                f"gateway {target} NOT_SERVING",
+                lambda t=target: health_status(t)[1].endswith("NOT_SERVING"),
+                15,
+            )
     finally:
         cluster.compose("start", "worker", timeout=120)
 

@@ -47,6 +47,30 @@ def test_compose_config_is_valid(profile: str | None) -> None:
     assert {"store-init", "worker", "gateway", "prometheus", "grafana", "worker-gpu"} <= services
 
 
+def test_named_volume_mount_points_belong_to_the_image_user() -> None:
+    """A named volume mounted on a folder the image lacks starts root-owned: the non-root
+    processes (certs-init writing `certs`, store-init writing `store`) then fail with EACCES.
+    Docker copies an existing image folder's owner into an empty volume, so every such mount
+    point must be created, and chowned to the image user, in the final stage."""
+    dockerfile = need_module("dockerfile")
+    cmds = dockerfile.parse_file(str(DEPLOY / "Dockerfile"))
+    final = cmds[[i for i, c in enumerate(cmds) if c.cmd == "FROM"][-1] :]
+    runs = " ".join(v for c in final if c.cmd == "RUN" for v in c.value)
+    (mkdir,) = re.findall(r"mkdir -p ([^&]+)&&", runs)
+    created = set(mkdir.split())
+    assert "chown -R runnerfleet:runnerfleet /var/lib/runnerfleet" in runs
+    compose = load_compose()
+    named = set(compose["volumes"])
+    for name, svc in compose["services"].items():
+        if not str(svc.get("image", "")).startswith("runnerfleet"):
+            continue
+        for mount in svc.get("volumes", []):
+            source, target = mount.split(":")[:2]
+            if source in named:
+                assert target in created, f"{name}: {target} is not created in the image"
+                assert target.startswith("/var/lib/runnerfleet/"), f"{name}: {target} not chowned"
+
+
 def test_compose_wiring() -> None:
     c = load_compose()
     s = c["services"]
