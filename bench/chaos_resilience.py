@@ -144,7 +144,7 @@ class Cluster:
     ) -> Child:
         argv = cli_command(
             "worker", "--models", models, "--device", "cpu", "--host", "127.0.0.1",
-            "--port", str(port), "--metrics-port", "0",
+            "--port", str(port), "--metrics-port", "0", "--http-port", "0",
         )  # fmt: skip
         child = self.supervisor.start("worker", argv, timeout_s=120, env={**self.env, **env})
         self.workers.append(child)
@@ -156,7 +156,7 @@ class Cluster:
         """A gateway on 127.0.0.1; ``env`` adds ``RUNNERFLEET_*`` settings for it alone."""
         argv = cli_command(
             "gateway", "--host", "127.0.0.1", "--port", str(port), "--metrics-port", "0",
-            "--workers", ",".join(workers), *flags,
+            "--http-port", "0", "--workers", ",".join(workers), *flags,
         )  # fmt: skip
         child = self.supervisor.start("gateway", argv, timeout_s=120, env={**self.env, **env})
         self.gateways.append(child)
