@@ -18,7 +18,8 @@ import grpc
 from api_gateway.header import parse_request_header, wrap_stream_response
 from api_gateway.plane import GatewayPlane
 from protos import grpc_service_pb2 as pb
-from protos.errors import InvalidArgument, RunnerFleetError, Unimplemented
+from protos.cuda_shm import CudaSharedMemoryRefusal
+from protos.errors import InvalidArgument, RunnerFleetError
 from protos.status import aborts_on_error
 from protos.stream import answer_stream
 from protos.tracing import traceparent_from_metadata
@@ -28,7 +29,7 @@ __all__ = ["GatewayServicer", "SERVICE_NAME", "generic_handler"]
 SERVICE_NAME = "inference.GRPCInferenceService"
 
 
-class GatewayServicer:
+class GatewayServicer(CudaSharedMemoryRefusal):
     """Every rpc of inference.GRPCInferenceService, each one call into the data plane."""
 
     def __init__(self, plane: GatewayPlane) -> None:
@@ -148,24 +149,6 @@ class GatewayServicer:
     ) -> pb.SystemSharedMemoryUnregisterResponse:
         await self._plane.shm_unregister(request.name)
         return pb.SystemSharedMemoryUnregisterResponse()
-
-    @aborts_on_error
-    async def CudaSharedMemoryStatus(self, request: Any, context: Any) -> Any:
-        raise _NO_CUDA_SHM
-
-    @aborts_on_error
-    async def CudaSharedMemoryRegister(self, request: Any, context: Any) -> Any:
-        raise _NO_CUDA_SHM
-
-    @aborts_on_error
-    async def CudaSharedMemoryUnregister(self, request: Any, context: Any) -> Any:
-        raise _NO_CUDA_SHM
-
-
-_NO_CUDA_SHM = Unimplemented(
-    "CUDA shared memory is not supported by RunnerFleet; use system shared memory "
-    "(SystemSharedMemoryRegister) or send tensor bytes"
-)
 
 
 def _traceparent(context: Any) -> str | None:

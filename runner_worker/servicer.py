@@ -12,6 +12,7 @@ from typing import Any
 
 from protos import grpc_service_pb2 as pb
 from protos import grpc_service_pb2_grpc as pb_grpc
+from protos.cuda_shm import CudaSharedMemoryRefusal
 from protos.errors import InvalidArgument, RunnerFleetError, Unimplemented
 from protos.server_info import SERVER_NAME, server_version
 from protos.shm import SharedMemoryRegistry, shm_available
@@ -44,7 +45,7 @@ def traceparent_of(context: Any) -> str | None:
     return traceparent_from_metadata(context.invocation_metadata())
 
 
-class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
+class InferenceServicer(CudaSharedMemoryRefusal, pb_grpc.GRPCInferenceServiceServicer):
     """The Open Inference Protocol as Triton serves it, for this worker's models."""
 
     def __init__(
@@ -181,24 +182,6 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     async def SystemSharedMemoryUnregister(self, request: Any, context: Any) -> Any:
         self._registry().unregister(request.name)
         return pb.SystemSharedMemoryUnregisterResponse()
-
-    @aborts_on_error
-    async def CudaSharedMemoryStatus(self, request: Any, context: Any) -> Any:
-        raise _NO_CUDA_SHM
-
-    @aborts_on_error
-    async def CudaSharedMemoryRegister(self, request: Any, context: Any) -> Any:
-        raise _NO_CUDA_SHM
-
-    @aborts_on_error
-    async def CudaSharedMemoryUnregister(self, request: Any, context: Any) -> Any:
-        raise _NO_CUDA_SHM
-
-
-_NO_CUDA_SHM = Unimplemented(
-    "CUDA shared memory is not supported by RunnerFleet; use system shared memory "
-    "(SystemSharedMemoryRegister) or send tensor bytes"
-)
 
 
 def shm_status_response(regions: list[Any]) -> pb.SystemSharedMemoryStatusResponse:
