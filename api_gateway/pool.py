@@ -24,6 +24,7 @@ import logging
 import random
 import socket
 from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -179,12 +180,10 @@ class Worker:
     ) -> pb.ModelStatisticsResponse:
         """This worker's ModelStatistics for name/version (empty name = all); raises on failure."""
         request = pb.ModelStatisticsRequest(name=name, version=version)
-        try:
-            return await self.inference.ModelStatistics(
-                request, timeout=timeout_s, metadata=self.control_metadata
-            )
-        except grpc.aio.AioRpcError as exc:
-            raise error_from_rpc_error(exc) from None
+        answer: pb.ModelStatisticsResponse = await self._control(
+            self.inference.ModelStatistics, request, timeout_s
+        )
+        return answer
 
     async def load_model(
         self, name: str, parameters: Mapping[str, pb.ModelRepositoryParameter], timeout_s: float
@@ -193,12 +192,7 @@ class Worker:
         request = pb.RepositoryModelLoadRequest(model_name=name)
         for key, value in parameters.items():
             request.parameters[key].CopyFrom(value)
-        try:
-            await self.inference.RepositoryModelLoad(
-                request, timeout=timeout_s, metadata=self.control_metadata
-            )
-        except grpc.aio.AioRpcError as exc:
-            raise error_from_rpc_error(exc) from None
+        await self._control(self.inference.RepositoryModelLoad, request, timeout_s)
 
     async def unload_model(
         self, name: str, parameters: Mapping[str, pb.ModelRepositoryParameter], timeout_s: float
@@ -207,10 +201,12 @@ class Worker:
         request = pb.RepositoryModelUnloadRequest(model_name=name)
         for key, value in parameters.items():
             request.parameters[key].CopyFrom(value)
+        await self._control(self.inference.RepositoryModelUnload, request, timeout_s)
+
+    async def _control(self, rpc: Any, request: Any, timeout_s: float) -> Any:
+        """One control-scope call to this worker; a failure raises its RunnerFleetError."""
         try:
-            await self.inference.RepositoryModelUnload(
-                request, timeout=timeout_s, metadata=self.control_metadata
-            )
+            return await rpc(request, timeout=timeout_s, metadata=self.control_metadata)
         except grpc.aio.AioRpcError as exc:
             raise error_from_rpc_error(exc) from None
 
