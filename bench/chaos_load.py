@@ -152,6 +152,7 @@ async def _open_loop(channel: grpc.aio.Channel, args: argparse.Namespace, out: d
         results[i] = (raw, None, "", time.perf_counter() - sent_s)
 
     pending: set[asyncio.Task[None]] = set()
+    cpu_start_s = time.process_time()
     start_s = time.perf_counter()
     for i in range(count):
         scheduled_s = start_s + i * interval_s
@@ -163,6 +164,7 @@ async def _open_loop(channel: grpc.aio.Channel, args: argparse.Namespace, out: d
         task.add_done_callback(pending.discard)
     window_s = max(time.perf_counter() - start_s, args.duration_s)
     await asyncio.gather(*pending)
+    out["window_cpu_s"] = time.process_time() - cpu_start_s  # all of this process's threads
     for x, (raw, code, details, took_s) in zip(inputs, results, strict=True):
         if code is not None:
             _count_error(out, code, details, took_s)

@@ -32,7 +32,7 @@ import time
 from bench.chaos import ChaosContext, Row, scenario
 from tests.support import procs
 from tests.support.gateway_procs import start_gateway
-from tests.support.rss import rss_bytes
+from tests.support.rss import cpu_seconds, rss_bytes, run_queue_wait_seconds
 
 __all__ = ["run_overload", "load", "MODEL", "WORKER_FLAGS"]
 
@@ -68,6 +68,10 @@ def load(
     return dict(json.loads(done.stdout.strip().splitlines()[-1]))
 
 
+def _cpu_s(handles: dict[str, procs.ProcessHandle]) -> dict[str, float]:
+    return {name: cpu_seconds(h.pid) for name, h in handles.items()}
+
+
 def _rss_mib(handles: dict[str, procs.ProcessHandle]) -> dict[str, float]:
     return {name: round(rss_bytes(h.pid) / 2**20, 1) for name, h in handles.items()}
 
@@ -97,6 +101,8 @@ def run_overload(
         capacity_rps = cap["goodput_rps"]
         result: dict = {"capacity": cap, "capacity_rps": capacity_rps, "phases": {}}
         for n, factor in enumerate(factors):
+            cpu_before = _cpu_s(started)
+            waited_before = run_queue_wait_seconds(started["gateway"].pid)
             phase = load(
                 target,
                 rate_rps=max(factor * capacity_rps, 1.0),
@@ -105,6 +111,13 @@ def run_overload(
                 seed=10 + n,
             )
             phase["factor"] = factor
+            # CPU used during the phase, in cores (the generator's: its own, over its window)
+            cpu = {k: v - cpu_before[k] for k, v in _cpu_s(started).items()}
+            cpu["generator"] = phase["window_cpu_s"]
+            phase["cpu_cores"] = {k: round(v / phase["elapsed_s"], 2) for k, v in cpu.items()}
+            phase["gateway_cpu_us_per_request"] = 1e6 * cpu["gateway"] / max(phase["sent"], 1)
+            waited_s = run_queue_wait_seconds(started["gateway"].pid) - waited_before
+            phase["gateway_loop_waiting_share"] = waited_s / phase["elapsed_s"]
             phase["rss_mib"] = _rss_mib(started)
             phase["loadavg_1m"] = os.getloadavg()[0]
             time.sleep(1.0)  # then: how fast is a lone client served again?
@@ -158,6 +171,11 @@ def bench_overload(ctx: ChaosContext) -> list[Row]:
             Row(s, "generator lag behind schedule p99 / max",
                 f"{ph['send_lag_p99_ms'] or 0:.1f} / {ph['send_lag_max_ms'] or 0:.1f} ms"),
             Row(s, "load average (1 min) at the end", f"{ph['loadavg_1m']:.1f}"),
+            Row(s, "CPU cores used (gateway CPU per request)", ", ".join(
+                f"{k} {v:.2f}" for k, v in ph["cpu_cores"].items())
+                + f" ({ph['gateway_cpu_us_per_request']:.0f} us)"),
+            Row(s, "gateway event loop waiting for a CPU",
+                f"{ph['gateway_loop_waiting_share']:.0%} of the phase"),
             Row(s, "goodput vs capacity", f"{goodput:.0f} req/s ({goodput / cap:.0%})",
                 ">= 90%", goodput >= 0.9 * cap),
             Row(s, "refused at once (RESOURCE_EXHAUSTED)", f"{ph['refused']:,}"),
