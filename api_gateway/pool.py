@@ -11,8 +11,10 @@ transition to SERVING, after a load/unload sent through the gateway, and every
 `describe_refresh_s` (loads done directly on a worker).
 
 A stopped or partitioned worker keeps its stream open and silent, so a second named task per
-worker sends a health Check with a deadline every `health_check_interval_s`; a late answer
-takes it out of rotation at once (docs/ROBUSTNESS.md), and HTTP/2 keepalive breaks its
+worker sends a health Check with a deadline every `health_check_interval_s` (without waiting
+for the previous one); `health_check_unhealthy_threshold` late answers in a row take it out of
+rotation, `health_check_healthy_threshold` answers in time in a row bring it back (Envoy's
+thresholds; `HealthCheckStreak`, docs/ROBUSTNESS.md), and HTTP/2 keepalive breaks its
 connection within about two seconds. `Worker.serving` is both: stream SERVING and answering.
 """
 
@@ -21,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import random
 import socket
 from collections.abc import Awaitable, Callable, Mapping
@@ -37,7 +40,7 @@ from protos import grpc_service_pb2 as pb
 from protos import grpc_service_pb2_grpc, internal_pb2, internal_pb2_grpc
 from protos.status import code_from_status_number, error_from_rpc_error, from_grpc_code
 
-__all__ = ["Worker", "WorkerPool", "channel_options"]
+__all__ = ["HealthCheckStreak", "Worker", "WorkerPool", "channel_options"]
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +84,36 @@ def channel_options(
     ]
 
 
+class HealthCheckStreak:
+    """Envoy's `unhealthy_threshold` / `healthy_threshold` over a worker's health checks.
+
+    `unhealthy_threshold` failed checks in a row (no answer within the deadline) make it
+    unresponsive; `healthy_threshold` answered checks in a row make it responsive again. Any
+    result of the other kind resets the streak. Pure: no grpc, no clock.
+    """
+
+    def __init__(self, unhealthy_threshold: int, healthy_threshold: int) -> None:
+        self.unhealthy_threshold = unhealthy_threshold
+        self.healthy_threshold = healthy_threshold
+        self.responsive = True  # a new worker is given the benefit of the doubt
+        self.failures = 0  # failed checks in a row
+        self.successes = 0  # answered checks in a row
+
+    def record(self, answered: bool) -> bool:
+        """Count one check's result; return whether the worker is responsive now."""
+        if answered:
+            self.failures = 0
+            self.successes += 1
+            if self.successes >= self.healthy_threshold:
+                self.responsive = True
+        else:
+            self.successes = 0
+            self.failures += 1
+            if self.failures >= self.unhealthy_threshold:
+                self.responsive = False
+        return self.responsive
+
+
 class Worker:
     """One worker: its channel and stubs, health, hosted models and forward queue."""
 
@@ -113,7 +146,11 @@ class Worker:
         # ModelInfer with bytes in and out (no serializers): a lone item skips the batch wrapper
         self._infer_bytes = self.channel.unary_unary(_MODEL_INFER_PATH)
         self.health_serving = False  # its health stream says SERVING (and it was described)
-        self.responsive = True  # its last health check answered within the deadline
+        # its health checks answered within their deadline (by the thresholds' streaks)
+        self.checks = HealthCheckStreak(
+            settings.health_check_unhealthy_threshold, settings.health_check_healthy_threshold
+        )
+        self.responsive = True
         self.described = False
         self.device = ""
         self.models: dict[tuple[str, str], internal_pb2.HostedModel] = {}
@@ -448,28 +485,49 @@ class WorkerPool:
         """Health Check with a deadline every `health_check_interval_s`: notices a hang fast.
 
         A stopped or partitioned worker keeps its health stream open and says nothing, so
-        only a check with a deadline notices it. One late answer marks it unresponsive
-        (not routable, not counted for readiness) and, if another worker serves, fails its
-        calls in flight as retryable so their callers go elsewhere before their deadline;
-        the next check in time brings it back.
+        only a check with a deadline notices it. A check is sent every interval without
+        waiting for the one before (at most one timeout's worth in flight), so
+        `health_check_unhealthy_threshold` late answers in a row take about one timeout plus
+        `threshold - 1` intervals; they mark it unresponsive (not routable, not counted for
+        readiness) and, if another worker serves, fail its calls in flight as retryable so
+        their callers go elsewhere before their deadline. One late answer alone (a CPU
+        hiccup) does not. `health_check_healthy_threshold` answers in time bring it back.
         """
         interval_s = self._settings.health_check_interval_s
         timeout_s = self._settings.health_check_timeout_s
-        request = health_pb2.HealthCheckRequest(service="")
+        most_in_flight = math.ceil(timeout_s / interval_s) + 1
         loop = asyncio.get_running_loop()
-        while True:
-            started_s = loop.time()
-            try:
-                await worker.health.Check(request, timeout=timeout_s)
-                answered = True
-            except grpc.aio.AioRpcError as exc:
-                # a refused connection is the health stream's business (process gone)
-                answered = exc.code() not in (
-                    grpc.StatusCode.DEADLINE_EXCEEDED,
-                    grpc.StatusCode.CANCELLED,
-                )
-            self._set_responsive(worker, answered)
-            await asyncio.sleep(max(interval_s - (loop.time() - started_s), 0.0))
+        checks: set[asyncio.Task[None]] = set()
+        try:
+            while True:
+                started_s = loop.time()
+                if len(checks) < most_in_flight:
+                    check = asyncio.create_task(self._check(worker, timeout_s))
+                    checks.add(check)
+                    check.add_done_callback(checks.discard)
+                await asyncio.sleep(max(interval_s - (loop.time() - started_s), 0.0))
+        finally:
+            for check in checks:
+                check.cancel()
+
+    async def _check(self, worker: Worker, timeout_s: float) -> None:
+        """One health Check; its result goes to the worker's streak."""
+        request = health_pb2.HealthCheckRequest(service="")
+        try:
+            await worker.health.Check(request, timeout=timeout_s)
+            answered = True
+        except grpc.aio.AioRpcError as exc:
+            # a refused connection is the health stream's business (process gone)
+            answered = exc.code() not in (
+                grpc.StatusCode.DEADLINE_EXCEEDED,
+                grpc.StatusCode.CANCELLED,
+            )
+        if not answered and worker.responsive:
+            log.debug(
+                "worker %s missed a health check (%d in a row of %d to take it out)",
+                worker.address, worker.checks.failures + 1, worker.checks.unhealthy_threshold,
+            )  # fmt: skip
+        self._set_responsive(worker, worker.checks.record(answered))
 
     def _set_responsive(self, worker: Worker, responsive: bool) -> None:
         if worker.responsive == responsive:
@@ -478,8 +536,10 @@ class WorkerPool:
         worker.responsive = responsive
         if not responsive:
             log.warning(
-                "worker %s did not answer its health check within %.2f s: out of rotation",
-                worker.address, self._settings.health_check_timeout_s,
+                "worker %s did not answer %d health checks in a row within %.2f s: "
+                "out of rotation",
+                worker.address, worker.checks.unhealthy_threshold,
+                self._settings.health_check_timeout_s,
             )  # fmt: skip
             if before:
                 self.on_unresponsive(worker)

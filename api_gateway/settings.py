@@ -49,6 +49,9 @@ class GatewaySettings(TrustSettings):
     # liveness of a worker: an active health Check with a deadline, and HTTP/2 keepalive
     health_check_interval_s: float = 0.25
     health_check_timeout_s: float = 0.75
+    # late health checks in a row that take a worker out, answered ones that bring it back
+    health_check_unhealthy_threshold: int = 2
+    health_check_healthy_threshold: int = 1
     keepalive_time_s: float = 1.0
     keepalive_timeout_s: float = 1.0
     # a request that finds no routable replica waits for one, up to its deadline and this long
@@ -99,6 +102,8 @@ class GatewaySettings(TrustSettings):
         for name in ("max_inflight", "max_inflight_per_worker", "max_forward_batch_items"):
             if getattr(self, name) < 1:
                 raise InvalidArgument(f"{name} must be at least 1")
+        if min(self.health_check_unhealthy_threshold, self.health_check_healthy_threshold) < 1:
+            raise InvalidArgument("health check thresholds must be at least 1")
         if self.max_forward_calls_per_worker < 1 or self.max_attempts < 1:
             raise InvalidArgument("max_forward_calls_per_worker and max_attempts must be >= 1")
         for name in (

@@ -1,12 +1,24 @@
-"""Closed-loop load for the chaos scenarios: every answer checked, every outcome counted.
+"""Load for the chaos scenarios, closed or open loop: every answer checked, every outcome counted.
 
 Runs in its own process (so the test's or bench's process stays responsive) and prints one
-JSON object. Each of ``--clients`` asyncio clients sends one request at a time to
-``--model`` (the RowCost model: answers ``2x + 1``), with a gRPC deadline of ``--deadline-s``,
-inputs distinct per client and sequence number, and checks every answer exactly. A client
-that is refused (RESOURCE_EXHAUSTED) backs off before its next request, as a well-behaved
-client does: ``--backoff-s`` doubled per refusal in a row, capped at ``--max-backoff-s``,
-with jitter. Outcomes:
+JSON object. Requests go to ``--model`` (the RowCost model: answers ``2x + 1``) with a gRPC
+deadline of ``--deadline-s`` and inputs distinct per request, and every answer is checked
+exactly.
+
+- **Closed loop** (``--clients N``): each of N asyncio clients sends one request at a time. A
+  client that is refused (RESOURCE_EXHAUSTED) backs off before its next request, as a
+  well-behaved client does: ``--backoff-s`` doubled per refusal in a row, capped at
+  ``--max-backoff-s``, with jitter. Used to measure capacity (the load adapts to it).
+- **Open loop** (``--rate-rps R``): requests are sent on a fixed schedule of R per second,
+  whatever the answers, so the offered load is exactly R (overload is a factor of capacity,
+  not a client count that refusals and back-off turn into some other rate). Requests are
+  encoded before the clock starts and answers are checked after it stops, so the generator
+  spends its time in the window on sending. Latency is measured from the **actual send time**
+  (when the call is handed to gRPC), not the scheduled one; how late the generator was on its
+  own schedule is reported separately (``send_lag_p99_ms``, ``send_lag_max_ms``): when that lag
+  is large, the generator (not the server) is the bottleneck and the offered rate was lower.
+
+Outcomes:
 
 - ``ok`` (answered correctly within the deadline), ``late`` (answered after it: a miss),
   ``wrong`` (an answer that is not ``2x + 1``: must be 0);
@@ -14,7 +26,7 @@ with jitter. Outcomes:
   ``shed`` (RESOURCE_EXHAUSTED after it was queued: an admitted request that missed);
 - ``deadline`` (DEADLINE_EXCEEDED: a miss), ``codes`` (every other status, by name).
 
-    python -m bench.chaos_load --target HOST:PORT --clients N --duration-s S \
+    python -m bench.chaos_load --target HOST:PORT (--clients N | --rate-rps R) --duration-s S \
         [--deadline-s 0.2] [--backoff-s 0.01] [--max-backoff-s 0.2] [--model rowcost] [--seed 0]
 """
 
@@ -32,6 +44,7 @@ import grpc
 import numpy as np
 
 from protos import codec
+from protos import grpc_service_pb2 as pb
 from protos import grpc_service_pb2_grpc as pbg
 
 __all__ = ["run_load", "percentile", "main"]
@@ -66,35 +79,114 @@ async def _client(
         except grpc.aio.AioRpcError as exc:
             took = time.perf_counter() - t0
             code = exc.code()
+            _count_error(out, code, exc.details() or "", took)
             if code is grpc.StatusCode.RESOURCE_EXHAUSTED:
-                details = exc.details() or ""
-                if any(m in details for m in _REFUSAL_MARKS):
-                    out["refused"] += 1
-                    out["refusal_s"].append(took)
-                else:
-                    out["shed"] += 1
                 # exponential back-off on refusals in a row, capped, with jitter
                 refusals_in_a_row += 1
                 backoff_s = min(args.backoff_s * 2 ** (refusals_in_a_row - 1), args.max_backoff_s)
                 await asyncio.sleep(backoff_s * (0.5 + random.random()))
-            elif code is grpc.StatusCode.DEADLINE_EXCEEDED:
-                out["deadline"] += 1
-            else:
-                out["codes"][code.name] += 1
-                if len(out["samples"]) < 5:
-                    out["samples"].append(f"{code.name}: {(exc.details() or '')[:200]}")
+            elif code is not grpc.StatusCode.DEADLINE_EXCEEDED:
                 await asyncio.sleep(args.backoff_s)
             continue
         refusals_in_a_row = 0
         took = time.perf_counter() - t0
-        got = codec.decode_response_outputs(response)[0]
-        if got.shape != x.shape or not np.array_equal(got, x * 2 + 1):
-            out["wrong"] += 1
-        elif took > args.deadline_s:
-            out["late"] += 1
+        _count_answer(out, codec.decode_response_outputs(response)[0], x, took, args.deadline_s)
+
+
+def _count_error(out: dict, code: grpc.StatusCode, details: str, took_s: float) -> None:
+    """Count one failed call by what it says about admission (see the module doc)."""
+    if code is grpc.StatusCode.RESOURCE_EXHAUSTED:
+        if any(m in details for m in _REFUSAL_MARKS):
+            out["refused"] += 1
+            out["refusal_s"].append(took_s)
         else:
-            out["ok"] += 1
-            out["ok_s"].append(took)
+            out["shed"] += 1
+    elif code is grpc.StatusCode.DEADLINE_EXCEEDED:
+        out["deadline"] += 1
+    else:
+        out["codes"][code.name] += 1
+        if len(out["samples"]) < 5:
+            out["samples"].append(f"{code.name}: {details[:200]}")
+
+
+def _count_answer(
+    out: dict, got: np.ndarray, x: np.ndarray, took_s: float, deadline_s: float
+) -> None:
+    """Count one answer: wrong (not 2x + 1), late (after the deadline) or ok."""
+    if got.shape != x.shape or not np.array_equal(got, x * 2 + 1):
+        out["wrong"] += 1
+    elif took_s > deadline_s:
+        out["late"] += 1
+    else:
+        out["ok"] += 1
+        out["ok_s"].append(took_s)
+
+
+_INFER_METHOD = "/inference.GRPCInferenceService/ModelInfer"
+
+
+async def _open_loop(channel: grpc.aio.Channel, args: argparse.Namespace, out: dict) -> float:
+    """Send ``rate_rps * duration_s`` requests on a fixed schedule; return the window in s.
+
+    Everything that is not sending (encoding, decoding, checking) happens outside the window;
+    the call moves bytes (no serializer), so the generator's per-request work is the call.
+    """
+    count = max(int(round(args.rate_rps * args.duration_s)), 1)
+    interval_s = 1.0 / args.rate_rps
+    inputs = [np.array([[args.seed, i, 0.0, 0.5]], np.float32) for i in range(count)]
+    bodies = [codec.encode_request(args.model, [x]).SerializeToString() for x in inputs]
+    call = channel.unary_unary(_INFER_METHOD)  # bytes in, bytes out
+    results: list[tuple[bytes | None, grpc.StatusCode | None, str, float]] = [
+        (None, None, "", 0.0)
+    ] * count
+    lags_s = [0.0] * count
+
+    async def send(i: int, scheduled_s: float) -> None:
+        sent_s = time.perf_counter()
+        lags_s[i] = sent_s - scheduled_s
+        try:
+            raw = await call(bodies[i], timeout=args.deadline_s)
+        except grpc.aio.AioRpcError as exc:
+            results[i] = (None, exc.code(), exc.details() or "", time.perf_counter() - sent_s)
+            return
+        results[i] = (raw, None, "", time.perf_counter() - sent_s)
+
+    pending: set[asyncio.Task[None]] = set()
+    cpu_start_s = time.process_time()
+    start_s = time.perf_counter()
+    for i in range(count):
+        scheduled_s = start_s + i * interval_s
+        delay_s = scheduled_s - time.perf_counter()
+        if delay_s > 0:
+            await asyncio.sleep(delay_s)
+        task = asyncio.create_task(send(i, scheduled_s))
+        pending.add(task)
+        task.add_done_callback(pending.discard)
+    window_s = max(time.perf_counter() - start_s, args.duration_s)
+    await asyncio.gather(*pending)
+    out["window_cpu_s"] = time.process_time() - cpu_start_s  # all of this process's threads
+    for x, (raw, code, details, took_s) in zip(inputs, results, strict=True):
+        if code is not None:
+            _count_error(out, code, details, took_s)
+        else:
+            assert raw is not None
+            response = pb.ModelInferResponse.FromString(raw)
+            _count_answer(
+                out, codec.decode_response_outputs(response)[0], x, took_s, args.deadline_s
+            )
+    out["offered_rps"] = args.rate_rps
+    out["send_lag_p99_ms"] = _ms(percentile(lags_s, 99))
+    out["send_lag_max_ms"] = _ms(max(lags_s))
+    return window_s
+
+
+async def _closed_loop(
+    stub: pbg.GRPCInferenceServiceStub, args: argparse.Namespace, out: dict
+) -> float:
+    started = time.monotonic()
+    stop_at = started + args.duration_s
+    await asyncio.gather(*(_client(stub, c, args, stop_at, out) for c in range(args.clients)))
+    return time.monotonic() - started
 
 
 async def run_load(args: argparse.Namespace) -> dict:
@@ -105,12 +197,11 @@ async def run_load(args: argparse.Namespace) -> dict:
     }  # fmt: skip
     options = [("grpc.max_receive_message_length", 64 * 2**20)]
     async with grpc.aio.insecure_channel(args.target, options=options) as channel:
-        stub = pbg.GRPCInferenceServiceStub(channel)
         await channel.channel_ready()
-        started = time.monotonic()
-        stop_at = started + args.duration_s
-        await asyncio.gather(*(_client(stub, c, args, stop_at, out) for c in range(args.clients)))
-        elapsed = time.monotonic() - started
+        if args.rate_rps is not None:
+            elapsed = await _open_loop(channel, args, out)
+        else:
+            elapsed = await _closed_loop(pbg.GRPCInferenceServiceStub(channel), args, out)
     ok_s, refusal_s = out.pop("ok_s"), out.pop("refusal_s")
     out["codes"] = dict(out["codes"])
     out["elapsed_s"] = elapsed
@@ -133,7 +224,9 @@ def _ms(seconds: float | None) -> float | None:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--target", required=True)
-    p.add_argument("--clients", type=int, required=True)
+    mode = p.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--clients", type=int, help="closed loop: this many clients")
+    mode.add_argument("--rate-rps", type=float, help="open loop: this many requests per second")
     p.add_argument("--duration-s", type=float, required=True)
     p.add_argument("--deadline-s", type=float, default=0.2)
     p.add_argument("--backoff-s", type=float, default=0.01)

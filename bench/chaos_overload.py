@@ -2,14 +2,20 @@
 
 The model (``tests.support.models.RowCost``) costs 20 ms + 3 ms per row and answers ``2x + 1``.
 First the capacity is measured in the same run (``capacity_clients`` closed-loop clients
-with a long deadline: answers per second). Then for each load factor N, ``N x capacity x
-deadline`` closed-loop clients (each offers one request per deadline when the cluster is
-saturated, so together N times what the cluster can answer) run for ``phase_s`` with 200 ms
-deadlines (bench/chaos_load.py, its own process: every answer is checked). Reported per
-phase: goodput (correct answers within the deadline per second) against capacity, refusals
-(RESOURCE_EXHAUSTED at once) and their p99 latency, misses of admitted requests (late, shed
-after queueing, DEADLINE_EXCEEDED), wrong answers, other codes; after the load stops and one
-second passes, a lone client's latency; and the RSS of every process.
+with a long deadline: answers per second). Then for each load factor N, an open-loop
+generator sends ``N x capacity`` requests per second on a fixed schedule for ``phase_s`` with
+200 ms deadlines, whatever the answers (bench/chaos_load.py, its own process: requests encoded
+before and answers checked after the window). Open loop, because closed-loop clients that back
+off on refusals offer some rate other than N x capacity. Latencies are measured from the
+actual send time; the generator's lag behind its schedule is reported with them (on a
+2-core machine the generator competes with the gateway and workers for CPU: a large lag
+means the offered rate was lower than N x capacity). Reported per phase: goodput (correct
+answers within the deadline per second) against capacity, refusals (RESOURCE_EXHAUSTED at
+once) and their p99 latency, misses of admitted requests (late, shed after queueing,
+DEADLINE_EXCEEDED; a DEADLINE_EXCEEDED may also be a call the gateway's event loop never got
+to before its deadline, so the row says "not refused", not "admitted"), wrong answers, other
+codes; after the load stops and one second passes, a lone client's latency; the RSS of every
+process; the 1-minute load average at the phase's end. Capacity is measured again after the last phase (a drifting machine shows as a gap).
 
 Used by tests/chaos/test_overload.py (short phases, asserts counts) and `make bench-chaos`.
 """
@@ -27,7 +33,7 @@ import time
 from bench.chaos import ChaosContext, Row, scenario
 from tests.support import procs
 from tests.support.gateway_procs import start_gateway
-from tests.support.rss import rss_bytes
+from tests.support.rss import cpu_seconds, rss_bytes, run_queue_wait_seconds
 
 __all__ = ["run_overload", "load", "MODEL", "WORKER_FLAGS"]
 
@@ -36,10 +42,20 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 WORKER_FLAGS = {"max_batch_size": 8, "threads": 1}
 
 
-def load(target: str, *, clients: int, duration_s: float, deadline_s: float, seed: int) -> dict:
-    """Run bench/chaos_load.py against ``target`` and return its counts."""
+def load(
+    target: str,
+    *,
+    duration_s: float,
+    deadline_s: float,
+    seed: int,
+    clients: int | None = None,
+    rate_rps: float | None = None,
+) -> dict:
+    """Run bench/chaos_load.py against ``target`` (closed loop with ``clients``, open loop at
+    ``rate_rps``) and return its counts."""
+    mode = ["--clients", str(clients)] if rate_rps is None else ["--rate-rps", f"{rate_rps:.3f}"]
     argv = [
-        sys.executable, "-m", "bench.chaos_load", "--target", target, "--clients", str(clients),
+        sys.executable, "-m", "bench.chaos_load", "--target", target, *mode,
         "--duration-s", str(duration_s), "--deadline-s", str(deadline_s), "--seed", str(seed),
         "--model", MODEL,
     ]  # fmt: skip
@@ -51,6 +67,10 @@ def load(target: str, *, clients: int, duration_s: float, deadline_s: float, see
     if done.returncode != 0:
         raise RuntimeError(f"load generator failed: {done.stderr[-2000:]}")
     return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+def _cpu_s(handles: dict[str, procs.ProcessHandle]) -> dict[str, float]:
+    return {name: cpu_seconds(h.pid) for name, h in handles.items()}
 
 
 def _rss_mib(handles: dict[str, procs.ProcessHandle]) -> dict[str, float]:
@@ -82,16 +102,33 @@ def run_overload(
         capacity_rps = cap["goodput_rps"]
         result: dict = {"capacity": cap, "capacity_rps": capacity_rps, "phases": {}}
         for n, factor in enumerate(factors):
-            clients = max(int(round(factor * capacity_rps * deadline_s)), 1)
+            cpu_before = _cpu_s(started)
+            waited_before = run_queue_wait_seconds(started["gateway"].pid)
             phase = load(
-                target, clients=clients, duration_s=phase_s, deadline_s=deadline_s, seed=10 + n
+                target,
+                rate_rps=max(factor * capacity_rps, 1.0),
+                duration_s=phase_s,
+                deadline_s=deadline_s,
+                seed=10 + n,
             )
             phase["factor"] = factor
+            # CPU used during the phase, in cores (the generator's: its own, over its window)
+            cpu = {k: v - cpu_before[k] for k, v in _cpu_s(started).items()}
+            cpu["generator"] = phase["window_cpu_s"]
+            phase["cpu_cores"] = {k: round(v / phase["elapsed_s"], 2) for k, v in cpu.items()}
+            phase["gateway_cpu_us_per_request"] = 1e6 * cpu["gateway"] / max(phase["sent"], 1)
+            waited_s = run_queue_wait_seconds(started["gateway"].pid) - waited_before
+            phase["gateway_loop_waiting_share"] = waited_s / phase["elapsed_s"]
             phase["rss_mib"] = _rss_mib(started)
+            phase["loadavg_1m"] = os.getloadavg()[0]
             time.sleep(1.0)  # then: how fast is a lone client served again?
             after = load(target, clients=1, duration_s=1.0, deadline_s=1.0, seed=50 + n)
             phase["after"] = after
             result["phases"][f"{factor:g}x"] = phase
+        again = load(
+            target, clients=capacity_clients, duration_s=capacity_s, deadline_s=2.0, seed=2
+        )
+        result["capacity_after_rps"] = again["goodput_rps"]
         result["rss_before_mib"] = rss_before
         result["rss_after_mib"] = _rss_mib(started)
         return result
@@ -105,8 +142,9 @@ def _misses(phase: dict) -> int:
 
 
 TITLE = (
-    "2 workers (RowCost 20 ms + 3 ms/row, batches of 8) behind a gateway; N x capacity "
-    "closed-loop clients with 200 ms deadlines, 30 s per phase"
+    "2 workers (RowCost 20 ms + 3 ms/row, batches of 8) behind a gateway; open-loop load of "
+    "N x capacity requests/s (fixed schedule, latency from the actual send) with 200 ms "
+    "deadlines, 30 s per phase"
 )
 
 
@@ -119,7 +157,10 @@ def bench_overload(ctx: ChaosContext) -> list[Row]:
     build_chaos_store(home)
     res = run_overload(home, phase_s=ctx.duration_s)
     cap = res["capacity_rps"]
-    rows = [Row("overload", "capacity (same run)", f"{cap:.0f} req/s")]
+    rows = [
+        Row("overload", "capacity (same run: before / after the phases)",
+            f"{cap:.0f} / {res['capacity_after_rps']:.0f} req/s"),
+    ]  # fmt: skip
     for name, ph in res["phases"].items():
         s = f"overload {name}"
         admitted = ph["ok"] + _misses(ph)
@@ -127,13 +168,21 @@ def bench_overload(ctx: ChaosContext) -> list[Row]:
         after = ph["after"]
         rss = ph["rss_mib"]
         rows += [
-            Row(s, "clients / sent", f"{ph['clients']} / {ph['sent']:,}"),
+            Row(s, "offered / sent", f"{ph['offered_rps']:.0f} req/s / {ph['sent']:,}"),
+            Row(s, "generator lag behind schedule p99 / max",
+                f"{ph['send_lag_p99_ms'] or 0:.1f} / {ph['send_lag_max_ms'] or 0:.1f} ms"),
+            Row(s, "load average (1 min) at the end", f"{ph['loadavg_1m']:.1f}"),
+            Row(s, "CPU cores used (gateway CPU per request)", ", ".join(
+                f"{k} {v:.2f}" for k, v in ph["cpu_cores"].items())
+                + f" ({ph['gateway_cpu_us_per_request']:.0f} us)"),
+            Row(s, "gateway event loop waiting for a CPU",
+                f"{ph['gateway_loop_waiting_share']:.0%} of the phase"),
             Row(s, "goodput vs capacity", f"{goodput:.0f} req/s ({goodput / cap:.0%})",
                 ">= 90%", goodput >= 0.9 * cap),
             Row(s, "refused at once (RESOURCE_EXHAUSTED)", f"{ph['refused']:,}"),
             Row(s, "refusal latency p99", f"{ph['refusal_p99_ms'] or 0:.2f} ms", "< 5 ms",
                 (ph["refusal_p99_ms"] or 0) < 5),
-            Row(s, "admitted within deadline", f"{ph['ok']:,} of {admitted:,} "
+            Row(s, "not refused: OK within deadline", f"{ph['ok']:,} of {admitted:,} "
                 f"(late {ph['late']}, shed {ph['shed']}, deadline {ph['deadline']})",
                 "all", _misses(ph) == 0),
             Row(s, "wrong answers / other codes", f"{ph['wrong']} / {ph['codes'] or 0}",

@@ -8,7 +8,7 @@ import socket
 import pytest
 
 from api_gateway import statistics
-from api_gateway.pool import WorkerPool
+from api_gateway.pool import HealthCheckStreak, WorkerPool
 from api_gateway.settings import GatewaySettings, parse_address
 from protos import grpc_service_pb2 as pb
 from protos.errors import InvalidArgument
@@ -46,11 +46,50 @@ def test_token_never_in_repr() -> None:
         ({"workers": "a:1", "tls_cert": "c"}, "both"),
         ({"workers": "a:1", "tls_client_ca": "ca"}, "mTLS"),
         ({"workers": "a:1", "max_inflight": 0}, "at least 1"),
+        ({"workers": "a:1", "health_check_unhealthy_threshold": 0}, "thresholds"),
+        ({"workers": "a:1", "health_check_healthy_threshold": 0}, "thresholds"),
     ],
 )
 def test_bad_settings_are_refused(flags, message) -> None:
     with pytest.raises(InvalidArgument, match=message):
         GatewaySettings.load(flags, {})
+
+
+def test_health_check_thresholds_default_and_come_from_env() -> None:
+    defaults = GatewaySettings.load({"workers": "a:1"}, {})
+    assert (defaults.health_check_unhealthy_threshold, defaults.health_check_healthy_threshold) == (
+        2,
+        1,
+    )
+    env = {
+        "RUNNERFLEET_HEALTH_CHECK_UNHEALTHY_THRESHOLD": "3",
+        "RUNNERFLEET_HEALTH_CHECK_HEALTHY_THRESHOLD": "2",
+    }
+    settings = GatewaySettings.load({"workers": "a:1"}, env)
+    assert (settings.health_check_unhealthy_threshold, settings.health_check_healthy_threshold) == (
+        3,
+        2,
+    )
+
+
+def test_one_late_health_check_does_not_take_a_worker_out() -> None:
+    streak = HealthCheckStreak(unhealthy_threshold=3, healthy_threshold=2)
+    # isolated misses, each followed by an answer, never reach 3 in a row
+    for answered in (False, True, False, False, True, False):
+        assert streak.record(answered) is True
+    assert streak.record(False) is True  # 1 in a row (after the reset above: 2)
+    assert streak.record(False) is False  # 3 in a row: out
+    assert streak.record(True) is False  # 1 answer of the 2 needed
+    assert streak.record(False) is False  # a miss resets the answers
+    assert streak.record(True) is False
+    assert streak.record(True) is True  # 2 answers in a row: back
+
+
+def test_health_check_thresholds_of_one_follow_each_result() -> None:
+    streak = HealthCheckStreak(unhealthy_threshold=1, healthy_threshold=1)
+    assert [streak.record(a) for a in (True, False, True, False, False, True)] == [
+        True, False, True, False, False, True,
+    ]  # fmt: skip
 
 
 def test_parse_address_handles_ipv6() -> None:
