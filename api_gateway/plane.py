@@ -67,7 +67,7 @@ from protos.errors import (
     Unimplemented,
     shown,
 )
-from protos.logformat import new_request_id, request_scope
+from protos.logformat import request_scope
 from protos.server_info import SERVER_NAME, server_version
 from protos.shm import RegionStatus, shm_available
 from protos.tracing import Tracing
@@ -187,11 +187,11 @@ class GatewayPlane:
             "gateway ModelInfer", traceparent, attributes=_SPAN_ATTRIBUTES
         )
         span, trace_id = trace.span, trace.trace_id  # span: None unless sampled
-        request_id = ""
+        scope: request_scope | None = None  # the request's log ids, once its header is read
         try:
             header = parse_request_header(request)
             self._refuse_if_unmeetable(header.model_name, deadline_s)
-            request_id = header.request_id or new_request_id()
+            scope = request_scope(header.request_id, trace_id)  # id made only if logged
             if self.draining:
                 raise Unavailable(
                     "the gateway is shutting down: retry (it restarts, or another serves)"
@@ -204,7 +204,7 @@ class GatewayPlane:
             admitted = True
             self.inflight += 1
             model_inflight[header.model_name] = model_inflight.get(header.model_name, 0) + 1
-            with request_scope(request_id, trace_id):
+            with scope:
                 if header.model_name in self._apis:
                     return await self._apis.infer(header, request, deadline_s)
                 return await self._forwarder.forward(
@@ -249,7 +249,7 @@ class GatewayPlane:
                         "runnerfleet.model_version": header.model_version if header else "",
                     },
                 )
-            _log_request(header, code, message, duration_s, request_id, trace_id)
+            _log_request(header, code, message, duration_s, scope or request_scope("", trace_id))
 
     def _refuse_if_unmeetable(self, model: str, deadline_s: float | None) -> None:
         """RESOURCE_EXHAUSTED now for what cannot finish in time (api_gateway/deadline_floor.py):
@@ -454,14 +454,13 @@ def _log_request(
     code: str,
     message: str,
     duration_s: float,
-    request_id: str,
-    trace_id: str | None,
+    scope: request_scope,
 ) -> None:
     """One line per request: DEBUG normally, WARNING for INTERNAL (with the request's ids)."""
     level = logging.WARNING if code == "INTERNAL" else logging.DEBUG
     if not _request_log.isEnabledFor(level):
-        return  # no log scope to set up for a line nobody writes
-    with request_scope(request_id or new_request_id(), trace_id):
+        return
+    with scope:
         _request_log.log(
             level,
             "ModelInfer model=%s version=%s code=%s duration_ms=%.2f%s",

@@ -15,7 +15,7 @@ import numpy as np
 from protos import codec
 from protos import grpc_service_pb2 as pb
 from protos.errors import ErrorCode, Internal, InvalidArgument, RunnerFleetError
-from protos.logformat import new_request_id, request_scope
+from protos.logformat import request_scope
 from protos.ratelimited_log import BAD_REQUESTS
 from protos.shm import SharedMemoryRegistry
 from protos.tracing import Tracing
@@ -124,7 +124,7 @@ class InferencePlane:
         trace = self._tracing.start_request("worker ModelInfer", traceparent, attributes=attributes)
         span = trace.span
         exemplar_id = None if span is None else trace.trace_id
-        with request_scope(request.id or new_request_id(), trace.trace_id):
+        with request_scope(request.id, trace.trace_id):  # an id is made only if logged
             return await self._infer(request, deadline_s, span, exemplar_id, protocol)
 
     async def _infer(

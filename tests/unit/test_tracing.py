@@ -235,3 +235,27 @@ def test_start_request_with_tracing_off_passes_a_valid_context_on() -> None:
     assert off.start_request("r", GOOD + "\n") == (None, "4bf92f3577b34da6a3ce929d0e0e4736", GOOD)
     later = "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-more"
     assert off.start_request("r", later).traceparent == GOOD  # sent on as version 00
+
+
+def test_a_request_without_an_id_gets_one_only_when_logged_and_keeps_it(capsys) -> None:
+    from protos.logformat import request_ids
+
+    configure_logging("INFO", "json")
+    try:
+        log = logging.getLogger("rf.test")
+        scope = request_scope("", "4bf92f3577b34da6a3ce929d0e0e4736")
+        with scope:
+            log.info("first")
+            with request_scope("inner", None):
+                assert request_ids() == ("inner", None)
+            log.info("second")
+        assert request_ids() is None
+        with scope:  # the request's last line, in the same scope object
+            log.info("third")
+        lines = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
+    finally:
+        logging.getLogger().handlers.clear()
+    ids = {line["request_id"] for line in lines}
+    assert len(ids) == 1
+    assert len(ids.pop()) == 16
+    assert all(line["trace_id"] == "4bf92f3577b34da6a3ce929d0e0e4736" for line in lines)
