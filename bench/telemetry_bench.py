@@ -7,8 +7,9 @@
    shm/bytes ratio. Target: at least 3x at 64 MiB.
 2. Tracing: two clusters (gateway + 1 worker, iris_clf), one without OTEL_* and one exporting
    OTLP/gRPC to a receiver process with `parentbased_traceidratio` 1% sampling;
-   `bench/loadgen.py` at concurrency 16 against each gateway, alternating `--repeats` times;
-   the throughput ratio.
+   `bench/loadgen.py` at concurrency 16 against each gateway, alternating `--repeats` times
+   (ABBA); the throughput ratio of the medians, the ratio of each repeat's neighbouring
+   windows (the spread), and the servers' CPU per request (gateway + worker, on/off).
    Target: at most 5% cost. The cost of the hooks with tracing off cannot be isolated within
    one run (off is the baseline): it is a few attribute checks per request.
 
@@ -141,8 +142,9 @@ def tracing_rows(a: argparse.Namespace, home: str) -> list[dict]:
             )
             clusters[name].start()
         runs: dict[str, list[dict]] = {name: [] for name in clusters}
-        for _ in range(a.repeats):  # alternate, so drift hits both alike
-            for name, cluster in clusters.items():
+        for repeat in range(a.repeats):  # alternate (ABBA), so drift and order hit both alike
+            order = list(clusters.items())
+            for name, cluster in order if repeat % 2 == 0 else order[::-1]:
                 assert cluster.gateway is not None
                 address = cluster.gateway.address
                 pgids = [child.pid for child in (cluster.gateway, *cluster.workers)]
