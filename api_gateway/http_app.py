@@ -5,7 +5,6 @@ Same process, loop, message limit, bearer token and TLS files as the gateway's g
 
 from __future__ import annotations
 
-import ssl
 from typing import Any
 
 from api_gateway.http_servicer import GatewayHttpBackend
@@ -13,23 +12,11 @@ from api_gateway.plane import GatewayPlane
 from api_gateway.service_http import add_service_routes
 from api_gateway.settings import GatewaySettings
 from protos.auth import AuthPolicy
-from protos.http_server import HttpServer, http_bind_port
+from protos.http_server import HttpServer, http_bind_port, server_ssl_context
 
-__all__ = ["start_http", "ssl_context", "DEFAULT_HTTP_PORT"]
+__all__ = ["start_http", "DEFAULT_HTTP_PORT"]
 
 DEFAULT_HTTP_PORT = 8000  # Triton's: HTTP 8000, gRPC 8001, metrics 8002
-
-
-def ssl_context(settings: GatewaySettings) -> ssl.SSLContext | None:
-    """The TLS context of the gRPC side's files (client certificates required with a CA)."""
-    if not settings.tls_cert or not settings.tls_key:
-        return None
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(settings.tls_cert, settings.tls_key)
-    if settings.tls_client_ca:
-        context.load_verify_locations(settings.tls_client_ca)
-        context.verify_mode = ssl.CERT_REQUIRED
-    return context
 
 
 async def start_http(
@@ -48,7 +35,7 @@ async def start_http(
         GatewayHttpBackend(plane),
         max_body_bytes=settings.max_message_bytes,
         policy=policy,
-        ssl_context=ssl_context(settings),
+        ssl_context=server_ssl_context(settings.tls_cert, settings.tls_key, settings.tls_client_ca),
         on_reject=on_reject,
     )
     if apis is not None:

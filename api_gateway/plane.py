@@ -67,16 +67,17 @@ from protos.errors import (
     Unimplemented,
     shown,
 )
-from protos.logformat import new_request_id, request_scope
+from protos.logformat import request_scope
 from protos.server_info import SERVER_NAME, server_version
 from protos.shm import RegionStatus, shm_available
-from protos.tracing import Tracing, parse_traceparent
+from protos.tracing import Tracing
 from store.versions import served_version
 
 __all__ = ["GatewayPlane", "ServiceApis"]
 
 # codes of requests a worker spent its time on (they count towards the answer rate)
 _ANSWERED = frozenset({"OK", "INTERNAL"})
+_SPAN_ATTRIBUTES = {"rpc.method": "ModelInfer"}
 # an estimated wait must fit the remaining deadline (times this). Not more than 1: the rate dips
 # for a moment while traffic moves off a draining or crashed worker, and a margin of 1.5
 # refused 1-4 requests that would have finished in the SIGTERM chaos scenario.
@@ -182,12 +183,15 @@ class GatewayPlane:
         code = "OK"
         message = ""
         admitted = False
-        span, trace_id, forward_tp = self._trace_start(traceparent)
-        request_id = ""
+        trace = self._tracing.start_request(
+            "gateway ModelInfer", traceparent, attributes=_SPAN_ATTRIBUTES
+        )
+        span, trace_id = trace.span, trace.trace_id  # span: None unless sampled
+        scope: request_scope | None = None  # the request's log ids, once its header is read
         try:
             header = parse_request_header(request)
             self._refuse_if_unmeetable(header.model_name, deadline_s)
-            request_id = header.request_id or new_request_id()
+            scope = request_scope(header.request_id, trace_id)  # id made only if logged
             if self.draining:
                 raise Unavailable(
                     "the gateway is shutting down: retry (it restarts, or another serves)"
@@ -200,11 +204,15 @@ class GatewayPlane:
             admitted = True
             self.inflight += 1
             model_inflight[header.model_name] = model_inflight.get(header.model_name, 0) + 1
-            with request_scope(request_id, trace_id):
+            with scope:
                 if header.model_name in self._apis:
                     return await self._apis.infer(header, request, deadline_s)
                 return await self._forwarder.forward(
-                    self._route(header), request, deadline_s, span=span, traceparent=forward_tp
+                    self._route(header),
+                    request,
+                    deadline_s,
+                    span=span,
+                    traceparent=trace.traceparent,
                 )
         except RunnerFleetError as exc:
             code, message = exc.code.value, exc.message
@@ -224,15 +232,14 @@ class GatewayPlane:
             duration_s = time.perf_counter() - started_s
             if code == "OK" and header is not None:
                 self._floor.observe(header.model_name, duration_s)
-            recorded = self._tracing.recording(span)
             self._metrics.observe_request(
                 self._model_label(header, code),
                 code,
                 duration_s,
-                trace_id if recorded else None,
+                None if span is None else trace_id,
                 protocol,
             )
-            if recorded:
+            if span is not None:
                 self._tracing.end(
                     span,
                     status=code,
@@ -242,8 +249,7 @@ class GatewayPlane:
                         "runnerfleet.model_version": header.model_version if header else "",
                     },
                 )
-            with request_scope(request_id or new_request_id(), trace_id):
-                _log_request(header, code, message, duration_s)
+            _log_request(header, code, message, duration_s, scope or request_scope("", trace_id))
 
     def _refuse_if_unmeetable(self, model: str, deadline_s: float | None) -> None:
         """RESOURCE_EXHAUSTED now for what cannot finish in time (api_gateway/deadline_floor.py):
@@ -269,21 +275,6 @@ class GatewayPlane:
                 f"{remaining_s * 1000:.1f} ms ({inflight} requests of model {shown(model)} in "
                 "flight); retry later, elsewhere, or with a longer deadline"
             )
-
-    def _trace_start(self, traceparent: str | None) -> tuple[object, str | None, str]:
-        """(request span or None, trace id for logs and exemplars, traceparent to pass on)."""
-        if self._tracing.enabled:
-            span = self._tracing.start(
-                "gateway ModelInfer",
-                traceparent=traceparent,
-                kind="server",
-                attributes={"rpc.method": "ModelInfer"},
-            )
-            return span, self._tracing.trace_id(span), ""
-        parsed = parse_traceparent(traceparent)
-        if parsed is None or traceparent is None:
-            return None, None, ""
-        return None, parsed.trace_id, traceparent.strip()
 
     def _route(self, header: RequestHeader) -> RequestHeader:
         """The header to route by: no version means the served one (the bytes stay as sent).
@@ -458,10 +449,18 @@ class GatewayPlane:
 _request_log = logging.getLogger("api_gateway.requests")
 
 
-def _log_request(header: RequestHeader | None, code: str, message: str, duration_s: float) -> None:
-    """One line per request: DEBUG normally, WARNING for INTERNAL."""
+def _log_request(
+    header: RequestHeader | None,
+    code: str,
+    message: str,
+    duration_s: float,
+    scope: request_scope,
+) -> None:
+    """One line per request: DEBUG normally, WARNING for INTERNAL (with the request's ids)."""
     level = logging.WARNING if code == "INTERNAL" else logging.DEBUG
-    if _request_log.isEnabledFor(level):
+    if not _request_log.isEnabledFor(level):
+        return
+    with scope:
         _request_log.log(
             level,
             "ModelInfer model=%s version=%s code=%s duration_ms=%.2f%s",

@@ -7,8 +7,9 @@
    shm/bytes ratio. Target: at least 3x at 64 MiB.
 2. Tracing: two clusters (gateway + 1 worker, iris_clf), one without OTEL_* and one exporting
    OTLP/gRPC to a receiver process with `parentbased_traceidratio` 1% sampling;
-   `bench/loadgen.py` at concurrency 16 against each gateway, alternating `--repeats` times;
-   the throughput ratio.
+   `bench/loadgen.py` at concurrency 16 against each gateway, alternating `--repeats` times
+   (ABBA); the throughput ratio of the medians, the ratio of each repeat's neighbouring
+   windows (the spread), and the servers' CPU per request (gateway + worker, on/off).
    Target: at most 5% cost. The cost of the hooks with tracing off cannot be isolated within
    one run (off is the baseline): it is a few attribute checks per request.
 
@@ -50,13 +51,17 @@ def _point(argv: list[str], out: pathlib.Path) -> dict:
     return result["points"][0]
 
 
-def _bytes_load(target: str, model: str, datatype: str, shape: str, conc: int, a, out_dir) -> dict:
+def _bytes_load(
+    target: str, model: str, datatype: str, shape: str, conc: int, a, out_dir, pgids=()
+) -> dict:
     out = pathlib.Path(out_dir) / f"bytes-{model}-{shape}-{conc}-{target.replace(':', '_')}.json"
     argv = [
         sys.executable, "-m", "bench.loadgen", "--target", target, "--model", model,
         "--datatype", datatype, "--shape", shape, "--concurrency", str(conc),
         "--duration", str(a.duration_s), "--warmup", "1", "--out", str(out),
     ]  # fmt: skip
+    for pgid in pgids:  # each child runs in its own session: its pid is its process group
+        argv += ["--cpu-pgid", str(pgid)]
     return _point(argv, out)
 
 
@@ -71,7 +76,10 @@ def _shm_load(target: str, shape: str, conc: int, a, out_dir) -> dict:
 
 
 def _median(points: list[dict]) -> dict:
-    out = {k: statistics.median(p[k] for p in points) for k in ("rps", "p50_ms", "p99_ms")}
+    keys = ["rps", "p50_ms", "p99_ms"]
+    if all(p.get("server_cpu_ms_per_req") is not None for p in points):
+        keys.append("server_cpu_ms_per_req")
+    out = {k: statistics.median(p[k] for p in points) for k in keys}
     out["errors"] = sum(p["errors"] for p in points)
     return out
 
@@ -134,13 +142,26 @@ def tracing_rows(a: argparse.Namespace, home: str) -> list[dict]:
             )
             clusters[name].start()
         runs: dict[str, list[dict]] = {name: [] for name in clusters}
-        for _ in range(a.repeats):  # alternate, so drift hits both alike
-            for name, cluster in clusters.items():
+        for repeat in range(a.repeats):  # alternate (ABBA), so drift and order hit both alike
+            order = list(clusters.items())
+            for name, cluster in order if repeat % 2 == 0 else order[::-1]:
                 assert cluster.gateway is not None
                 address = cluster.gateway.address
-                runs[name].append(_bytes_load(address, "iris_clf", "FP64", "1,4", 16, a, home))
+                pgids = [child.pid for child in (cluster.gateway, *cluster.workers)]
+                point = _bytes_load(address, "iris_clf", "FP64", "1,4", 16, a, home, pgids)
+                runs[name].append(point)
         row: dict[str, Any] = {"row": "tracing", "concurrency": 16}
         row.update({name: _median(points) for name, points in runs.items()})
+        # per repeat (neighbouring windows): the spread of the on/off ratios
+        row["rps_ratios"] = [
+            on["rps"] / off["rps"] if off["rps"] else float("nan")
+            for off, on in zip(runs["off"], runs["on_1pct"], strict=True)
+        ]
+        row["cpu_ms_per_req_ratios"] = [
+            on["server_cpu_ms_per_req"] / off["server_cpu_ms_per_req"]
+            for off, on in zip(runs["off"], runs["on_1pct"], strict=True)
+            if off.get("server_cpu_ms_per_req") and on.get("server_cpu_ms_per_req")
+        ]
     finally:
         for cluster in clusters.values():
             cluster.stop()  # flushes the traced processes' spans
@@ -165,11 +186,13 @@ def _shm_line(row: dict) -> str:
 def _tracing_line(row: dict) -> str:
     off, on = row["off"], row["on_1pct"]
     ratio = on["rps"] / off["rps"] if off["rps"] else float("nan")
+    per_repeat = " ".join(f"{r:.1%}" for r in row["rps_ratios"])
+    cpu = " ".join(f"{r:.2f}" for r in row["cpu_ms_per_req_ratios"])
     return (
         f"tracing c=16 off {off['rps']:8.0f} req/s p99 {off['p99_ms']:6.2f} ms | "
         f"on (1%) {on['rps']:8.0f} req/s p99 {on['p99_ms']:6.2f} ms | "
-        f"on/off {ratio:6.1%}  spans received {row['spans_received']}  "
-        f"errors {off['errors']}/{on['errors']}"
+        f"on/off {ratio:6.1%} (per repeat {per_repeat}; server CPU/req on/off {cpu})  "
+        f"spans received {row['spans_received']}  errors {off['errors']}/{on['errors']}"
     )
 
 

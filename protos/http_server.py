@@ -5,6 +5,14 @@ ones their gRPC servicers use) and get the same routes, error bodies (``{"error"
 with ``protos.status.to_http_status``), body limit (the gRPC max message bytes), optional
 bearer-token auth and TLS. It runs on the process's one asyncio loop, beside grpc.aio.
 
+Auth is the gRPC side's rule (``protos.auth``), route by route: health is open; every other
+route needs a bearer token or verified client certificate with the scope of the rpc it
+stands for (``/stats`` and repository load/unload: ``control``; the rest: ``inference``).
+A missing or wrong credential is 401 with ``WWW-Authenticate: Bearer`` (RFC 6750; with
+``error="invalid_token"`` when one was presented), a valid one without the scope is 403
+(``error="insufficient_scope"``). ``server_ssl_context`` builds the TLS side from the same
+certificate, key and client CA files the process's gRPC server uses.
+
 ``build_infer_request`` is the one place an HTTP infer (headers + body) becomes the internal
 ``ModelInferRequest``; it runs in the request's task, so a hook there (a contextvar such as a
 trace context) is visible to the backend call that follows.
@@ -29,6 +37,7 @@ __all__ = [
     "V2Backend",
     "HttpServer",
     "build_infer_request",
+    "server_ssl_context",
     "error_response",
     "json_response",
     "OPEN_PATHS",
@@ -280,16 +289,36 @@ def _auth_middleware(policy: AuthPolicy, on_reject: Callable[[str], None]) -> An
         if not granted:
             on_reject("unauthenticated")
             response = error_response(Unauthenticated(_DENIED))
-            response.headers["WWW-Authenticate"] = "Bearer"
+            response.headers["WWW-Authenticate"] = (
+                'Bearer error="invalid_token"' if header else "Bearer"
+            )
             return response
         if scope not in granted:
             on_reject("permission_denied")
-            return error_response(
+            response = error_response(
                 PermissionDenied(f"this credential lacks the {scope!r} scope for {request.path}")
             )
+            response.headers["WWW-Authenticate"] = (
+                f'Bearer error="insufficient_scope", scope="{scope}"'
+            )
+            return response
         return await handler(request)
 
     return auth
+
+
+def server_ssl_context(
+    cert: str | None, key: str | None, client_ca: str | None
+) -> ssl.SSLContext | None:
+    """TLS for HTTP from the gRPC side's files (client certificates required with a CA)."""
+    if not cert or not key:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    if client_ca:
+        context.load_verify_locations(client_ca)
+        context.verify_mode = ssl.CERT_REQUIRED
+    return context
 
 
 class HttpServer:

@@ -2,19 +2,21 @@
 
 ``request_scope(request_id, trace_id)`` binds the ids to the current task (a contextvar), so
 every line logged while a request is handled, at any depth, carries ``request_id`` and
-``trace_id`` without passing them around. ``configure_logging`` is called once by each CLI
-command (``--log-format text|json``).
+``trace_id`` without passing them around. It is entered for every request, so it is cheap: a
+plain context manager (no generator), and a request that came without an id gets one only
+when a line about it is written (the same one for every line of that scope). Entering one
+scope object again (the request's last line) keeps its ids. ``configure_logging`` is called
+once by each CLI command (``--log-format text|json``).
 """
 
 from __future__ import annotations
 
-import contextlib
 import contextvars
 import datetime
 import json
 import logging
 import os
-from collections.abc import Iterator
+from typing import Any
 
 __all__ = [
     "JsonFormatter",
@@ -28,29 +30,55 @@ __all__ = [
 LOG_FORMATS = ("text", "json")
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
-_REQUEST: contextvars.ContextVar[tuple[str, str | None] | None] = contextvars.ContextVar(
-    "runnerfleet_request", default=None
-)
-
 
 def new_request_id() -> str:
     """A fresh id for a request that came without one."""
     return os.urandom(8).hex()
 
 
-@contextlib.contextmanager
-def request_scope(request_id: str, trace_id: str | None) -> Iterator[None]:
-    """Lines logged inside carry ``request_id`` and ``trace_id`` (when known)."""
-    token = _REQUEST.set((request_id, trace_id))
-    try:
-        yield
-    finally:
-        _REQUEST.reset(token)
+class _Ids:
+    """A request's ids; the request id is made on first use when the request had none."""
+
+    __slots__ = ("_request_id", "trace_id")
+
+    def __init__(self, request_id: str, trace_id: str | None) -> None:
+        self._request_id = request_id
+        self.trace_id = trace_id
+
+    @property
+    def request_id(self) -> str:
+        if not self._request_id:
+            self._request_id = new_request_id()
+        return self._request_id
+
+
+_REQUEST: contextvars.ContextVar[_Ids | None] = contextvars.ContextVar(
+    "runnerfleet_request", default=None
+)
+
+
+class request_scope:  # noqa: N801 - used as `with request_scope(...)`, like a function
+    """Lines logged inside carry ``request_id`` (made on first use when "") and ``trace_id``."""
+
+    __slots__ = ("_ids", "_token")
+
+    def __init__(self, request_id: str, trace_id: str | None) -> None:
+        self._ids = _Ids(request_id, trace_id)
+        self._token: contextvars.Token[_Ids | None] | None = None
+
+    def __enter__(self) -> None:
+        self._token = _REQUEST.set(self._ids)
+
+    def __exit__(self, *exc_info: Any) -> None:
+        if self._token is not None:
+            _REQUEST.reset(self._token)
+            self._token = None
 
 
 def request_ids() -> tuple[str, str | None] | None:
     """The (request id, trace id) bound to the current task, if any."""
-    return _REQUEST.get()
+    ids = _REQUEST.get()
+    return None if ids is None else (ids.request_id, ids.trace_id)
 
 
 class JsonFormatter(logging.Formatter):
@@ -66,9 +94,9 @@ class JsonFormatter(logging.Formatter):
         }
         ids = _REQUEST.get()
         if ids is not None:
-            line["request_id"] = ids[0]
-            if ids[1]:
-                line["trace_id"] = ids[1]
+            line["request_id"] = ids.request_id
+            if ids.trace_id:
+                line["trace_id"] = ids.trace_id
         if record.exc_info:
             line["exc"] = self.formatException(record.exc_info)
         return json.dumps(line, ensure_ascii=False)
@@ -82,7 +110,9 @@ class _TextFormatter(logging.Formatter):
         ids = _REQUEST.get()
         if ids is None:
             return text
-        tail = f" request_id={ids[0]}" + (f" trace_id={ids[1]}" if ids[1] else "")
+        tail = f" request_id={ids.request_id}" + (
+            f" trace_id={ids.trace_id}" if ids.trace_id else ""
+        )
         return text + tail
 
 

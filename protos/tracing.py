@@ -8,10 +8,18 @@ name. This module is the one place RunnerFleet reads ``OTEL_*`` (through
 SDK reads its own variables itself). ``opentelemetry`` is imported only when tracing is on,
 so a disabled ``Tracing`` costs one attribute check per hook.
 
-Spans are passed explicitly (no ambient context): ``start`` returns an opaque span handle
-(None when off; a non-recording span when the sampler said no), which callers hand to child
-spans, to ``traceparent`` for the next hop, and to ``end``. A W3C ``traceparent`` that
-does not parse is ignored: the span starts a new trace, the request never fails for it.
+Sampling is decided once per request, at its edge: ``start_request`` takes the caller's W3C
+``traceparent`` and returns a ``RequestTrace``: the request's span only when it is sampled
+(recording), else None and the ``traceparent`` to pass on, so that an unsampled request (99%
+of them at 1% sampling) costs one parse and no span work in either process. A caller's
+unsampled decision goes on unchanged (W3C: propagate what was received), and a root the
+sampler drops goes on as an unsampled context (flags ``00``), so the worker, whose sampler is
+parent-based, skips it as well.
+
+Below the request span, spans are passed explicitly (no ambient context): ``start`` returns an
+opaque span handle, which callers hand to child spans, to ``traceparent`` for the next hop,
+and to ``end``. A W3C ``traceparent`` that does not parse is ignored: the span starts a new
+trace, the request never fails for it.
 """
 
 from __future__ import annotations
@@ -26,6 +34,7 @@ from protos.settings_loader import process_environ
 
 __all__ = [
     "TRACEPARENT",
+    "RequestTrace",
     "TraceParent",
     "Tracing",
     "configure_tracing",
@@ -36,8 +45,11 @@ __all__ = [
 _log = logging.getLogger(__name__)
 
 TRACEPARENT = "traceparent"
-_TRACEPARENT_RE = re.compile(r"^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?$")
-_KINDS = ("internal", "server", "client")
+# version-trace_id-parent_id-flags, the 55 characters every version starts with
+_TRACEPARENT_RE = re.compile(r"[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}")
+_TRACEPARENT_LEN = 55
+_ZERO_TRACE_ID = "0" * 32
+_ZERO_SPAN_ID = "0" * 16
 
 
 class TraceParent(NamedTuple):
@@ -48,21 +60,37 @@ class TraceParent(NamedTuple):
     flags: int
 
 
+class RequestTrace(NamedTuple):
+    """One request's tracing, decided at its edge (``Tracing.start_request``)."""
+
+    span: Any  # the request's recording span; None when off or not sampled
+    trace_id: str | None  # for log lines, sampled or not; None without a trace context
+    traceparent: str  # what the next hop gets when ``span`` is None ("": nothing)
+
+
+_UNTRACED = RequestTrace(None, None, "")
+
+
 def parse_traceparent(value: str | bytes | None) -> TraceParent | None:
     """The W3C trace context in ``value``, or None when absent or malformed (never raises)."""
     if not value:
         return None
     if isinstance(value, bytes):
         value = value.decode("ascii", "replace")
-    match = _TRACEPARENT_RE.match(value.strip())
-    if match is None:
+    value = value.strip()
+    if _TRACEPARENT_RE.match(value) is None or value.startswith("ff"):
         return None
-    version, trace_id, span_id, flags, rest = match.groups()
-    if version == "ff" or (version == "00" and rest) or set(trace_id) == {"0"}:
+    if len(value) > _TRACEPARENT_LEN and (value[_TRACEPARENT_LEN] != "-" or value[:2] == "00"):
+        return None  # version 00 has exactly four fields; later ones may add "-..."
+    trace_id, span_id = value[3:35], value[36:52]
+    if trace_id == _ZERO_TRACE_ID or span_id == _ZERO_SPAN_ID:
         return None
-    if set(span_id) == {"0"}:
-        return None
-    return TraceParent(trace_id, span_id, int(flags, 16))
+    return TraceParent(trace_id, span_id, int(value[53:55], 16))
+
+
+def _passed_on(parsed: TraceParent, flags: int) -> str:
+    """A received context as the version-00 ``traceparent`` this process sends on."""
+    return f"00-{parsed.trace_id}-{parsed.span_id}-{flags:02x}"
 
 
 def traceparent_from_metadata(metadata: Iterable[tuple[str, Any]] | None) -> str | None:
@@ -76,9 +104,22 @@ def traceparent_from_metadata(metadata: Iterable[tuple[str, Any]] | None) -> str
 
 
 class Tracing:
-    """Tracing switched off: every method is a no-op that returns None."""
+    """Tracing switched off: no spans; a caller's valid ``traceparent`` is still passed on."""
 
     enabled = False
+
+    def start_request(
+        self,
+        name: str,
+        traceparent: str | None,
+        *,
+        attributes: Mapping[str, Any] | None = None,
+    ) -> RequestTrace:
+        """The request's span (kind SERVER) when sampled, else what to pass on (module doc)."""
+        parsed = parse_traceparent(traceparent)
+        if parsed is None:
+            return _UNTRACED
+        return RequestTrace(None, parsed.trace_id, _passed_on(parsed, parsed.flags))
 
     def start(
         self,
@@ -180,8 +221,9 @@ class _OtelTracing(Tracing):
     def _remote(self, traceparent: str | None) -> Any:
         """The caller's span (non-recording) from a W3C traceparent; None when malformed."""
         parsed = parse_traceparent(traceparent)
-        if parsed is None:
-            return None  # a new root; a malformed traceparent is ignored
+        return None if parsed is None else self._remote_span(parsed)
+
+    def _remote_span(self, parsed: TraceParent) -> Any:
         context = self._span_context(
             trace_id=int(parsed.trace_id, 16),
             span_id=int(parsed.span_id, 16),
@@ -189,6 +231,32 @@ class _OtelTracing(Tracing):
             trace_flags=self._flags(parsed.flags & 0x01),
         )
         return self._non_recording(context)
+
+    def start_request(
+        self,
+        name: str,
+        traceparent: str | None,
+        *,
+        attributes: Mapping[str, Any] | None = None,
+    ) -> RequestTrace:
+        parsed = parse_traceparent(traceparent)  # a malformed one is ignored: a new root
+        if parsed is not None and self._parent_based and not parsed.flags & 0x01:
+            # the caller did not sample it: nothing to record here, its decision goes on
+            return RequestTrace(None, parsed.trace_id, _passed_on(parsed, parsed.flags))
+        span = self._tracer.start_span(
+            name,
+            context=None
+            if parsed is None
+            else self._trace.set_span_in_context(self._remote_span(parsed)),
+            kind=self._kinds["server"],
+            attributes=dict(attributes) if attributes else None,
+        )
+        ctx = span.get_span_context()
+        trace_id = f"{ctx.trace_id:032x}"
+        if span.is_recording():
+            return RequestTrace(span, trace_id, "")
+        # dropped by the sampler: the next hop learns so, and records nothing either
+        return RequestTrace(None, trace_id, f"00-{trace_id}-{ctx.span_id:016x}-00")
 
     def start(
         self,

@@ -138,10 +138,8 @@ async def serve(settings: WorkerSettings) -> int:
         server,
     )
     await server.start()
-    # HTTP has no scoped auth or TLS of its own yet: a secured worker serves gRPC only
-    http = await start_http(
-        settings, host, plane, life, secured=policy.enabled or credentials is not None
-    )
+    # HTTP enforces the same policy and TLS files as gRPC (protos.http_server)
+    http = await start_http(settings, host, plane, life, policy=policy)
     metrics_host = settings.metrics_host or settings.host
     metrics_port = metrics.serve(metrics_host, settings.metrics_port, settings)
     if settings.port_file:

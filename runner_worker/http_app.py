@@ -1,10 +1,11 @@
-"""Wiring of the worker's HTTP/REST v2 front door: same host, loop and limits as its gRPC."""
+"""Wiring of the worker's HTTP/REST v2 front door: same host, loop, limits, auth and TLS as its
+gRPC (the scoped bearer tokens and client-certificate identities of ``protos.auth``, enforced
+by ``protos.http_server`` as on the gateway's HTTP)."""
 
 from __future__ import annotations
 
-import logging
-
-from protos.http_server import HttpServer, http_bind_port
+from protos.auth import AuthPolicy
+from protos.http_server import HttpServer, http_bind_port, server_ssl_context
 from runner_worker.hosting import ModelHost
 from runner_worker.http_servicer import WorkerHttpBackend
 from runner_worker.inference import InferencePlane
@@ -14,7 +15,6 @@ from runner_worker.settings import WorkerSettings
 __all__ = ["start_http", "DEFAULT_HTTP_PORT"]
 
 DEFAULT_HTTP_PORT = 8100  # beside the worker's gRPC 8101 and metrics 8102
-_log = logging.getLogger("runner_worker")
 
 
 async def start_http(
@@ -23,24 +23,20 @@ async def start_http(
     plane: InferencePlane,
     life: Lifecycle,
     *,
-    secured: bool = False,
+    policy: AuthPolicy,
 ) -> HttpServer | None:
     """Bind and start the HTTP server on the running loop (None when ``--http-port`` < 0).
 
-    ``secured`` (the worker's gRPC requires credentials or TLS): HTTP stays off, since it
-    would bypass them; clients use the gateway's HTTP, which has the token and TLS.
+    ``policy`` is the one the gRPC server enforces; TLS comes from the same files.
     """
     port = http_bind_port(settings.http_port, settings.port, DEFAULT_HTTP_PORT)
     if port is None:
         return None
-    if secured:
-        _log.warning(
-            "HTTP/REST stays off on this worker: its gRPC requires credentials or TLS, which "
-            "the worker's HTTP front door does not check yet (use the gateway's HTTP)"
-        )
-        return None
     server = HttpServer(
-        WorkerHttpBackend(host, plane, life, settings), max_body_bytes=settings.max_message_bytes
+        WorkerHttpBackend(host, plane, life, settings),
+        max_body_bytes=settings.max_message_bytes,
+        policy=policy,
+        ssl_context=server_ssl_context(settings.tls_cert, settings.tls_key, settings.tls_client_ca),
     )
     await server.start(settings.host, port)
     return server

@@ -15,10 +15,10 @@ import numpy as np
 from protos import codec
 from protos import grpc_service_pb2 as pb
 from protos.errors import ErrorCode, Internal, InvalidArgument, RunnerFleetError
-from protos.logformat import new_request_id, request_scope
+from protos.logformat import request_scope
 from protos.ratelimited_log import BAD_REQUESTS
 from protos.shm import SharedMemoryRegistry
-from protos.tracing import Tracing, parse_traceparent
+from protos.tracing import Tracing
 from runner_worker.hosting import HostedModel, ModelHost
 from runner_worker.metrics import WorkerMetrics
 from runner_worker.runner import MethodInfo
@@ -113,25 +113,18 @@ class InferencePlane:
         that does not parse is ignored. ``protocol`` names the front door it came in by (the
         metrics' ``protocol`` label).
         """
-        span = None
+        attributes = None
         if self._tracing.enabled:
-            span = self._tracing.start(
-                "worker ModelInfer",
-                traceparent=traceparent,
-                kind="server",
-                attributes={
-                    "rpc.method": "ModelInfer",
-                    "runnerfleet.model": request.model_name,
-                    "runnerfleet.model_version": request.model_version,
-                },
-            )
-            trace_id = self._tracing.trace_id(span)
-            exemplar_id = trace_id if self._tracing.recording(span) else None
-        else:
-            parsed = parse_traceparent(traceparent)
-            trace_id = parsed.trace_id if parsed is not None else None
-            exemplar_id = None
-        with request_scope(request.id or new_request_id(), trace_id):
+            attributes = {
+                "rpc.method": "ModelInfer",
+                "runnerfleet.model": request.model_name,
+                "runnerfleet.model_version": request.model_version,
+            }
+        # sampled or not is decided here, once: an unsampled request has no span (None)
+        trace = self._tracing.start_request("worker ModelInfer", traceparent, attributes=attributes)
+        span = trace.span
+        exemplar_id = None if span is None else trace.trace_id
+        with request_scope(request.id, trace.trace_id):  # an id is made only if logged
             return await self._infer(request, deadline_s, span, exemplar_id, protocol)
 
     async def _infer(
@@ -191,7 +184,7 @@ class InferencePlane:
         finally:
             duration_s = time.perf_counter() - start_s
             self._account(hosted, method, code, duration_s, exemplar_id, protocol)
-            if self._tracing.recording(span):
+            if span is not None:
                 version = hosted.version if hosted is not None else request.model_version
                 attributes = {"runnerfleet.method": method, "runnerfleet.model_version": version}
                 self._tracing.end(span, status=code, message=message, attributes=attributes)

@@ -50,6 +50,12 @@ def test_infer_metadata_config_through_the_gateway(client, expected, tags) -> No
         np.testing.assert_allclose(
             request.get_result().as_numpy("output__0"), expected["y_digits"], rtol=1e-5, atol=1e-5
         )
+    # Triton's binary tensor extension both ways (Inference-Header-Content-Length), as
+    # tritonclient.http sends and reads it with binary_data=True
+    binary_out = [httpclient.InferRequestedOutput("output__0", binary_data=True)]
+    both = client.infer("iris_clf", [_input(expected["x_iris"])], outputs=binary_out)
+    assert both.get_output("output__0")["parameters"]["binary_data_size"] > 0
+    np.testing.assert_array_equal(both.as_numpy("output__0"), expected["y_iris_predict"])
     meta = client.get_model_metadata("iris_clf")
     assert meta["versions"] == [tags["iris"].split(":")[1]]
     assert client.get_model_config("digits_mlp")["max_batch_size"] == 64

@@ -162,6 +162,25 @@ def test_forward_batch_items_each_join_their_own_trace(cluster, receiver) -> Non
         assert wk.parent_span_id == tp.split("-")[2]
 
 
+def test_unsampled_context_is_carried_to_the_worker_and_recorded_nowhere(cluster, receiver):
+    """A caller's unsampled decision (flags 00) holds in both processes; its logs keep the id."""
+    worker, gateway = cluster
+    unsampled_id = "5" * 32
+    _infer(gateway.address, f"00-{unsampled_id}-{'6' * 16}-00", "req-unsampled")
+    _infer(gateway.address, f"00-{'7' * 32}-{'8' * 16}-01")  # exported after the one above
+
+    def both_exported(spans: list[ReceivedSpan]) -> bool:
+        return {"rf-test-gateway", "rf-test-worker"} <= {
+            s.service for s in _in_trace(spans, "7" * 32)
+        }
+
+    assert _in_trace(receiver.wait_for(both_exported), unsampled_id) == []
+    lines = [json.loads(line) for line in worker.log_lines if line.startswith("{")]
+    about = [line for line in lines if line.get("request_id") == "req-unsampled"]
+    assert about, worker.log[-2000:]
+    assert all(line["trace_id"] == unsampled_id for line in about)  # it reached the worker
+
+
 @pytest.mark.parametrize("bad", ["garbage", "00-xyz-abc-01", f"ff-{TRACE_ID}-b7ad6b7169203331-01"])
 def test_malformed_traceparent_starts_a_new_trace(cluster, receiver, bad: str) -> None:
     worker, gateway = cluster

@@ -198,3 +198,64 @@ def test_unsampled_parent_records_nothing_and_passes_its_decision_on(memory) -> 
     tracing.end(child)
     tracing.end(span)
     assert exporter.get_finished_spans() == ()
+
+
+def test_start_request_decides_once_and_passes_an_unsampled_context_on(monkeypatch) -> None:
+    # the SDK reads its sampler from the environment: drop every root
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER", "parentbased_traceidratio")
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER_ARG", "0")
+    exporter = InMemorySpanExporter()
+    tracing = configure_tracing("test", {}, exporter=exporter)
+    try:
+        root = tracing.start_request("gateway ModelInfer", None)
+        assert root.span is None  # dropped at the edge: no span work for it anywhere
+        passed = parse_traceparent(root.traceparent)
+        assert passed is not None
+        assert passed.flags == 0
+        assert passed.trace_id == root.trace_id  # its log lines still carry the trace id
+        unsampled = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00"
+        child = tracing.start_request("worker ModelInfer", f" {unsampled} ")
+        assert child == (None, "4bf92f3577b34da6a3ce929d0e0e4736", unsampled)  # as received
+        sampled = tracing.start_request("worker ModelInfer", GOOD, attributes={"a": "b"})
+        assert tracing.recording(sampled.span)
+        assert (sampled.trace_id, sampled.traceparent) == ("4bf92f3577b34da6a3ce929d0e0e4736", "")
+        tracing.end(sampled.span)
+        (span,) = exporter.get_finished_spans()
+        assert span.parent.span_id == 0x00F067AA0BA902B7
+        assert span.attributes["a"] == "b"
+        assert span.kind.name == "SERVER"
+    finally:
+        tracing.shutdown()
+
+
+def test_start_request_with_tracing_off_passes_a_valid_context_on() -> None:
+    off = Tracing()
+    assert off.start_request("r", None) == (None, None, "")
+    assert off.start_request("r", "garbage") == (None, None, "")
+    assert off.start_request("r", GOOD + "\n") == (None, "4bf92f3577b34da6a3ce929d0e0e4736", GOOD)
+    later = "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-more"
+    assert off.start_request("r", later).traceparent == GOOD  # sent on as version 00
+
+
+def test_a_request_without_an_id_gets_one_only_when_logged_and_keeps_it(capsys) -> None:
+    from protos.logformat import request_ids
+
+    configure_logging("INFO", "json")
+    try:
+        log = logging.getLogger("rf.test")
+        scope = request_scope("", "4bf92f3577b34da6a3ce929d0e0e4736")
+        with scope:
+            log.info("first")
+            with request_scope("inner", None):
+                assert request_ids() == ("inner", None)
+            log.info("second")
+        assert request_ids() is None
+        with scope:  # the request's last line, in the same scope object
+            log.info("third")
+        lines = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
+    finally:
+        logging.getLogger().handlers.clear()
+    ids = {line["request_id"] for line in lines}
+    assert len(ids) == 1
+    assert len(ids.pop()) == 16
+    assert all(line["trace_id"] == "4bf92f3577b34da6a3ce929d0e0e4736" for line in lines)
