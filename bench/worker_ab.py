@@ -10,6 +10,8 @@ rotated per repeat, so a neighbour's load on a shared machine hits every variant
 requests/s, p50, p99, mean batch rows and the worker's CPU per request (its process group),
 each variant's req/s and p50 as a ratio to the first variant in the same repeat, and with
 ``--inprocess`` the model's in-process rows/s at batch 64 measured in the same repeat.
+``--via-gateway`` puts a gateway (default settings) before each variant's worker and loads it;
+the CPU per request is then the gateway's and the worker's together.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import tempfile
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from runnerfleet.supervisor import Supervisor, cli_command, wait_serving  # noqa: E402
+from runnerfleet.supervisor import Child, Supervisor, cli_command, wait_serving  # noqa: E402
 
 __all__ = ["main"]
 
@@ -64,7 +66,7 @@ def _py(args: list[str], env: dict[str, str]) -> str:
     return done.stdout
 
 
-def _load(address: str, pgid: int, a: argparse.Namespace, out: str) -> dict:
+def _load(address: str, pgids: list[int], a: argparse.Namespace, out: str) -> dict:
     _, datatype, shape = _MODELS[a.model]
     _py(
         [
@@ -86,8 +88,7 @@ def _load(address: str, pgid: int, a: argparse.Namespace, out: str) -> dict:
             str(a.warmup),
             "--stats-target",
             address,
-            "--cpu-pgid",
-            str(pgid),
+            *(f"--cpu-pgid={g}" for g in pgids),
             "--out",
             out,
         ],  # fmt: skip
@@ -114,6 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--variant", action="append", default=[], help="NAME:K=V,K=V")
     p.add_argument("--inprocess", action="store_true", help="in-process rows/s at batch 64")
     p.add_argument("--inprocess-s", type=float, default=2.0)
+    p.add_argument("--via-gateway", action="store_true", help="a gateway before each worker")
     p.add_argument("--json", default="")
     a = p.parse_args(argv)
     variants = [_variant(v) for v in a.variant] or [("A", {})]
@@ -125,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
         _py(["-c", f"from runnerfleet import demo_models as d; d.{_MODELS[a.model][0]}()"],
             base_env)  # fmt: skip
         supervisor = Supervisor(cwd=ROOT, own_session=True)
-        handles = {}
+        handles: dict[str, list[Child]] = {}
         try:
             for name, env in variants:
                 argv_w = cli_command(
@@ -133,11 +135,22 @@ def main(argv: list[str] | None = None) -> int:
                     "--metrics-port", "0", "--port-file", "{port_file}", "--device", "cpu",
                     "--log-level", "WARNING",
                 )  # fmt: skip
-                handles[name] = supervisor.start(
+                worker = supervisor.start(
                     f"worker-{name}", argv_w, host="127.0.0.1", timeout_s=120,
                     env={**base_env, **env},
                 )  # fmt: skip
-                wait_serving(handles[name].address, timeout_s=120)
+                handles[name] = [worker]
+                wait_serving(worker.address, timeout_s=120)
+                if a.via_gateway:
+                    argv_g = cli_command(
+                        "gateway", "--workers", worker.address, "--host", "127.0.0.1",
+                        "--port", "0", "--metrics-port", "0", "--port-file", "{port_file}",
+                    )  # fmt: skip
+                    gateway = supervisor.start(
+                        f"gateway-{name}", argv_g, host="127.0.0.1", timeout_s=120, env=base_env
+                    )
+                    handles[name].insert(0, gateway)
+                    wait_serving(gateway.address, timeout_s=120)
             for r in range(a.repeats):
                 order = variants[r % len(variants) :] + variants[: r % len(variants)]
                 row: dict = {"repeat": r, "order": [n for n, _ in order], "points": {}}
@@ -147,16 +160,17 @@ def main(argv: list[str] | None = None) -> int:
                     args = [a.model, dtype, shape.split(",")[1], str(a.inprocess_s)]
                     row["inprocess_rows_per_s"] = float(_py(["-c", _INPROCESS, *args], base_env))
                 for name, _ in order:
-                    h = handles[name]
+                    front = handles[name][0]
                     out = os.path.join(tmp, f"{name}-{r}.json")
-                    point = _load(h.address, h.pid, a, out)
+                    point = _load(front.address, [h.pid for h in handles[name]], a, out)
                     point["loadavg_1m"] = _loadavg()
                     row["points"][name] = point
                 rows.append(row)
                 _print_row(row, [n for n, _ in variants])
         finally:
-            for h in handles.values():
-                supervisor.stop(h, grace_s=30)
+            for group in handles.values():
+                for h in group:
+                    supervisor.stop(h, grace_s=30)
     _print_summary(rows, [n for n, _ in variants])
     if a.json:
         pathlib.Path(a.json).write_text(json.dumps(rows, indent=1))
