@@ -189,7 +189,7 @@ class ModelHost:
 
     async def _start(self, model: Any, options: Mapping[str, Any]) -> HostedModel:
         s = self._settings
-        runner = ModelRunner(model, s.device, inline_max_s=s.inline_max_ms / 1e3)
+        runner = ModelRunner(model, s.device)
         load_s = await runner.load(warmup=s.warmup)
         self._metrics.model_load.labels(runner.name).set(load_s)
         stats = ModelStats(runner.name, runner.version)

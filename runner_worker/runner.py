@@ -1,13 +1,8 @@
 """One loaded model version: its Runnable, its device and the thread that runs its code.
 
-Model code blocks (sklearn, torch), so it runs on one dedicated executor thread per model.
-The one exception is the fast path: on CPU, a call whose input is no larger than one that
-last ran in at most ``inline_max_s`` (0.2 ms by default, the worker's ``inline_max_ms``), while
-the model thread is idle, runs inline on the event loop, sparing the thread hop (submit, wake,
-call_soon_threadsafe) that costs more than such a model. Every call is timed, inline or not,
-so a call that turns out slow sends calls of that size and larger back to the thread. The
-torch adapter moves a batch's inputs to the device once per call and brings the outputs back
-once, so a batch costs one transfer each way.
+Model code blocks (sklearn, torch), so it runs on one dedicated executor thread per model,
+never on the event loop. The torch adapter moves a batch's inputs to the device once per call
+and brings the outputs back once, so a batch costs one transfer each way.
 """
 
 from __future__ import annotations
@@ -55,8 +50,7 @@ class MethodInfo:
 class ModelRunner:
     """Loads a stored model on a device and runs its methods on a dedicated thread."""
 
-    def __init__(self, model: Any, device: str, *, inline_max_s: float = 0.0) -> None:
-        """``inline_max_s`` > 0 turns the inline fast path on (CPU only)."""
+    def __init__(self, model: Any, device: str) -> None:
         self.model = model
         self.device = device
         self.name: str = model.info.name
@@ -76,10 +70,6 @@ class ModelRunner:
         self._executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=1, thread_name_prefix=f"model-{self.name}"
         )
-        self._inline_max_s = inline_max_s if device == "cpu" else 0.0
-        # per method: the largest input (elements) whose last call took <= inline_max_s
-        self._inline_size: dict[str, int] = {}
-        self._on_thread = 0  # calls submitted to the model thread and not finished
 
     @property
     def default_method(self) -> str:
@@ -120,37 +110,12 @@ class ModelRunner:
         return time.perf_counter() - start
 
     async def run(self, method: str, arrays: list[np.ndarray]) -> list[np.ndarray]:
-        """Run ``method`` on ``arrays`` (on the model thread, or inline when known to be fast);
-        outputs as a list of arrays."""
-        size = sum(int(a.size) for a in arrays)
-        if self._on_thread == 0 and size <= self._inline_size.get(method, -1):
-            return self._timed_call(method, arrays, size)
-        self._on_thread += 1
-        try:
-            loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(
-                self._executor, self._timed_call, method, arrays, size
-            )
-        finally:
-            self._on_thread -= 1
+        """Run ``method`` on ``arrays`` on the model thread; outputs as a list of arrays."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._call, method, arrays)
 
-    def _timed_call(self, method: str, arrays: list[np.ndarray], size: int) -> list[np.ndarray]:
-        if self._inline_max_s <= 0:
-            return batch_ops.as_outputs(self._runnable.methods[method](*arrays))
-        start_s = time.perf_counter()
-        try:
-            return batch_ops.as_outputs(self._runnable.methods[method](*arrays))
-        finally:
-            self._learn(method, size, time.perf_counter() - start_s)
-
-    def _learn(self, method: str, size: int, call_s: float) -> None:
-        """Widen or narrow the inline size bound from one call (dict writes are atomic)."""
-        bound = self._inline_size.get(method, -1)
-        if call_s <= self._inline_max_s:
-            if size > bound:
-                self._inline_size[method] = size
-        elif size <= bound:
-            self._inline_size[method] = size - 1
+    def _call(self, method: str, arrays: list[np.ndarray]) -> list[np.ndarray]:
+        return batch_ops.as_outputs(self._runnable.methods[method](*arrays))
 
     def close(self) -> None:
         """Release the model thread (running calls finish first)."""

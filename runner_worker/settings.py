@@ -56,8 +56,6 @@ class WorkerSettings(TrustSettings):
     max_latency_ms: float = 1000.0
     max_queue_size: int = 1024
     max_inflight_batches: int = 1
-    # CPU models whose call took at most this run inline on the event loop (0 = never)
-    inline_max_ms: float = 0.2
     max_message_bytes: int = 256 * MIB
     worker_id: str = ""
     drain_timeout_s: float = 30.0
@@ -76,8 +74,6 @@ class WorkerSettings(TrustSettings):
         for name in ("max_batch_size", "max_queue_size", "max_inflight_batches"):
             if getattr(self, name) < 1:
                 raise InvalidArgument(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.inline_max_ms < 0:
-            raise InvalidArgument(f"inline_max_ms must be >= 0, got {self.inline_max_ms}")
         if self.max_latency_ms <= 0:
             raise InvalidArgument(f"max_latency_ms must be > 0, got {self.max_latency_ms}")
         if self.max_message_bytes < 1024:

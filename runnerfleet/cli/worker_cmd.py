@@ -44,11 +44,6 @@ __all__ = ["worker"]
 @click.option("--max-latency-ms", type=float, help="End-to-end latency budget per request.")
 @click.option("--max-queue-size", type=int, help="Requests waiting per method before refusing.")
 @click.option("--max-inflight-batches", type=int, help="Batches running at once per method.")
-@click.option(
-    "--inline-max-ms",
-    type=float,
-    help="CPU calls measured at most this long run on the event loop (default 0.2; 0 = off).",
-)
 @click.option("--max-message-bytes", type=int, help="gRPC message limit both ways (256 MiB).")
 @click.option("--worker-id", help="Stable worker name (default host:port).")
 @click.option("--drain-timeout-s", type=float, help="Longest drain on SIGTERM (default 30).")
