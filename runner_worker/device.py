@@ -13,7 +13,7 @@ import sys
 from protos.errors import FailedPrecondition
 from runner_worker.settings import WorkerSettings
 
-__all__ = ["pin_process", "configure_runtime", "THREAD_ENV_VARS"]
+__all__ = ["pin_process", "configure_runtime", "intra_op_threads", "THREAD_ENV_VARS"]
 
 THREAD_ENV_VARS = (
     "OMP_NUM_THREADS",
@@ -24,17 +24,37 @@ THREAD_ENV_VARS = (
 )
 
 
+def intra_op_threads(settings: WorkerSettings) -> int | None:
+    """Threads for torch and BLAS/OpenMP: ``--threads``, or by default the usable cores minus
+    one (at least 1), so model code never competes with the event loop and gRPC for every
+    core; None for ``--threads 0`` (the libraries' own default)."""
+    if settings.threads is not None:
+        return settings.threads or None
+    if settings.cpus is not None:
+        cores = len(settings.cpus)
+    elif hasattr(os, "sched_getaffinity"):
+        cores = len(os.sched_getaffinity(0))
+    else:
+        cores = os.cpu_count() or 1
+    return max(cores - 1, 1)
+
+
 def pin_process(settings: WorkerSettings) -> None:
-    """Hide GPUs for ``--device cpu``, export thread counts, set the CPU affinity.
+    """Hide GPUs for ``--device cpu``, export thread counts and the OpenMP wait policy, set the
+    CPU affinity.
 
     ``--device cuda:N`` leaves an inherited ``CUDA_VISIBLE_DEVICES`` alone: N indexes the
-    devices it makes visible, as torch counts them.
+    devices it makes visible, as torch counts them. An exported ``OMP_WAIT_POLICY`` wins over
+    the setting.
     """
     if settings.device == "cpu":
         os.environ["CUDA_VISIBLE_DEVICES"] = ""
-    if settings.threads is not None:
+    threads = intra_op_threads(settings)
+    if threads is not None:
         for var in THREAD_ENV_VARS:
-            os.environ[var] = str(settings.threads)
+            os.environ[var] = str(threads)
+    if settings.omp_wait_policy != "default":
+        os.environ.setdefault("OMP_WAIT_POLICY", settings.omp_wait_policy)
     if settings.cpus is not None and hasattr(os, "sched_setaffinity"):
         try:
             os.sched_setaffinity(0, settings.cpus)
@@ -44,19 +64,20 @@ def pin_process(settings: WorkerSettings) -> None:
 
 def configure_runtime(settings: WorkerSettings) -> None:
     """Apply thread counts and the CUDA device to libraries already imported."""
-    if settings.threads is not None:
+    threads = intra_op_threads(settings)
+    if threads is not None:
         try:
             from threadpoolctl import threadpool_limits
 
-            threadpool_limits(settings.threads)
+            threadpool_limits(threads)
         except ImportError:
             pass
     if "torch" not in sys.modules and settings.cuda_index is None:
         return
     import torch
 
-    if settings.threads is not None:
-        torch.set_num_threads(settings.threads)
+    if threads is not None:
+        torch.set_num_threads(threads)
     index = settings.cuda_index
     if index is not None:
         if not torch.cuda.is_available() or index >= torch.cuda.device_count():

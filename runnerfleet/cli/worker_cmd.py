@@ -19,7 +19,16 @@ __all__ = ["worker"]
 @click.option("--runners", help="Only these runners of --service: NAME[,NAME...] (default all).")
 @click.option("--device", help="cpu or cuda:N (N among the visible GPUs). Default cpu.")
 @click.option("--cpus", help="CPU affinity, e.g. 0-3 or 0,2.")
-@click.option("--threads", type=int, help="Torch and BLAS/OpenMP threads.")
+@click.option(
+    "--threads",
+    type=int,
+    help="Torch and BLAS/OpenMP threads (default: usable cores - 1, at least 1; 0 = theirs).",
+)
+@click.option(
+    "--omp-wait-policy",
+    type=click.Choice(["PASSIVE", "ACTIVE", "default"]),
+    help="OpenMP idle threads sleep (PASSIVE, default) or spin; 'default' leaves it alone.",
+)
 @click.option("--host", help="Address to bind (default 127.0.0.1; 0.0.0.0 = all).")
 @click.option("--port", type=int, help="gRPC port (0 = any free port; default 8101).")
 @click.option("--metrics-port", type=int, help="Prometheus /metrics port (0 = any; default 8102).")

@@ -7,7 +7,7 @@ import os
 import pytest
 
 from protos.errors import InvalidArgument
-from runner_worker.device import THREAD_ENV_VARS, pin_process
+from runner_worker.device import THREAD_ENV_VARS, intra_op_threads, pin_process
 from runner_worker.settings import WorkerSettings, load_settings, parse_cpus
 
 
@@ -51,3 +51,31 @@ def test_cuda_device_keeps_inherited_visibility(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,5")
     pin_process(WorkerSettings(device="cuda:1"))
     assert os.environ["CUDA_VISIBLE_DEVICES"] == "3,5"
+
+
+def test_threads_default_to_usable_cores_minus_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    for var in ("CUDA_VISIBLE_DEVICES", "OMP_WAIT_POLICY", *THREAD_ENV_VARS):
+        monkeypatch.delenv(var, raising=False)  # restored after the test
+    monkeypatch.setattr(os, "sched_setaffinity", lambda pid, cpus: None)
+    assert intra_op_threads(WorkerSettings(cpus=(0, 1, 2, 3))) == 3
+    assert intra_op_threads(WorkerSettings(cpus=(5,))) == 1
+    assert intra_op_threads(WorkerSettings(threads=2, cpus=(0,))) == 2
+    assert intra_op_threads(WorkerSettings(threads=0)) is None  # the libraries' own default
+    pin_process(WorkerSettings(cpus=(0, 1)))
+    assert all(os.environ[v] == "1" for v in THREAD_ENV_VARS)
+    assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
+
+
+def test_exported_omp_wait_policy_wins(monkeypatch: pytest.MonkeyPatch) -> None:
+    for var in ("CUDA_VISIBLE_DEVICES", *THREAD_ENV_VARS):
+        monkeypatch.delenv(var, raising=False)  # restored after the test
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
+    pin_process(WorkerSettings(threads=1))
+    assert os.environ["OMP_WAIT_POLICY"] == "ACTIVE"
+    monkeypatch.delenv("OMP_WAIT_POLICY")
+    pin_process(WorkerSettings(threads=1, omp_wait_policy="default"))
+    assert "OMP_WAIT_POLICY" not in os.environ
+    with pytest.raises(InvalidArgument, match="omp_wait_policy"):
+        WorkerSettings(omp_wait_policy="spin")
+    with pytest.raises(InvalidArgument, match="threads"):
+        WorkerSettings(threads=-1)
