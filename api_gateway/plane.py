@@ -136,6 +136,8 @@ class GatewayPlane:
         self._floor = LatencyFloor()  # fastest recent answer per model (deadline refusals)
         self._rate = ServiceRate()  # answers per second per model (estimated waits)
         self._model_inflight: dict[str, int] = {}
+        self._served_versions: dict[str, str] = {}  # name -> served version, per pool generation
+        self._served_generation = -1
         self._statistics_timeout_s = statistics_timeout_s  # one worker's ModelStatistics answer
         self._repository_timeout_s = repository_timeout_s  # load/unload without a deadline
         self._apis: Any = apis if apis is not None else _NoApis()
@@ -242,8 +244,7 @@ class GatewayPlane:
                         "runnerfleet.model_version": header.model_version if header else "",
                     },
                 )
-            with request_scope(request_id or new_request_id(), trace_id):
-                _log_request(header, code, message, duration_s)
+            _log_request(header, code, message, duration_s, request_id, trace_id)
 
     def _refuse_if_unmeetable(self, model: str, deadline_s: float | None) -> None:
         """RESOURCE_EXHAUSTED now for what cannot finish in time (api_gateway/deadline_floor.py):
@@ -307,7 +308,22 @@ class GatewayPlane:
     # -- version choice -------------------------------------------------------------------
 
     def _served(self, name: str) -> str | None:
-        """The served version of ``name``: newest created among SERVING workers (else any)."""
+        """The served version of ``name``: newest created among SERVING workers (else any).
+
+        Kept until the pool announces a change (membership, health, hosted models), so the
+        hot path does not walk every worker's models per request; unknown names are not kept.
+        """
+        if self._served_generation != self._pool.generation:
+            self._served_versions.clear()
+            self._served_generation = self._pool.generation
+        version = self._served_versions.get(name)
+        if version is None:
+            version = self._served_now(name)
+            if version is not None:
+                self._served_versions[name] = version
+        return version
+
+    def _served_now(self, name: str) -> str | None:
         created: dict[str, float] = {}
         serving: dict[str, float] = {}
         for worker in self._pool.workers:
@@ -458,10 +474,19 @@ class GatewayPlane:
 _request_log = logging.getLogger("api_gateway.requests")
 
 
-def _log_request(header: RequestHeader | None, code: str, message: str, duration_s: float) -> None:
-    """One line per request: DEBUG normally, WARNING for INTERNAL."""
+def _log_request(
+    header: RequestHeader | None,
+    code: str,
+    message: str,
+    duration_s: float,
+    request_id: str,
+    trace_id: str | None,
+) -> None:
+    """One line per request: DEBUG normally, WARNING for INTERNAL (with the request's ids)."""
     level = logging.WARNING if code == "INTERNAL" else logging.DEBUG
-    if _request_log.isEnabledFor(level):
+    if not _request_log.isEnabledFor(level):
+        return  # the usual case: no log scope to set up for a line nobody reads
+    with request_scope(request_id or new_request_id(), trace_id):
         _request_log.log(
             level,
             "ModelInfer model=%s version=%s code=%s duration_ms=%.2f%s",
