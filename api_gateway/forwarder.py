@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 
 from api_gateway.coalescer import ForwardOutcome
 from api_gateway.header import RequestHeader
@@ -185,9 +185,7 @@ class Forwarder:
         try:
             while True:
                 timeout_s = None if hedge_at_s is None else max(hedge_at_s - time.monotonic(), 0)
-                done, _ = await asyncio.wait(
-                    calls, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED
-                )
+                done = await _first_done(calls, timeout_s)
                 if not done:
                     hedge_at_s = None  # at most one hedge per attempt
                     self._hedge(header, request, deadline, delay_s, tried, calls, trace)
@@ -321,6 +319,37 @@ class _Trace:
 
 def _future(call: Awaitable[ForwardOutcome]) -> asyncio.Future[ForwardOutcome]:
     return asyncio.ensure_future(call)
+
+
+async def _first_done(
+    calls: Collection[asyncio.Future[ForwardOutcome]], timeout_s: float | None
+) -> list[asyncio.Future[ForwardOutcome]]:
+    """The calls done once one is, or after ``timeout_s`` ([] then): a lean ``asyncio.wait``.
+
+    The same as ``asyncio.wait(calls, timeout=timeout_s, return_when=FIRST_COMPLETED)`` for
+    futures, without its per-call set building and coroutine checks (this runs per hedged
+    attempt). Cancelling the caller leaves the calls running, as ``asyncio.wait`` does.
+    """
+    done = [call for call in calls if call.done()]
+    if done:
+        return done
+    waiter = asyncio.get_running_loop().create_future()
+
+    def wake(_: object = None) -> None:
+        if not waiter.done():
+            waiter.set_result(None)
+
+    for call in calls:
+        call.add_done_callback(wake)
+    timer = None if timeout_s is None else waiter.get_loop().call_later(timeout_s, wake)
+    try:
+        await waiter
+    finally:
+        if timer is not None:
+            timer.cancel()
+        for call in calls:
+            call.remove_done_callback(wake)
+    return [call for call in calls if call.done()]
 
 
 def _error(code: ErrorCode, outcome: ForwardOutcome) -> RunnerFleetError:
