@@ -9,9 +9,11 @@ RESOURCE_EXHAUSTED) goes back as it is.
 
 Each attempt may be hedged (``api_gateway/hedging.py``): still unanswered after the model's
 recent p95, it is sent once more to another replica if the deadline and the hedge budget
-allow; the first answer wins and the other call is cancelled. Every finished or abandoned
-forward is reported to the outlier detector (``api_gateway/outlier.py``), which ejects
-workers whose forwards keep failing or keep running far past their usual latency.
+allow; the first answer wins and the other call is cancelled. An attempt on a model no other
+worker hosts has nowhere to hedge to and is awaited plainly (no timer, no wait over futures).
+Every finished or abandoned forward is reported to the outlier detector
+(``api_gateway/outlier.py``), which ejects workers whose forwards keep failing or keep running
+far past their usual latency.
 
 A request that finds no routable replica (workers still being described, restarting, all
 out of rotation) waits for the pool to change, bounded by its deadline and `route_wait_s`,
@@ -24,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 
 from api_gateway.coalescer import ForwardOutcome
 from api_gateway.header import RequestHeader
@@ -106,6 +108,7 @@ class Forwarder:
         last: ForwardOutcome | None = None
         attempts = 0
         wait_until_s = time.monotonic() + self._route_wait_s
+        trace = _Trace(span, traceparent)
         while attempts < self._max_attempts:
             if deadline is not None and time.monotonic() >= deadline:
                 raise DeadlineExceeded("deadline passed before a worker answered")
@@ -128,7 +131,6 @@ class Forwarder:
             if tried:
                 self._on_retry(header.model_name)
             attempts += 1
-            trace = _Trace(span, traceparent)
             outcome = await self._attempt(worker, header, request, deadline, tried, trace)
             if outcome.code is None:
                 return outcome.payload
@@ -169,22 +171,22 @@ class Forwarder:
     ) -> ForwardOutcome:
         """One attempt on `first`, hedged to another replica if it runs past the model's p95."""
         model = header.model_name
-        delay_s = self._hedger.delay_s(model) if self._hedger is not None else None
+        delay_s = self._hedge_delay_s(first, header, tried)
         started_s = time.monotonic()
-        calls: dict[asyncio.Future[ForwardOutcome], tuple[Worker, float]] = {
-            _future(self._call(first, request, deadline, trace, len(tried))): (first, started_s)
-        }
+        call = self._call(first, request, deadline, trace, len(tried))
         tried.append(first.address)
-        hedge_at_s = None if delay_s is None else started_s + delay_s
+        if delay_s is None:  # nothing to hedge (or nowhere to): just wait, no timer
+            return await self._single(first, call, started_s, model)
+        calls: dict[asyncio.Future[ForwardOutcome], tuple[Worker, float]] = {
+            _future(call): (first, started_s)
+        }
+        hedge_at_s: float | None = started_s + delay_s
         answered = False
         try:
             while True:
                 timeout_s = None if hedge_at_s is None else max(hedge_at_s - time.monotonic(), 0)
-                done, _ = await asyncio.wait(
-                    calls, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED
-                )
+                done = await _first_done(calls, timeout_s)
                 if not done:
-                    assert delay_s is not None
                     hedge_at_s = None  # at most one hedge per attempt
                     self._hedge(header, request, deadline, delay_s, tried, calls, trace)
                     continue
@@ -206,6 +208,35 @@ class Forwarder:
                 future.cancel()  # the loser: its worker call is cancelled with its last caller
                 if answered and self._outliers is not None:
                     self._outliers.on_abandoned(worker.address, now_s - sent_s)
+
+    def _hedge_delay_s(
+        self, first: Worker, header: RequestHeader, tried: list[str]
+    ) -> float | None:
+        """When to hedge an attempt on `first`: the model's delay, or None for no hedge.
+
+        None also when no other worker hosts the model (a single replica): a hedge would have
+        nowhere to go, so the attempt is awaited without a timer or a wait over futures.
+        """
+        if self._hedger is None:
+            return None
+        delay_s = self._hedger.delay_s(header.model_name)
+        if delay_s is None:
+            return None
+        name, version = header.model_name, header.model_version
+        for worker in self._pool.workers:
+            if worker is not first and worker.address not in tried and worker.hosts(name, version):
+                return delay_s
+        return None
+
+    async def _single(
+        self, worker: Worker, call: Awaitable[ForwardOutcome], sent_s: float, model: str
+    ) -> ForwardOutcome:
+        """An attempt that is not hedged: its one call's outcome, reported like any other."""
+        outcome = await call  # cancelling the caller cancels the call (and its worker call)
+        self._report(worker, outcome, time.monotonic() - sent_s, model)
+        if outcome.code is ErrorCode.NOT_FOUND:
+            self._on_not_found(worker)
+        return outcome
 
     def _hedge(
         self,
@@ -288,6 +319,37 @@ class _Trace:
 
 def _future(call: Awaitable[ForwardOutcome]) -> asyncio.Future[ForwardOutcome]:
     return asyncio.ensure_future(call)
+
+
+async def _first_done(
+    calls: Collection[asyncio.Future[ForwardOutcome]], timeout_s: float | None
+) -> list[asyncio.Future[ForwardOutcome]]:
+    """The calls done once one is, or after ``timeout_s`` ([] then): a lean ``asyncio.wait``.
+
+    The same as ``asyncio.wait(calls, timeout=timeout_s, return_when=FIRST_COMPLETED)`` for
+    futures, without its per-call set building and coroutine checks (this runs per hedged
+    attempt). Cancelling the caller leaves the calls running, as ``asyncio.wait`` does.
+    """
+    done = [call for call in calls if call.done()]
+    if done:
+        return done
+    waiter = asyncio.get_running_loop().create_future()
+
+    def wake(_: object = None) -> None:
+        if not waiter.done():
+            waiter.set_result(None)
+
+    for call in calls:
+        call.add_done_callback(wake)
+    timer = None if timeout_s is None else waiter.get_loop().call_later(timeout_s, wake)
+    try:
+        await waiter
+    finally:
+        if timer is not None:
+            timer.cancel()
+        for call in calls:
+            call.remove_done_callback(wake)
+    return [call for call in calls if call.done()]
 
 
 def _error(code: ErrorCode, outcome: ForwardOutcome) -> RunnerFleetError:

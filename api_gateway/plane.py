@@ -137,6 +137,8 @@ class GatewayPlane:
         self._floor = LatencyFloor()  # fastest recent answer per model (deadline refusals)
         self._rate = ServiceRate()  # answers per second per model (estimated waits)
         self._model_inflight: dict[str, int] = {}
+        self._served_versions: dict[str, str] = {}  # name -> served version, per pool generation
+        self._served_generation = -1
         self._statistics_timeout_s = statistics_timeout_s  # one worker's ModelStatistics answer
         self._repository_timeout_s = repository_timeout_s  # load/unload without a deadline
         self._apis: Any = apis if apis is not None else _NoApis()
@@ -298,7 +300,22 @@ class GatewayPlane:
     # -- version choice -------------------------------------------------------------------
 
     def _served(self, name: str) -> str | None:
-        """The served version of ``name``: newest created among SERVING workers (else any)."""
+        """The served version of ``name``: newest created among SERVING workers (else any).
+
+        Kept until the pool announces a change (membership, health, hosted models), so the
+        hot path does not walk every worker's models per request; unknown names are not kept.
+        """
+        if self._served_generation != self._pool.generation:
+            self._served_versions.clear()
+            self._served_generation = self._pool.generation
+        version = self._served_versions.get(name)
+        if version is None:
+            version = self._served_now(name)
+            if version is not None:
+                self._served_versions[name] = version
+        return version
+
+    def _served_now(self, name: str) -> str | None:
         created: dict[str, float] = {}
         serving: dict[str, float] = {}
         for worker in self._pool.workers:

@@ -332,6 +332,7 @@ class WorkerPool:
         self._tasks: list[asyncio.Task[None]] = []
         self._first_seen: dict[str, asyncio.Event] = {}
         self._changed = asyncio.Event()
+        self.generation = 0  # bumped by every change announced (caches of pool state key on it)
         self.on_unresponsive: Callable[[Worker], None] = lambda worker: None
 
     async def wait_change(self, timeout_s: float) -> bool:
@@ -349,6 +350,7 @@ class WorkerPool:
 
     def _notify(self) -> None:
         """Tell waiters and the owner that the pool changed."""
+        self.generation += 1
         event, self._changed = self._changed, asyncio.Event()
         event.set()
         if self.outliers is not None:

@@ -48,10 +48,15 @@ def _percentile(sorted_vals: list[float], q: float) -> float | None:
 
 def _group_cpu_s(pgids: set[int]) -> float:
     """User + system CPU seconds of every live process in these process groups (Linux /proc)."""
+    return sum(_cpu_s_by_group(pgids).values())
+
+
+def _cpu_s_by_group(pgids: set[int]) -> dict[int, float]:
+    """User + system CPU seconds of the live processes of each of these process groups."""
     import os
 
     tick = os.sysconf("SC_CLK_TCK")
-    total = 0
+    ticks = dict.fromkeys(pgids, 0)
     for d in os.listdir("/proc"):
         if not d.isdigit():
             continue
@@ -61,9 +66,10 @@ def _group_cpu_s(pgids: set[int]) -> float:
         except OSError:
             continue
         # after the ")": state(0) ppid(1) pgrp(2) ... utime(11) stime(12)
-        if int(fields[2]) in pgids:
-            total += int(fields[11]) + int(fields[12])
-    return total / tick
+        group = int(fields[2])
+        if group in ticks:
+            ticks[group] += int(fields[11]) + int(fields[12])
+    return {group: n / tick for group, n in ticks.items()}
 
 
 def _self_cpu_s() -> float:
@@ -277,10 +283,17 @@ async def _run(a: argparse.Namespace) -> dict:
             except Exception as e:  # noqa: BLE001
                 out.setdefault("stats_errors", []).append(str(e)[:200])
             pgids = {int(g) for g in a.cpu_pgid}
-            cpu0, self0 = (_group_cpu_s(pgids) if pgids else 0.0), _self_cpu_s()
+            groups0, self0 = _cpu_s_by_group(pgids), _self_cpu_s()
             point = await one_level(conc, a.duration, record=True)
-            cpu1, self1 = (_group_cpu_s(pgids) if pgids else 0.0), _self_cpu_s()
+            groups1, self1 = _cpu_s_by_group(pgids), _self_cpu_s()
+            cpu0, cpu1 = sum(groups0.values()), sum(groups1.values())
             el = point["duration_s"] or 1.0
+            # the same per process group (each --cpu-pgid), e.g. a gateway and its workers apart
+            point["server_cpu_ms_per_req_by_pgid"] = {
+                str(g): (groups1[g] - groups0[g]) * 1e3 / point["requests"]
+                for g in sorted(pgids)
+                if point["requests"]
+            }
             # Server CPU (all processes of the system) and the load generator's own CPU, in
             # cores busy over the window, and server CPU per successful request.
             point["server_cores"] = (cpu1 - cpu0) / el if pgids else None

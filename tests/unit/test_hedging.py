@@ -108,3 +108,17 @@ async def test_a_failed_hedge_waits_for_the_first_call() -> None:
     assert answer == b"ok:r"
     assert hedges == ["iris"]
     assert len(broken.batches) == 1
+
+
+@sync
+async def test_a_single_replica_is_waited_for_and_its_answer_still_reported() -> None:
+    slow = FakeCall(delay_s=0.03)  # well past the hedge delay (10 ms)
+    pool = FakePool(FakeWorker("only", Coalescer(slow)))
+    hedges: list[str] = []
+    outliers = OutlierDetector(OutlierPolicy(latency_floor_s=0.001), time.monotonic)
+    outliers.set_healthy(["only"])
+    forwarder = _hedging_forwarder(pool, hedges, outliers)
+    assert await forwarder.forward(HEADER, b"r", time.monotonic() + 5.0) == b"ok:r"
+    assert hedges == []
+    assert len(slow.batches) == 1
+    assert outliers.slow_threshold_s("only") >= 0.03 * 10  # its latency was observed
