@@ -15,7 +15,8 @@ once) and their p99 latency, misses of admitted requests (late, shed after queue
 DEADLINE_EXCEEDED; a DEADLINE_EXCEEDED may also be a call the gateway's event loop never got
 to before its deadline, so the row says "not refused", not "admitted"), wrong answers, other
 codes; after the load stops and one second passes, a lone client's latency; the RSS of every
-process; the 1-minute load average at the phase's end. Capacity is measured again after the last phase (a drifting machine shows as a gap).
+process; the 1-minute load average at the phase's end. Capacity is measured again after the
+last phase (a drifting machine shows as a gap).
 
 Used by tests/chaos/test_overload.py (short phases, asserts counts) and `make bench-chaos`.
 """
