@@ -142,7 +142,10 @@ PROFILES = {
         entries=[
             "zerocopy",
             "rf",
-            "triton-d500-i2",
+            # one model instance: with two, PyTriton's second instance can connect to the
+            # first's handshake socket before it listens (ECONNREFUSED) on a busy machine,
+            # which failed the first start of triton-d500-i2 in 4 of 4 runs here
+            "triton-d500-i1",
             "mlserver-ab-w0",
             "rf-http",
             "bentoml",
