@@ -111,7 +111,11 @@ def _metric_counts(url: str, metric: str, model: str) -> tuple[float, float]:
         if not m:
             continue
         labels = m.group(2) or ""
-        if model and "model_name=" in labels and f'model_name="{model}"' not in labels:
+        # MLServer labels a model `model_name`, BentoML an API `method_name` (one per model)
+        if model and any(
+            f"{k}=" in labels and f'{k}="{model}"' not in labels
+            for k in ("model_name", "method_name")
+        ):
             continue
         if m.group(1) == "sum":
             total += float(m.group(3))

@@ -1,4 +1,4 @@
-"""Peer servers (MLServer, Triton via PyTriton) in their own venvs under a cache folder.
+"""Peer servers (MLServer, Triton via PyTriton, BentoML, Ray Serve) in their own venvs.
 
 `ensure_venv(name)` creates `.cache/bench-peers/<name>/venv` and pip-installs the peer's pinned
 requirements once: a marker file records what was installed, so a second run installs nothing
@@ -9,10 +9,12 @@ is never touched.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pathlib
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -122,6 +124,7 @@ class Served:
     cleanup: list[pathlib.Path] = field(default_factory=list)  # removed once stopped
     protocol: str = "grpc"  # how the load generator calls `target` (grpc or http)
     http_target: str = ""  # host:port of the same server's HTTP/REST v2 endpoint, if any
+    http_format: str = ""  # protocol http: the JSON bodies (bench/race_load.py HTTP_FORMATS)
 
     def __post_init__(self) -> None:
         if not self.pgids:
@@ -130,6 +133,11 @@ class Served:
     def stop(self, timeout: float = 20.0) -> None:
         for p in reversed(self.procs):
             procs.stop(p, timeout=timeout)
+        # Groups a peer made inside the session we started (Ray's actors): gone with their
+        # server normally; killed here if one outlived it.
+        for pgid in set(self.pgids) - {p.pid for p in self.procs}:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pgid, signal.SIGKILL)
         for path in self.cleanup:
             shutil.rmtree(path, ignore_errors=True)
 
@@ -335,6 +343,181 @@ def start_pytriton(
             "max_queue_delay_microseconds": queue_delay_us,
             "instances": instances,
             "backend": "python (PyTriton proxy)",
+        },
+    }
+    return s
+
+
+def tree_pgids(root: int) -> list[int]:
+    """The process groups of `root` and every live descendant of it: a peer's own groups
+    (BentoML's workers run in sessions of their own, Ray's actors in groups of their own)
+    count towards its CPU and RSS, and are killed with it."""
+    parent: dict[int, int] = {}
+    group: dict[int, int] = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat", "rb") as f:
+                fields = f.read().rsplit(b")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        parent[int(d)], group[int(d)] = int(fields[1]), int(fields[2])
+    out, todo = {root}, [root]
+    while todo:
+        pid = todo.pop()
+        for child, pp in parent.items():
+            if pp == pid and child not in out:
+                out.add(child)
+                todo.append(child)
+    return sorted({group.get(pid, pid) for pid in out})
+
+
+def wait_http_ok(url: str, timeout: float, proc: procs.Proc | None = None) -> None:
+    """Poll a GET `url` until it answers 200 (a peer's readiness route)."""
+    import urllib.request
+
+    def check() -> bool:
+        with urllib.request.urlopen(url, timeout=2) as r:  # noqa: S310 - 127.0.0.1 only
+            return r.status == 200
+
+    procs.wait_for(url, check, timeout, proc)
+
+
+def http_peer_models(plan: dict, models: list[str]) -> list[str]:
+    """The models a JSON-over-HTTP peer serves: the ones with exported weights (not echo)."""
+    return [m for m in models if plan["models"][m].get("peer_kind") in ("sklearn", "torchscript")]
+
+
+def start_bentoml(
+    plan: dict,
+    run_dir: pathlib.Path,
+    models: list[str],
+    *,
+    workers: int = 1,
+    max_batch_size: int = 64,
+    max_latency_ms: int = 10_000,
+    timeout: float = 180.0,
+) -> Served:
+    """`bentoml serve` of `bench/peer_bentoml.py` (adaptive batching on), ready on /readyz."""
+    py = ensure_venv("bentoml", run_dir / "logs" / "bentoml-install.log")
+    served = http_peer_models(plan, models)
+    if not served:
+        raise RuntimeError("no model BentoML can serve in this run")
+    (port,) = _peer_ports(1)
+    home = run_dir / "bentoml-home"  # its model store and config, away from ~/bentoml
+    home.mkdir(parents=True, exist_ok=True)
+    env = {
+        "RF_BENCH_PLAN": str(run_dir / "plan.json"),
+        "RF_BENCH_MODELS": ",".join(served),
+        "RF_BENCH_WORKERS": str(workers),
+        "RF_BENCH_MAX_BATCH_SIZE": str(max_batch_size),
+        "RF_BENCH_MAX_LATENCY_MS": str(max_latency_ms),
+        "BENTOML_HOME": str(home),
+        "BENTOML_DO_NOT_TRACK": "True",
+    }
+    argv = [
+        str(py.parent / "bentoml"),
+        "serve",
+        "peer_bentoml:RaceService",
+        "--working-dir",
+        str(ROOT / "bench"),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
+    proc = procs.start("bentoml", argv, run_dir / "logs" / "bentoml.log", env=env)
+    s = Served(
+        name="bentoml",
+        target=f"127.0.0.1:{port}",
+        procs=[proc],
+        protocol="http",
+        http_format="bentoml",
+        cleanup=[home],
+        metrics_url=f"http://127.0.0.1:{port}/metrics",
+        batch_metric="bentoml_service_adaptive_batch_size",  # requests per batch, per API
+    )
+    try:
+        wait_http_ok(f"http://{s.target}/readyz", timeout, proc)
+    except Exception:
+        s.pgids = tree_pgids(proc.pid)
+        s.stop()
+        raise
+    s.pgids = tree_pgids(proc.pid)  # the CLI's group and its workers' (own sessions)
+    s.info = {
+        "versions": peer_versions(py, ["bentoml", "torch", "scikit-learn", "numpy"]),
+        "models": served,
+        "protocol": "HTTP/JSON (BentoML API: POST /<model> {'x': rows})",
+        "settings": {
+            "adaptive_batching": True,
+            "max_batch_size": max_batch_size,
+            "max_latency_ms": max_latency_ms,
+            "workers": workers,
+        },
+    }
+    return s
+
+
+def start_rayserve(
+    plan: dict,
+    run_dir: pathlib.Path,
+    models: list[str],
+    *,
+    max_batch_size: int = 64,
+    batch_wait_timeout_s: float = 0.002,
+    timeout: float = 240.0,
+) -> Served:
+    """`bench/peer_rayserve.py`: a local Ray head (2 CPUs) + Serve, `@serve.batch` per model."""
+    py = ensure_venv("rayserve", run_dir / "logs" / "rayserve-install.log")
+    served = http_peer_models(plan, models)
+    if not served:
+        raise RuntimeError("no model Ray Serve can serve in this run")
+    (port,) = _peer_ports(1)
+    ready = run_dir / "rayserve.ready"
+    ready.unlink(missing_ok=True)
+    argv = [
+        str(py),
+        str(ROOT / "bench" / "peer_rayserve.py"),
+        "--plan",
+        str(run_dir / "plan.json"),
+        "--models",
+        ",".join(served),
+        "--port",
+        str(port),
+        "--max-batch-size",
+        str(max_batch_size),
+        "--batch-wait-timeout-s",
+        str(batch_wait_timeout_s),
+        "--ready-file",
+        str(ready),
+    ]
+    env = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_DEDUP_LOGS": "0"}
+    proc = procs.start("rayserve", argv, run_dir / "logs" / "rayserve.log", env=env)
+    s = Served(
+        name="rayserve",
+        target=f"127.0.0.1:{port}",
+        procs=[proc],
+        protocol="http",
+        http_format="rayserve",
+    )
+    try:
+        procs.wait_for("Ray Serve ready file", ready.exists, timeout, proc)
+    except Exception:
+        s.pgids = tree_pgids(proc.pid)
+        s.stop()
+        raise
+    s.pgids = tree_pgids(proc.pid)  # the driver's group, and each actor's (replicas, proxy)
+    s.info = {
+        "versions": peer_versions(py, ["ray", "torch", "scikit-learn", "numpy"]),
+        "models": served,
+        "protocol": "HTTP/JSON (Serve route: POST /<model> {'x': rows})",
+        "settings": {
+            "serve_batch_max_batch_size": max_batch_size,
+            "batch_wait_timeout_s": batch_wait_timeout_s,
+            "max_ongoing_requests": 256,
+            "num_cpus": 2,
+            "replicas": 1,
         },
     }
     return s

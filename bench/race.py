@@ -12,7 +12,9 @@ repeat, every entry (a system in one configuration: `ENTRIES` below) in a shuffl
 started (cold start timed: spawn to SERVING), checked with one fixed input, loaded with
 `bench/race_load.py` (closed loop, open loop, row counts, a model mix; distinct inputs, every
 answer checked) and perf_analyzer (stability check on; closed loop and `--request-rate-range`),
-its processes' RSS and CPU read from /proc, and stopped before the next starts.
+its processes' RSS and CPU read from /proc, and stopped before the next starts. Entries called
+over HTTP (`rf-http`, `triton-*-http`, `bentoml*`, `rayserve`) get the same load as JSON over
+HTTP (`race_load.py`'s aiohttp client), on the profile's `http_models`.
 
 Writes `<out>/race.json` (raw: every repeat of every point), the plots beside it, and the
 markdown report (`bench/race_report.py`: medians and min-max spread over the repeats, the best
@@ -60,9 +62,18 @@ def _entries() -> dict[str, dict]:
                 "adaptive": b,
                 "parallel_workers": w,
             }
-    out["bentoml"] = {"kind": "http-peer", "peer": "bentoml"}
-    out["rayserve"] = {"kind": "http-peer", "peer": "rayserve"}
+    # JSON over HTTP: RunnerFleet's gateway and Triton in KServe v2 JSON, BentoML and Ray Serve
+    # in their own JSON bodies (bench/race_load.py), all with the same client.
+    out["rf-http"] = {"kind": "rf", "workers": 1, "protocol": "http"}
+    out["triton-d500-i2-http"] = {**out["triton-d500-i2"], "protocol": "http"}
+    out["bentoml"] = {"kind": "bentoml", "workers": 1, "protocol": "http"}
+    out["bentoml-w2"] = {"kind": "bentoml", "workers": 2, "protocol": "http"}
+    out["rayserve"] = {"kind": "rayserve", "protocol": "http"}
     return out
+
+
+def is_http(entry: str) -> bool:
+    return ENTRIES[entry].get("protocol") == "http"
 
 
 ENTRIES = _entries()
@@ -83,6 +94,7 @@ class RaceProfile:
     open_arrivals: list[str]
     mix: list[str]  # models sent round robin, one cluster
     mix_concurrency: list[int]
+    http_models: list[str]  # the models HTTP entries serve (JSON bodies: no echo)
     min_samples: int  # closed loop: a window runs on until it holds this many (bounded)
     max_window_s: float
     inproc_seconds: float
@@ -92,13 +104,14 @@ class RaceProfile:
     pa_interval_ms: int
     pa_trials: int
     markdown: str = "BENCHMARKS.md"
+    # HTTP entries' load shapes where they differ: {"concurrency"|"rows"|"open_rates": ...}
+    http_points: dict = dataclasses.field(default_factory=dict)
 
 
-_QUICK_C = {"iris_clf": [1, 16, 64], "heavy_mlp": [1, 16, 64], "echo": [1, 4]}
 PROFILES = {
     "smoke": RaceProfile(
         name="smoke",
-        entries=["bare", "zerocopy", "rf"],
+        entries=["bare", "zerocopy", "rf", "rf-http"],
         models=["iris_clf", "echo", "hgb"],
         repeats=2,
         duration_s=0.3,
@@ -110,6 +123,7 @@ PROFILES = {
         open_arrivals=["poisson"],
         mix=["iris_clf", "hgb"],
         mix_concurrency=[4],
+        http_models=["iris_clf", "hgb"],
         min_samples=0,
         max_window_s=2.0,
         inproc_seconds=0.05,
@@ -120,39 +134,46 @@ PROFILES = {
         pa_trials=3,
         markdown="",
     ),
+    # Cut so `make bench-quick` fits in 5 minutes with every peer installed (issue 13): two
+    # models and the echo, one configuration per peer, the closed loop at the levels the
+    # targets name, one open-loop rate, no resnet18/hgb/transformer. `make bench` has the rest.
     "quick": RaceProfile(
         name="quick",
         entries=[
             "zerocopy",
             "rf",
-            "triton-d100-i1",
-            "triton-d500-i2",
+            # one model instance: with two, PyTriton's second instance can connect to the
+            # first's handshake socket before it listens (ECONNREFUSED) on a busy machine,
+            # which failed the first start of triton-d500-i2 in 4 of 4 runs here
+            "triton-d500-i1",
             "mlserver-ab-w0",
-            "mlserver-ab-w1",
-            "bentoml",  # listed so the report says why they are not measured
+            "rf-http",
+            "bentoml",
             "rayserve",
         ],
-        models=ALL_MODELS,
+        models=["iris_clf", "heavy_mlp", "echo"],
         repeats=1,
         duration_s=0.8,
         warmup_s=0.2,
-        concurrency={**_QUICK_C, "resnet18": [16], "hgb": [16], "transformer": [16]},
-        rows={"iris_clf": [8, 64], "heavy_mlp": [8]},
+        concurrency={"iris_clf": [1, 16, 64], "heavy_mlp": [16, 64], "echo": [4]},
+        rows={"iris_clf": [8]},
         rows_concurrency=[16],
-        open_rates={"iris_clf": [800.0, 2500.0]},
+        open_rates={"iris_clf": [800.0]},
         open_arrivals=["poisson"],
-        mix=["iris_clf", "heavy_mlp", "hgb"],
+        mix=["iris_clf", "heavy_mlp"],
         mix_concurrency=[16],
+        http_models=["iris_clf", "heavy_mlp"],
+        # JSON peers: the closed loop only (an open loop past a slow peer's knee waits out
+        # its backlog), iris c 1/16/64 and the MLP at 16
+        http_points={
+            "concurrency": {"iris_clf": [1, 16, 64], "heavy_mlp": [16]},
+            "rows": {},
+            "open_rates": {},
+        },
         min_samples=0,
         max_window_s=3.0,
         inproc_seconds=0.2,
-        inproc_batches={
-            "iris_clf": [1, 64, 1024],
-            "heavy_mlp": [1, 64, 256],
-            "resnet18": [1, 8],
-            "hgb": [1, 64, 1024],
-            "transformer": [1, 16],
-        },
+        inproc_batches={"iris_clf": [1, 64, 1024], "heavy_mlp": [1, 64, 256]},
         pa_closed={"iris_clf": [16]},
         pa_rates={},
         pa_interval_ms=500,
@@ -182,6 +203,7 @@ PROFILES = {
         open_arrivals=["constant", "poisson"],
         mix=["iris_clf", "heavy_mlp", "hgb", "transformer"],
         mix_concurrency=[16, 64],
+        http_models=["iris_clf", "heavy_mlp", "hgb", "transformer"],
         min_samples=10_000,
         max_window_s=20.0,
         inproc_seconds=2.0,
@@ -194,8 +216,13 @@ PROFILES = {
 }
 
 
-def points_for(p: RaceProfile, models: list[str]) -> list[dict]:
-    """Every load point for an entry serving `models`, in the order the load generator runs them."""
+def points_for(p: RaceProfile, models: list[str], http: bool = False) -> list[dict]:
+    """Every load point for an entry serving `models`, in the order the load generator runs them.
+
+    `http`: an entry called over HTTP, whose shapes the profile's `http_points` may change.
+    """
+    if http and p.http_points:
+        p = dataclasses.replace(p, **p.http_points)
     base = {"duration_s": p.duration_s, "warmup_s": p.warmup_s}
     pts: list[dict] = []
     for m in models:
@@ -284,9 +311,10 @@ class Race:
             s.info = {"server": "grpc.aio generic handler, wire bytes re-tagged, no decode"}
             return s
         if kind == "rf":
-            return self._start_rf(int(e["workers"]), models)
+            s = self._start_rf(int(e["workers"]), models)
+            return self._over_http(s) if is_http(entry) else s
         if kind == "triton":
-            return peers.start_pytriton(
+            s = peers.start_pytriton(
                 self.plan,
                 self.run_dir,
                 models,
@@ -294,6 +322,7 @@ class Race:
                 queue_delay_us=int(e["delay_us"]),
                 instances=int(e["instances"]),
             )
+            return self._over_http(s) if is_http(entry) else s
         if kind == "mlserver":
             return peers.start_mlserver(
                 self.plan,
@@ -303,10 +332,25 @@ class Race:
                 max_batch_time_s=0.002,
                 parallel_workers=int(e["parallel_workers"]),
             )
-        raise RuntimeError(
-            f"{e.get('peer', entry)} is served over HTTP only; this branch's load generator "
-            "speaks the KServe v2 gRPC protocol, and no HTTP race was built (see bench/README.md)"
-        )
+        if kind == "bentoml":
+            return peers.start_bentoml(
+                self.plan, self.run_dir, models, workers=int(e["workers"]), max_batch_size=64
+            )
+        if kind == "rayserve":
+            return peers.start_rayserve(
+                self.plan, self.run_dir, models, max_batch_size=64, batch_wait_timeout_s=0.002
+            )
+        raise RuntimeError(f"entry {entry}: unknown kind {kind!r}")
+
+    @staticmethod
+    def _over_http(s: peers.Served) -> peers.Served:
+        """The same running server, called over its HTTP/REST v2 port with KServe v2 JSON."""
+        if not s.http_target:
+            s.stop()
+            raise RuntimeError(f"{s.name} reported no HTTP port")
+        s.target, s.protocol, s.http_format = s.http_target, "http", "kserve"
+        s.info = {**s.info, "protocol": "HTTP/JSON (KServe v2: POST /v2/models/<m>/infer)"}
+        return s
 
     def _start_rf(self, n: int, models: list[str]) -> peers.Served:
         started: list[procs.Proc] = []
@@ -325,6 +369,7 @@ class Race:
             for pr in reversed(started):
                 procs.stop(pr)
             raise
+        http_port = gw[1].get("http_port")
         return peers.Served(
             name=f"rf{n}",
             target=gw[0],
@@ -332,6 +377,7 @@ class Race:
             stats_targets=[w[0] for w in workers],
             info={"workers": n, "flags": "defaults (--device cpu)", "protocol": "gRPC"},
             pids={"gateway": int(gw[1]["pid"])},
+            http_target=f"127.0.0.1:{http_port}" if http_port else "",
         )
 
     # ---- measuring ---------------------------------------------------------------------------
@@ -340,12 +386,16 @@ class Race:
         want = [m for m in (e.get("models") or self.p.models) if m in self.plan["models"]]
         if e["kind"] == "mlserver":
             want = [m for m in want if self.plan["models"][m]["peer_kind"] != "identity"]
+        if is_http(entry):  # JSON bodies: the profile's HTTP models, never the 4 MiB echo
+            want = peers.http_peer_models(self.plan, [m for m in want if m in self.p.http_models])
         return want
 
     def load(self, entry: str, served: peers.Served, models: list[str], rep: int) -> dict:
-        pts = points_for(self.p, models)
+        pts = points_for(self.p, models, http=is_http(entry))
         spec = {
             "target": served.target,
+            "protocol": served.protocol,
+            "http_format": served.http_format,
             "headers": served.headers,
             "stats_targets": served.stats_targets,
             "metrics_url": served.metrics_url,
@@ -394,8 +444,8 @@ class Race:
         return res
 
     def perf_analyzer(self, entry: str, served: peers.Served, models: list[str]) -> list[dict]:
-        if ENTRIES[entry]["kind"] not in ("rf", "triton", "bare"):
-            return []  # MLServer serves no ModelConfig; zerocopy answers ModelInfer only
+        if ENTRIES[entry]["kind"] not in ("rf", "triton", "bare") or is_http(entry):
+            return []  # MLServer serves no ModelConfig; zerocopy answers ModelInfer only; gRPC
         todo = [(m, "c", c) for m in models for c in self.p.pa_closed.get(m, [])]
         todo += [(m, "rate", r) for m in models for r in self.p.pa_rates.get(m, [])]
         if not todo:
@@ -464,7 +514,7 @@ class Race:
                 break
             except Exception as e:  # noqa: BLE001 - one entry never sinks the run
                 why = f"{type(e).__name__}: {e}"[-1500:]
-                if attempt == 2 or ENTRIES[entry]["kind"] == "http-peer":
+                if attempt == 2:
                     return {"status": "failed", "reason": why, "first_failure": first_failure}
                 first_failure = why
                 log(f"    start failed, retrying once: {why.splitlines()[0][:200]}")
@@ -624,6 +674,7 @@ def main(argv: list[str] | None = None) -> int:
                 "mlserver-repo",
                 "mlserver-metrics",
                 "mlserver-envs",
+                "bentoml-home",
             ):
                 shutil.rmtree(race.run_dir / sub, ignore_errors=True)
             for f in [*race.run_dir.glob("*.pt"), *race.run_dir.glob("*.npy")]:

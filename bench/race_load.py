@@ -3,9 +3,16 @@
     python -m bench.race_load --spec SPEC.json --out OUT.json
 
 Runs in its own process (asyncio `tritonclient.grpc.aio`; it never imports `protos`, whose
-`inference.*` protobuf names clash with tritonclient's). SPEC holds the target, headers, the
-processes whose CPU and RSS to report, the models (input/output names, datatype and the pool of
-distinct requests `bench/prepare.py` wrote with their in-process answers) and a list of points:
+`inference.*` protobuf names clash with tritonclient's). With `"protocol": "http"` in the spec
+it speaks JSON over HTTP instead (one `aiohttp` session, keep-alive), in the spec's
+`http_format`: `kserve` (POST /v2/models/<model>/infer, KServe v2 / Triton JSON with typed
+`data`: RunnerFleet's gateway, Triton) or `bentoml` / `rayserve` (POST /<model> with
+`{"x": rows}`, answered by the output rows: `bench/peer_bentoml.py`, `bench/peer_rayserve.py`).
+Bodies are serialised once per pool entry, answers parsed and checked like gRPC ones.
+
+SPEC holds the target, headers, the processes whose CPU and RSS to report, the models
+(input/output names, datatype and the pool of distinct requests `bench/prepare.py` wrote with
+their in-process answers) and a list of points:
 
   {"mode": "closed", "models": ["iris_clf"], "c": 16, "rows": 1, "duration_s": 5, "warmup_s": 1}
   {"mode": "open", "models": ["iris_clf"], "rate": 800, "arrival": "poisson", "rows": 1, ...}
@@ -68,13 +75,114 @@ def group_rss(pgids: set[int]) -> list[dict]:
     return out
 
 
-class Pool:
-    """Prebuilt requests (input serialised once) and expected answers for one model."""
+HTTP_FORMATS = ("kserve", "bentoml", "rayserve")
 
-    def __init__(self, spec: dict) -> None:
+
+def http_path(fmt: str, model: str) -> str:
+    """The route a JSON infer for `model` goes to in this request/response format."""
+    if fmt == "kserve":  # RunnerFleet's gateway and Triton: KServe v2 / Triton HTTP
+        return f"/v2/models/{model}/infer"
+    if fmt in ("bentoml", "rayserve"):  # bench/peer_bentoml.py, bench/peer_rayserve.py
+        return f"/{model}"
+    raise ValueError(f"unknown HTTP format {fmt!r}; known: {', '.join(HTTP_FORMATS)}")
+
+
+def http_body(fmt: str, input_name: str, datatype: str, x: np.ndarray) -> bytes:
+    """The JSON body of one infer: KServe v2 typed `data` (flat), or the peers' `{"x": rows}`."""
+    if fmt == "kserve":
+        doc = {
+            "inputs": [
+                {
+                    "name": input_name,
+                    "shape": list(x.shape),
+                    "datatype": datatype,
+                    "data": x.reshape(-1).tolist(),
+                }
+            ]
+        }
+    else:
+        doc = {"x": x.tolist()}
+    return json.dumps(doc, separators=(",", ":")).encode()
+
+
+def http_answer(fmt: str, output_name: str, doc) -> np.ndarray | None:
+    """The output of a JSON answer: by name, else the first output (KServe v2); or the array."""
+    if fmt != "kserve":
+        return None if doc is None else np.asarray(doc)
+    outs = (doc.get("outputs") or []) if isinstance(doc, dict) else []
+    if not outs:
+        return None
+    out = next((o for o in outs if o.get("name") == output_name), outs[0])
+    data = out.get("data")
+    return None if data is None else np.asarray(data)
+
+
+class HttpClient:
+    """JSON infers over an aiohttp session (keep-alive connections, no cap on their number).
+
+    `fresh()` starts a new session (each point does, so connections a previous point left
+    behind, or that its server closed under overload, are not reused). A call whose
+    connection turns out closed before any answer came (a keep-alive race) is sent once more
+    on a new connection; any other failure, or a second one, is the call's error.
+    """
+
+    def __init__(self, target: str, fmt: str, headers: dict | None) -> None:
+        import aiohttp
+
+        http_path(fmt, "m")  # refuse an unknown format before any load
+        self.base = f"http://{target}"
+        self.fmt = fmt
+        self.headers = {"Content-Type": "application/json", **(headers or {})}
+        self._aiohttp = aiohttp
+        self._session = None
+        self.resent = 0
+
+    async def fresh(self) -> None:
+        await self.close()
+        aiohttp = self._aiohttp
+        self._session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=0), headers=self.headers
+        )
+
+    async def infer(self, model: str, body: bytes, timeout_s: float):
+        if self._session is None:
+            await self.fresh()
+        session = self._session
+        assert session is not None
+        url = self.base + http_path(self.fmt, model)
+        timeout = self._aiohttp.ClientTimeout(total=timeout_s)
+        stale = (self._aiohttp.ServerDisconnectedError, self._aiohttp.ClientOSError)
+        for attempt in (1, 2):
+            try:
+                async with session.post(url, data=body, timeout=timeout) as r:
+                    raw = await r.read()
+                    status = r.status
+                break
+            except stale:
+                if attempt == 2:
+                    raise
+                self.resent += 1
+        if status != 200:
+            raise RuntimeError(f"HTTP {status}: {raw[:200].decode(errors='replace')}")
+        return json.loads(raw)
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+
+class Pool:
+    """Prebuilt requests (input serialised once) and expected answers for one model.
+
+    `http_format` empty: gRPC (`tritonclient` InferInput); else the JSON body of that format.
+    """
+
+    def __init__(self, spec: dict, http_format: str = "") -> None:
         import tritonclient.grpc as grpcclient
 
         self.spec = spec
+        self.http_format = http_format
         self.x = np.load(spec["pool_in"], mmap_mode="r")
         self.y = np.load(spec["pool_out"], mmap_mode="r")
         self.n = int(self.x.shape[0])
@@ -84,16 +192,20 @@ class Pool:
         self._refs: dict[int, list[np.ndarray]] = {}
         self._grpc = grpcclient
 
+    def build(self, x: np.ndarray):
+        """One request's payload for `x` (all its rows)."""
+        x = np.ascontiguousarray(x)
+        if self.http_format:
+            return http_body(self.http_format, self.spec["input_name"], self.spec["datatype"], x)
+        inp = self._grpc.InferInput(self.spec["input_name"], list(x.shape), self.spec["datatype"])
+        inp.set_data_from_numpy(x)
+        return inp
+
     def request(self, i: int, rows: int):
         if rows not in self._inputs:
             ins, refs = [], []
             for k in range(self.n):
-                x = np.ascontiguousarray(self.x[k, :rows])
-                inp = self._grpc.InferInput(
-                    self.spec["input_name"], list(x.shape), self.spec["datatype"]
-                )
-                inp.set_data_from_numpy(x)
-                ins.append(inp)
+                ins.append(self.build(self.x[k, :rows]))
                 refs.append(np.asarray(self.y[k, :rows]))
             self._inputs[rows], self._refs[rows] = ins, refs
         k = i % self.n
@@ -101,7 +213,9 @@ class Pool:
 
     def answer(self, res) -> np.ndarray | None:
         """The answer's output as an array: by the plan's name, else the first output (MLServer
-        names it after the method), from raw or typed contents."""
+        names it after the method), from raw or typed contents (gRPC) or JSON (HTTP)."""
+        if self.http_format:
+            return http_answer(self.http_format, self.spec["output_name"], res)
         outs = res.get_response().outputs
         for name in (self.spec["output_name"], outs[0].name if outs else None):
             if name is None:
@@ -154,14 +268,38 @@ async def _run(spec: dict) -> dict:
     headers = dict(spec.get("headers") or []) or None
     stats_headers = dict(spec.get("stats_headers") or spec.get("headers") or []) or None
     opts = [("grpc.max_send_message_length", -1), ("grpc.max_receive_message_length", -1)]
-    client = aioclient.InferenceServerClient(spec["target"], channel_args=opts)
+    http_format = spec.get("http_format", "") if spec.get("protocol") == "http" else ""
+    timeout_s = float(spec.get("timeout_s", 30.0))
+    if http_format:
+        http = HttpClient(spec["target"], http_format, headers)
+
+        async def infer(model: str, payload, timeout: float):
+            return await http.infer(model, payload, timeout)
+
+        close = http.close
+        fresh = http.fresh
+    else:
+        client = aioclient.InferenceServerClient(spec["target"], channel_args=opts)
+
+        async def infer(model: str, payload, timeout: float):
+            return await client.infer(model, [payload], headers=headers, client_timeout=timeout)
+
+        close = client.close
+
+        async def fresh() -> None:
+            return None
+
     stats_clients = [
         aioclient.InferenceServerClient(t, channel_args=opts) for t in spec.get("stats_targets", [])
     ]
-    pools = {name: Pool(m) for name, m in spec["models"].items()}
+    pools = {name: Pool(m, http_format) for name, m in spec["models"].items()}
     pgids = {int(g) for g in spec.get("cpu_pgids", [])}
-    timeout_s = float(spec.get("timeout_s", 30.0))
-    out: dict = {"target": spec["target"], "points": []}
+    out: dict = {
+        "target": spec["target"],
+        "protocol": "http" if http_format else "grpc",
+        "http_format": http_format,
+        "points": [],
+    }
 
     async def counts(model: str) -> tuple[float, float] | None:
         if stats_clients:
@@ -189,7 +327,7 @@ async def _run(spec: dict) -> dict:
         pool = pools[model]
         inp, ref = pool.request(i // len(models), rows)
         try:
-            res = await client.infer(model, [inp], headers=headers, client_timeout=timeout_s)
+            res = await infer(model, inp, timeout_s)
         except Exception as e:  # noqa: BLE001 - counted and reported
             if tally is not None:
                 tally.errors += 1
@@ -269,14 +407,7 @@ async def _run(spec: dict) -> dict:
     try:
         for model, v in (spec.get("verify") or {}).items():
             # One fixed input, all its rows in one request, answer saved for the runner to check.
-            x = np.load(v["in"])
-            inp = pools[model]._grpc.InferInput(
-                spec["models"][model]["input_name"],
-                list(x.shape),
-                spec["models"][model]["datatype"],
-            )
-            inp.set_data_from_numpy(x)
-            res = await client.infer(model, [inp], headers=headers, client_timeout=60)
+            res = await infer(model, pools[model].build(np.load(v["in"])), 60.0)
             ref_shape = np.load(v["ref"]).shape
             y = pools[model].answer(res)
             np.save(
@@ -285,6 +416,8 @@ async def _run(spec: dict) -> dict:
             )
         for p in spec["points"]:
             p = {"rows": 1, **p}
+            await fresh()  # HTTP: new connections per point (warmed up below)
+            resent0 = http.resent if http_format else 0
             warm = float(p.get("warmup_s", 0.0))
             if warm > 0:
                 if p["mode"] == "open":
@@ -319,6 +452,8 @@ async def _run(spec: dict) -> dict:
                     (cpu1 - cpu0) * 1e3 / point["requests"] if pgids and point["requests"] else None
                 ),
             )
+            if http_format:  # sent again after a keep-alive race (HttpClient), warm-up included
+                point["http_resent"] = http.resent - resent0
             if p["mode"] == "open":
                 lag.sort()
                 point["offered_rps"] = float(p["rate"])
@@ -340,7 +475,7 @@ async def _run(spec: dict) -> dict:
             out["points"].append(point)
         return out
     finally:
-        await client.close()
+        await close()
         for c in stats_clients:
             await c.close()
 

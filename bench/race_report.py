@@ -36,14 +36,29 @@ FAMILY_LABEL = {
     "zerocopy": "bare grpcio zero-copy echo (no decode)",
     "triton": "Triton via PyTriton 0.7",
     "mlserver": "MLServer 1.7",
-    "bentoml": "BentoML 1.4 (HTTP)",
-    "rayserve": "Ray Serve (HTTP)",
+    "bentoml": "BentoML 1.4 (HTTP/JSON, adaptive batching)",
+    "rayserve": "Ray Serve 2 (HTTP/JSON, @serve.batch)",
+    "rf-http": "RunnerFleet gateway + 1 worker (HTTP/JSON, KServe v2)",
+    "triton-http": "Triton via PyTriton 0.7 (HTTP/JSON, KServe v2)",
 }
-PEERS = ["triton", "mlserver", "bentoml", "rayserve"]
+PEERS = ["triton", "mlserver", "bentoml", "rayserve", "triton-http"]
+HTTP_FAMILIES = ("rf-http", "triton-http", "bentoml", "rayserve")
+HTTP_PEERS = ["bentoml", "rayserve", "triton-http"]
 
 
 def family(entry: str) -> str:
-    return entry.split("-", 1)[0]
+    """`triton-d500-i2` -> `triton`; an entry called over HTTP keeps it: `rf-http` -> `rf-http`."""
+    base = entry.split("-", 1)[0]
+    return f"{base}-http" if entry.endswith("-http") else base
+
+
+def protocol(fam: str) -> str:
+    return "HTTP/JSON" if fam in HTTP_FAMILIES else "gRPC"
+
+
+def rf_family(fam: str) -> str:
+    """The RunnerFleet family a peer's row is compared with: the same protocol."""
+    return "rf-http" if fam in HTTP_FAMILIES else "rf"
 
 
 def point_key(p: dict) -> str:
@@ -396,7 +411,11 @@ def plots(res: dict, out_dir: pathlib.Path) -> list[pathlib.Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
     models = [m for m in res.get("plan", {}) if m != "echo"]
-    fams = [f for f in ("rf", "rf2", "triton", "mlserver", "bare") if f in summary["best"]]
+    fams = [
+        f
+        for f in ("rf", "rf2", "triton", "mlserver", "bare", *HTTP_FAMILIES)
+        if f in summary["best"]
+    ]
     if models:
         fig, axes = plt.subplots(1, len(models), figsize=(4 * len(models), 3.4), squeeze=False)
         for ax, m in zip(axes[0], models, strict=True):
@@ -472,6 +491,59 @@ def _kept_sections(old: str) -> list[str]:
     ]
 
 
+def http_ratios(summary: dict, models: list[str]) -> list[dict]:
+    """Per closed-loop point RunnerFleet served over HTTP: rf-http beside each HTTP peer's best."""
+    out = []
+    rf_pts = summary["best"].get("rf-http", {})
+    for key, e in rf_pts.items():
+        p = summary["entries"][e]["points"][key]
+        if p["mode"] != "closed" or len(p["models"]) != 1:
+            continue
+        row = {"key": key, "model": p["models"][0], "c": p["c"], "rows": p["rows"], "rf": p}
+        for peer in HTTP_PEERS:
+            b = _best_point(summary, peer, key)
+            if b and b[1]["rps"]:
+                row[peer] = {"entry": b[0], "point": b[1], "ratio": (p["rps"] or 0) / b[1]["rps"]}
+        out.append(row)
+    order = {m: i for i, m in enumerate(models)}
+    out.sort(key=lambda r: (order.get(r["model"], len(order)), r["rows"], r["c"]))
+    return out
+
+
+def _http_section(summary: dict, models: list[str]) -> list[str]:
+    rows = http_ratios(summary, models)
+    if not rows:
+        return []
+    peers = [f for f in HTTP_PEERS if any(f in r for r in rows)]
+    L = ["## Over HTTP/JSON: RunnerFleet beside BentoML, Ray Serve (and Triton)", ""]
+    L.append(
+        "Closed loop, the same aiohttp JSON client for every system; RunnerFleet is `rf-http` "
+        "(gateway + 1 worker, KServe v2 JSON), each peer its best configuration at the point. "
+        "Ratio = RF HTTP req/s ÷ the peer's; p99 in ms beside each req/s."
+    )
+    L.append("")
+    cols = ["model", "c", "rows", "RF HTTP req/s, p99"]
+    for f in peers:
+        cols += [f"{f} req/s, p99 (config)", f"RF HTTP ÷ {f}"]
+    L += _header(*cols)
+    for r in rows:
+        rf = r["rf"]
+        cells = [r["model"], str(r["c"]), str(r["rows"])]
+        cells.append(f"{_spread(rf, 'rps', 0)}, {_f(rf['p99_ms'], 1)}")
+        for f in peers:
+            if f in r:
+                b = r[f]
+                cells.append(
+                    f"{_spread(b['point'], 'rps', 0)}, {_f(b['point']['p99_ms'], 1)} ({b['entry']})"
+                )
+                cells.append(f"{b['ratio']:.2f}x")
+            else:
+                cells += ["-", "-"]
+        L.append("| " + " | ".join(cells) + " |")
+    L.append("")
+    return L
+
+
 def markdown(res: dict, md_dir: pathlib.Path, plot_paths: list[pathlib.Path], old: str = "") -> str:
     import os
 
@@ -535,8 +607,13 @@ def markdown(res: dict, md_dir: pathlib.Path, plot_paths: list[pathlib.Path], ol
         )
     )
     L.append(
-        "- Protocol: `runnerfleet worker/gateway` on this branch serve gRPC only (no `--http-port` "
-        "on main yet), so every row here is KServe v2 gRPC; HTTP peers are listed below."
+        "- Protocol: rows say which. gRPC rows are KServe v2 gRPC (`tritonclient.grpc.aio`). "
+        "HTTP/JSON rows are JSON over HTTP/1.1 keep-alive from one `aiohttp` client (bodies "
+        "built once per pool entry, every answer parsed and checked): RunnerFleet's gateway "
+        "(`rf-http`) and Triton (`triton-*-http`) in KServe v2 JSON (`POST "
+        "/v2/models/<model>/infer`, typed `data`), BentoML and Ray Serve in their own JSON "
+        '(`POST /<model>` with `{"x": rows}`). A ratio compares systems over the same protocol: '
+        "HTTP rows against `rf-http`, gRPC rows against `rf`."
     )
     if st.get("name") != "full":
         L.append(
@@ -565,8 +642,9 @@ def markdown(res: dict, md_dir: pathlib.Path, plot_paths: list[pathlib.Path], ol
         L.append("## Not measured")
         L.append("")
         for e, v in bad.items():
-            why = v["failed"][0].strip().splitlines()
-            L.append(f"- `{e}`: {why[-1][:400] if why else 'failed'}")
+            lines = [x.strip() for x in v["failed"][0].splitlines() if x.strip(" ;")]
+            why = next((x for x in reversed(lines) if "Error" in x), lines[-1] if lines else "")
+            L.append(f"- `{e}`: {why[:400] or 'failed'}")
         L.extend(f"- `{e}`: not run" for e in skipped)
         L.append("")
     # models
@@ -647,6 +725,7 @@ def markdown(res: dict, md_dir: pathlib.Path, plot_paths: list[pathlib.Path], ol
         "CPU per request (server processes, from /proc) is in the tables below (`CPU ms/req`)."
     )
     L.append("")
+    L += _http_section(summary, list(plan))
     # per-model tables
     models = list(plan)
     for model in models:
@@ -662,6 +741,7 @@ def markdown(res: dict, md_dir: pathlib.Path, plot_paths: list[pathlib.Path], ol
         L.append("")
         L += _header(
             "entry",
+            "protocol",
             "c",
             "rows",
             "req/s [min-max]",
@@ -674,16 +754,21 @@ def markdown(res: dict, md_dir: pathlib.Path, plot_paths: list[pathlib.Path], ol
             "CPU ms/req",
             "client cores",
             "best of its peer",
-            "RF ÷ it",
+            "RF ÷ it (same protocol)",
         )
-        rows.sort(key=lambda x: (x[1]["rows"], x[1]["c"], x[0]))
+        rows.sort(key=lambda x: (x[1]["rows"], x[1]["c"], protocol(family(x[0])), x[0]))
         for e, p in rows:
             fam = family(e)
             is_best = summary["best"].get(fam, {}).get(p["key"]) == e
-            rf = _best_point(summary, "rf", p["key"])
-            ratio = f"{rf[1]['rps'] / p['rps']:.2f}x" if rf and p["rps"] and fam != "rf" else ""
+            rf = _best_point(summary, rf_family(fam), p["key"])
+            ratio = (
+                f"{rf[1]['rps'] / p['rps']:.2f}x"
+                if rf and p["rps"] and fam != rf_family(fam)
+                else ""
+            )
             L.append(
-                f"| {e} | {p['c']} | {p['rows']} | {_spread(p, 'rps', 0)} | {_f(p['p50_ms'], 2)} | "
+                f"| {e} | {protocol(fam)} | {p['c']} | {p['rows']} | {_spread(p, 'rps', 0)} | "
+                f"{_f(p['p50_ms'], 2)} | "
                 f"{_spread(p, 'p99_ms', 1)} | {p['samples']:,} | {p['wrong']} | {p['errors']} | "
                 f"{_f(p['mean_batch'], 1)} | {_f(p['cpu_ms_per_req'], 3)} | "
                 f"{_f(p['client_cores'], 2)} | "

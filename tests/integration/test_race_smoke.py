@@ -1,12 +1,13 @@
 """The race runs end to end (`python -m bench.race --smoke`): machinery, not timing.
 
 Smoke = a fresh store with iris, the 4 MiB echo and the HistGradientBoosting model, the
-in-process sweep, then two repeats in shuffled order of the RunnerFleet cluster, the codec-path
-bare server and the zero-copy echo, each loaded closed loop, open loop (Poisson), at 8 rows per
-request and with a two-model mix, with distinct inputs whose every answer is checked. Asserts
-that every system answered every request right, that the JSON, the report and the plots are
-written, and that the report keeps the sections other tools added between markers (the
-chaos benchmark's among them).
+in-process sweep, then two repeats in shuffled order of the RunnerFleet cluster (over gRPC, and
+over HTTP with KServe v2 JSON: `rf-http`), the codec-path bare server and the zero-copy echo,
+each loaded closed loop, open loop (Poisson), at 8 rows per request and with a two-model mix,
+with distinct inputs whose every answer is checked. Asserts that every system answered every
+request right, that the JSON, the report (with its HTTP section) and the plots are written, and
+that the report keeps the sections other tools added between markers (the chaos benchmark's
+among them).
 """
 
 from __future__ import annotations
@@ -46,8 +47,8 @@ def test_race_smoke_checks_every_answer_and_writes_the_report(tmp_path: pathlib.
     assert r.returncode == 0, f"race failed:\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
     res = json.loads((out_dir / "race.json").read_text())
     assert [run["repeat"] for run in res["runs"]] == [0, 1]
-    assert sorted(res["runs"][0]["order"]) == ["bare", "rf", "zerocopy"]
-    for entry in ("rf", "bare", "zerocopy"):
+    assert sorted(res["runs"][0]["order"]) == ["bare", "rf", "rf-http", "zerocopy"]
+    for entry in ("rf", "rf-http", "bare", "zerocopy"):
         runs = res["entries"][entry]
         assert len(runs) == 2
         for run in runs:
@@ -62,6 +63,12 @@ def test_race_smoke_checks_every_answer_and_writes_the_report(tmp_path: pathlib.
                 assert p["server_cpu_ms_per_req"] is not None
     modes = {(p["mode"], p["rows"], len(p["models"])) for p in res["entries"]["rf"][0]["points"]}
     assert {("closed", 1, 1), ("closed", 8, 1), ("open", 1, 1), ("closed", 1, 2)} <= modes
+    # the same cluster over HTTP/JSON: its models (no 4 MiB echo), its worker's batch statistics
+    http_points = res["entries"]["rf-http"][0]["points"]
+    assert {m for p in http_points for m in p["models"]} == {"iris_clf", "hgb"}
+    assert {(p["mode"], p["rows"]) for p in http_points} >= {("closed", 8), ("open", 1)}
+    assert all(p["http_resent"] >= 0 for p in http_points)
+    assert any(p["mean_batch"] for p in http_points)
     plan = res["plan"]
     assert len(plan["hgb"]["weights_sha256"]) == 64
     assert plan["iris_clf"]["pool_requests"] > 1
@@ -76,7 +83,7 @@ def test_race_smoke_checks_every_answer_and_writes_the_report(tmp_path: pathlib.
     assert bw["measured"] > 0
 
     text = md.read_text()
-    for heading in ("## Targets", "## Resources", "open loop"):
+    for heading in ("## Targets", "## Resources", "open loop", "## Over HTTP/JSON"):
         assert heading in text
     assert kept in text
     assert chaos in text
