@@ -16,8 +16,8 @@ request of the gateway and of the worker process apart (ms, from /proc), and the
 the worker ran (its ModelStatistics).
 
 `--profile MODEL:C` runs one more window per side at that point while `py-spy record
---nonblocking` samples the gateway, and prints `bench.profile`'s digest of each (buckets by
-innermost frame, hottest project functions); the raw stacks go to `--profile-dir`.
+--nonblocking` samples the gateway and the worker, and prints `bench.profile`'s digest of each
+(buckets by innermost frame, hottest project functions); the raw stacks go to `--profile-dir`.
 """
 
 from __future__ import annotations
@@ -168,22 +168,30 @@ def measure(
 def profile_gateways(
     sides: tuple[Side, Side], point: str, a: argparse.Namespace, out_dir: pathlib.Path
 ) -> dict:
-    """One more window per side at `point` (MODEL:C) with py-spy on its gateway: digests."""
+    """One more window per side at `point` (MODEL:C) with py-spy on its gateway and its worker
+    at once: a digest per side and process."""
     model, _, concurrency = point.partition(":")
     found = shutil.which("py-spy", path=str(pathlib.Path(sys.executable).parent))
     exe = pathlib.Path(found) if found else profile.ensure_py_spy(out_dir / "py-spy-install.log")
     out_dir.mkdir(parents=True, exist_ok=True)
-    digests = {}
+    digests: dict = {}
     for side in sides:
-        raw = out_dir / f"gateway-{side.label}-{model}-c{concurrency}.txt"
         # the load generator takes about a second to start, then warms up: sample the window
         seconds = a.duration_s + a.warmup_s + 1.0
-        spy = profile.start_record(exe, side.gateway_pid, seconds, raw, out_dir / "py-spy.log")
+        raws, spies = {}, []
+        for role, pid in (("gateway", side.gateway_pid), ("worker", side.worker_pid)):
+            raws[role] = out_dir / f"{role}-{side.label}-{model}-c{concurrency}.txt"
+            spies.append(
+                profile.start_record(exe, pid, seconds, raws[role], out_dir / f"py-spy-{role}.log")
+            )
         load(side, model, int(concurrency), a, str(out_dir))
-        spy.wait(timeout=seconds + 30)
-        digests[side.label] = profile.digest(raw, top=25) if raw.exists() else {}
-        print(f"{side.label} gateway profile ({raw}):", flush=True)
-        print(json.dumps(digests[side.label], indent=1), flush=True)
+        for spy in spies:
+            spy.wait(timeout=seconds + 30)
+        for role, raw in raws.items():
+            d = profile.digest(raw, top=25) if raw.exists() else {}
+            digests[f"{side.label} {role}"] = d
+            print(f"{side.label} {role} profile ({raw}):", flush=True)
+            print(json.dumps(d, indent=1), flush=True)
     return digests
 
 
@@ -248,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup-s", type=float, default=1.0)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--json", default="", help="also write the rows here")
-    parser.add_argument("--profile", default="", help="MODEL:C: py-spy on both gateways there")
+    parser.add_argument("--profile", default="", help="MODEL:C: py-spy on gateways and workers")
     parser.add_argument("--profile-dir", default=str(ROOT / ".cache" / "regress" / "profiles"))
     parser.add_argument("--skip-measure", action="store_true", help="only the --profile window")
     a = parser.parse_args(argv)
