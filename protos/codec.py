@@ -512,15 +512,17 @@ def _decode_with_shm(
 def decode_request_inputs(
     request: Any,
     shm: SharedMemoryRegistry | None = None,
-    limits: DecodeLimits = DEFAULT_LIMITS,
+    limits: DecodeLimits | None = DEFAULT_LIMITS,
 ) -> list[np.ndarray]:
     """All inputs of a ModelInferRequest as numpy, in the order of ``inputs``.
 
-    ``check_request_limits`` runs first, so nothing is decoded for a request over ``limits``.
+    ``check_request_limits`` runs first, so nothing is decoded for a request over ``limits``
+    (``None``: the caller has just run it itself, so it is not run twice).
     Inputs naming a shared-memory region are read from ``shm`` (zero-copy); the raw entries
     then belong, in order, to the other inputs.
     """
-    check_request_limits(request, limits)
+    if limits is not None:
+        check_request_limits(request, limits)
     inputs = request.inputs
     seen: set[str] = set()
     uses_shm = False

@@ -149,7 +149,7 @@ class InferencePlane:
             info = hosted.runner.method(method)
             where = f"model {hosted.name!r} method {method!r}"
             try:
-                arrays = codec.decode_request_inputs(request, self._shm)
+                arrays = codec.decode_request_inputs(request, self._shm, limits=None)  # checked
                 validate_inputs(where, info, arrays)
             except InvalidArgument:
                 hosted.metrics[method].on_rejected("invalid_input")
