@@ -25,6 +25,7 @@ class BatchQueue:
 
     def __init__(self, max_rows: int, admission: Admission, observer: BatchObserver) -> None:
         self._items: collections.deque[Item] = collections.deque()
+        self._rows = 0  # sum of the waiting items' rows, kept by every change to _items
         self._max_rows = max_rows
         self._admission = admission
         self._observer = observer
@@ -40,12 +41,14 @@ class BatchQueue:
 
     @property
     def queued_rows(self) -> int:
-        """Rows waiting."""
-        return sum(i.rows for i in self._items)
+        """Rows waiting (O(1): admission reads it for every arrival and every item taken)."""
+        return self._rows
 
     def extend(self, items: Iterable[Item]) -> None:
         """Append admitted requests at the tail."""
-        self._items.extend(items)
+        for item in items:
+            self._items.append(item)
+            self._rows += item.rows
 
     def purge_cancelled(self) -> bool:
         """Forget requests whose caller cancelled; True if there were any."""
@@ -54,6 +57,7 @@ class BatchQueue:
             self._observer.on_shed("cancelled")
         purged = len(kept) < len(self._items)
         self._items = collections.deque(kept)
+        self._rows = sum(i.rows for i in kept)
         return purged
 
     def view(self) -> QueueView:
@@ -72,13 +76,13 @@ class BatchQueue:
         while self._items:
             item = self._items[0]
             if item.future.done():
-                self._items.popleft()
+                self._pop_head()
                 self._observer.on_shed("cancelled")
                 continue
             refusal = self._admission.drop(item, self, now_s)
             if refusal is None:
                 return
-            self._items.popleft()
+            self._pop_head()
             self._refuse(item, refusal)
 
     def take_batch(self, now_s: float) -> list[Item]:
@@ -87,7 +91,7 @@ class BatchQueue:
         skipped: list[Item] = []
         rows = 0
         while self._items and rows < self._max_rows:
-            item = self._items.popleft()
+            item = self._pop_head()
             if item.future.done():
                 self._observer.on_shed("cancelled")
                 continue
@@ -100,10 +104,12 @@ class BatchQueue:
                 continue
             if batch and rows + item.rows > self._max_rows:
                 self._items.appendleft(item)
+                self._rows += item.rows
                 break
             batch.append(item)
             rows += item.rows
         self._items.extendleft(reversed(skipped))
+        self._rows += sum(i.rows for i in skipped)
         kept = []
         for item in batch:
             refusal = self._admission.shed(item, rows, now_s)
@@ -116,9 +122,14 @@ class BatchQueue:
     def fail_all(self, error: Callable[[], RunnerFleetError]) -> None:
         """Answer every waiting request with a fresh ``error()`` (the batcher stopped)."""
         while self._items:
-            item = self._items.popleft()
+            item = self._pop_head()
             if not item.future.done():
                 item.future.set_exception(error())
+
+    def _pop_head(self) -> Item:
+        item = self._items.popleft()
+        self._rows -= item.rows
+        return item
 
     def _refuse(self, item: Item, refusal: Refusal) -> None:
         self._observer.on_shed(refusal.reason)
