@@ -614,7 +614,9 @@ class Race:
         agg = race_report.aggregate(self.res)
         self.res["summary"] = agg
         plots = race_report.plots(self.res, self.out_dir)
-        self.res["meta"]["plots"] = [str(p) for p in plots]
+        self.res["meta"]["plots"] = [  # relative to the repo: no machine path in results
+            os.path.relpath(p, ROOT) if p.is_relative_to(ROOT) else str(p) for p in plots
+        ]
         js.write_text(json.dumps(self.res, indent=1, default=str))
         old = self.markdown.read_text() if self.markdown.exists() else ""
         from bench import report
