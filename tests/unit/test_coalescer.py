@@ -58,7 +58,9 @@ async def test_concurrent_requests_coalesce_while_a_call_is_in_flight() -> None:
 
 @sync
 async def test_callers_answered_together_are_regrouped_into_the_next_call() -> None:
-    call = FakeCall(delay_s=0.02)
+    # a 200 ms call allows a 100 ms regroup hold (half the call): room for the 8 returns'
+    # 1 ms sleeps on a busy machine (with 20 ms calls the 10 ms hold was missed in CI)
+    call = FakeCall(delay_s=0.2)
     coalescer = Coalescer(call, max_items=100, max_regroup_hold_s=0.5)
     await asyncio.gather(*(coalescer.submit(b"%d" % i, None) for i in range(8)))
     # the 8 answered callers come back one by one: held (bounded) until all 8 are queued
