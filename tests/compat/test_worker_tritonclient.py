@@ -34,7 +34,10 @@ def test_infer_matches_in_process_predictions(client, expected) -> None:
     proba = _infer(client, "iris_clf", expected["x_iris"], method="predict_proba")
     np.testing.assert_allclose(proba, expected["y_iris_proba"], rtol=0, atol=0)
     np.testing.assert_allclose(
-        _infer(client, "digits_mlp", expected["x_digits"]), expected["y_digits"], rtol=1e-6
+        _infer(client, "digits_mlp", expected["x_digits"]),
+        expected["y_digits"],
+        rtol=1e-5,
+        atol=1e-5,
     )
 
 
