@@ -32,9 +32,12 @@ import re
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+
+from bench.proc_stat import cpu_s_by_group
 
 DTYPES = {"FP32": np.float32, "FP64": np.float64, "INT64": np.int64, "INT32": np.int32}
 
@@ -44,32 +47,6 @@ def _percentile(sorted_vals: list[float], q: float) -> float | None:
         return None
     k = min(len(sorted_vals) - 1, max(0, int(round(q / 100.0 * (len(sorted_vals) - 1)))))
     return sorted_vals[k]
-
-
-def _group_cpu_s(pgids: set[int]) -> float:
-    """User + system CPU seconds of every live process in these process groups (Linux /proc)."""
-    return sum(_cpu_s_by_group(pgids).values())
-
-
-def _cpu_s_by_group(pgids: set[int]) -> dict[int, float]:
-    """User + system CPU seconds of the live processes of each of these process groups."""
-    import os
-
-    tick = os.sysconf("SC_CLK_TCK")
-    ticks = dict.fromkeys(pgids, 0)
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            with open(f"/proc/{d}/stat", "rb") as f:
-                fields = f.read().rsplit(b")", 1)[1].split()
-        except OSError:
-            continue
-        # after the ")": state(0) ppid(1) pgrp(2) ... utime(11) stime(12)
-        group = int(fields[2])
-        if group in ticks:
-            ticks[group] += int(fields[11]) + int(fields[12])
-    return {group: n / tick for group, n in ticks.items()}
 
 
 def _self_cpu_s() -> float:
@@ -287,9 +264,9 @@ async def _run(a: argparse.Namespace) -> dict:
             except Exception as e:  # noqa: BLE001
                 out.setdefault("stats_errors", []).append(str(e)[:200])
             pgids = {int(g) for g in a.cpu_pgid}
-            groups0, self0 = _cpu_s_by_group(pgids), _self_cpu_s()
+            groups0, self0 = cpu_s_by_group(pgids), _self_cpu_s()
             point = await one_level(conc, a.duration, record=True)
-            groups1, self1 = _cpu_s_by_group(pgids), _self_cpu_s()
+            groups1, self1 = cpu_s_by_group(pgids), _self_cpu_s()
             cpu0, cpu1 = sum(groups0.values()), sum(groups1.values())
             el = point["duration_s"] or 1.0
             # the same per process group (each --cpu-pgid), e.g. a gateway and its workers apart
@@ -354,15 +331,21 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--out", required=True)
     a = p.parse_args(argv)
+    return write_result(a.out, lambda: asyncio.run(_run(a)), {"target": a.target, "model": a.model})
+
+
+def write_result(out_path: str, run: Callable[[], dict], on_error: dict) -> int:
+    """Write `run()`'s JSON to `out_path` (exit status 0); if it raises, `on_error` with the
+    `error` (also on stderr) instead, and 1, so the caller reads why from the same file."""
     try:
-        result = asyncio.run(_run(a))
-    except Exception as e:  # noqa: BLE001 - reported to the harness in the JSON
-        result = {"target": a.target, "model": a.model, "error": f"{type(e).__name__}: {e}"[:800]}
-        with open(a.out, "w") as f:
+        result = run()
+    except Exception as e:  # noqa: BLE001 - reported to the caller in the JSON
+        result = {**on_error, "error": f"{type(e).__name__}: {e}"[:800]}
+        with open(out_path, "w") as f:
             json.dump(result, f)
         print(result["error"], file=sys.stderr)
         return 1
-    with open(a.out, "w") as f:
+    with open(out_path, "w") as f:
         json.dump(result, f, indent=1)
     return 0
 

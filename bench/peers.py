@@ -20,9 +20,11 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from bench import procs
+from bench.proc_stat import tree_pgids
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 CACHE = pathlib.Path(os.environ.get("RUNNERFLEET_BENCH_CACHE", ROOT / ".cache" / "bench-peers"))
@@ -348,31 +350,6 @@ def start_pytriton(
     return s
 
 
-def tree_pgids(root: int) -> list[int]:
-    """The process groups of `root` and every live descendant of it: a peer's own groups
-    (BentoML's workers run in sessions of their own, Ray's actors in groups of their own)
-    count towards its CPU and RSS, and are killed with it."""
-    parent: dict[int, int] = {}
-    group: dict[int, int] = {}
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            with open(f"/proc/{d}/stat", "rb") as f:
-                fields = f.read().rsplit(b")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        parent[int(d)], group[int(d)] = int(fields[1]), int(fields[2])
-    out, todo = {root}, [root]
-    while todo:
-        pid = todo.pop()
-        for child, pp in parent.items():
-            if pp == pid and child not in out:
-                out.add(child)
-                todo.append(child)
-    return sorted({group.get(pid, pid) for pid in out})
-
-
 def wait_http_ok(url: str, timeout: float, proc: procs.Proc | None = None) -> None:
     """Poll a GET `url` until it answers 200 (a peer's readiness route)."""
     import urllib.request
@@ -382,6 +359,19 @@ def wait_http_ok(url: str, timeout: float, proc: procs.Proc | None = None) -> No
             return r.status == 200
 
     procs.wait_for(url, check, timeout, proc)
+
+
+def _wait_counting_groups(s: Served, wait: Callable[[], None]) -> None:
+    """`wait()` for a peer that spreads over process groups of its own; then (ready or not)
+    `s.pgids` holds every group under its process, so their CPU and RSS count towards it and
+    `s.stop()` kills them all. Not ready: stopped, and the error raised."""
+    try:
+        wait()
+    except Exception:
+        s.pgids = tree_pgids(s.procs[0].pid)
+        s.stop()
+        raise
+    s.pgids = tree_pgids(s.procs[0].pid)
 
 
 def http_peer_models(plan: dict, models: list[str]) -> list[str]:
@@ -438,13 +428,8 @@ def start_bentoml(
         metrics_url=f"http://127.0.0.1:{port}/metrics",
         batch_metric="bentoml_service_adaptive_batch_size",  # requests per batch, per API
     )
-    try:
-        wait_http_ok(f"http://{s.target}/readyz", timeout, proc)
-    except Exception:
-        s.pgids = tree_pgids(proc.pid)
-        s.stop()
-        raise
-    s.pgids = tree_pgids(proc.pid)  # the CLI's group and its workers' (own sessions)
+    # the CLI's group and its workers' (own sessions)
+    _wait_counting_groups(s, lambda: wait_http_ok(f"http://{s.target}/readyz", timeout, proc))
     s.info = {
         "versions": peer_versions(py, ["bentoml", "torch", "scikit-learn", "numpy"]),
         "models": served,
@@ -501,13 +486,10 @@ def start_rayserve(
         protocol="http",
         http_format="rayserve",
     )
-    try:
-        procs.wait_for("Ray Serve ready file", ready.exists, timeout, proc)
-    except Exception:
-        s.pgids = tree_pgids(proc.pid)
-        s.stop()
-        raise
-    s.pgids = tree_pgids(proc.pid)  # the driver's group, and each actor's (replicas, proxy)
+    # the driver's group, and each actor's (replicas, proxy)
+    _wait_counting_groups(
+        s, lambda: procs.wait_for("Ray Serve ready file", ready.exists, timeout, proc)
+    )
     s.info = {
         "versions": peer_versions(py, ["ray", "torch", "scikit-learn", "numpy"]),
         "models": served,

@@ -35,7 +35,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import sys
 import time
 
@@ -43,36 +42,17 @@ import numpy as np
 
 from bench.loadgen import (
     _batch_counts,
-    _group_cpu_s,
     _metric_counts,
     _ms,
     _percentile,
     _self_cpu_s,
+    write_result,
 )
+from bench.proc_stat import group_cpu_s, group_rss
 
-__all__ = ["group_rss", "main"]
+__all__ = ["main"]
 
 MAX_IN_FLIGHT = 4096  # open loop: requests beyond this many outstanding are dropped (counted)
-
-
-def group_rss(pgids: set[int]) -> list[dict]:
-    """PID, command and resident set size (MiB) of every live process in these groups."""
-    out = []
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            with open(f"/proc/{d}/stat", "rb") as f:
-                raw = f.read()
-            if int(raw.rsplit(b")", 1)[1].split()[2]) not in pgids:
-                continue
-            comm = raw[raw.index(b"(") + 1 : raw.rindex(b")")].decode(errors="replace")
-            with open(f"/proc/{d}/status") as f:
-                rss = next((ln.split()[1] for ln in f if ln.startswith("VmRSS:")), "0")
-        except (OSError, ValueError, IndexError):
-            continue
-        out.append({"pid": int(d), "comm": comm, "rss_mib": int(rss) / 1024})
-    return out
 
 
 HTTP_FORMATS = ("kserve", "bentoml", "rayserve")
@@ -430,14 +410,14 @@ async def _run(spec: dict) -> dict:
                     before = {p["models"][0]: await counts(p["models"][0])}
                 except Exception as e:  # noqa: BLE001
                     out.setdefault("stats_errors", []).append(str(e)[:200])
-            cpu0, self0 = (_group_cpu_s(pgids) if pgids else 0.0), _self_cpu_s()
+            cpu0, self0 = (group_cpu_s(pgids) if pgids else 0.0), _self_cpu_s()
             tally = Tally(p["models"])
             lag: list[float] = []
             if p["mode"] == "open":
                 elapsed = await open_loop(p, float(p["duration_s"]), tally, lag)
             else:
                 elapsed = await closed(p, float(p["duration_s"]), tally)
-            cpu1, self1 = (_group_cpu_s(pgids) if pgids else 0.0), _self_cpu_s()
+            cpu1, self1 = (group_cpu_s(pgids) if pgids else 0.0), _self_cpu_s()
             point = {**p, **_summary(tally.lat, elapsed), "duration_s": elapsed}
             point.update(
                 errors=tally.errors,
@@ -487,17 +467,7 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     with open(a.spec) as f:
         spec = json.load(f)
-    try:
-        result = asyncio.run(_run(spec))
-    except Exception as e:  # noqa: BLE001 - reported to the runner in the JSON
-        result = {"target": spec.get("target"), "error": f"{type(e).__name__}: {e}"[:800]}
-        with open(a.out, "w") as f:
-            json.dump(result, f)
-        print(result["error"], file=sys.stderr)
-        return 1
-    with open(a.out, "w") as f:
-        json.dump(result, f, indent=1)
-    return 0
+    return write_result(a.out, lambda: asyncio.run(_run(spec)), {"target": spec.get("target")})
 
 
 if __name__ == "__main__":
