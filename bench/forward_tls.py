@@ -14,7 +14,6 @@ import argparse
 import json
 import os
 import pathlib
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -23,6 +22,7 @@ import time
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from bench.gateway_bench import load_point, median_point
 from runnerfleet.supervisor import Supervisor, cli_command, flag_argv, wait_serving
 
 __all__ = ["main"]
@@ -46,20 +46,6 @@ def _wait_tls_serving(address: str, certs: pathlib.Path, timeout_s: float) -> No
             if time.monotonic() > deadline:
                 break
     raise TimeoutError(f"{address} not SERVING over TLS within {timeout_s} s")
-
-
-def _load(target: str, concurrency: int, duration_s: float, out_dir: str, tag: str) -> dict:
-    out = pathlib.Path(out_dir) / f"tls-{tag}-{concurrency}-{time.monotonic_ns()}.json"
-    argv = [
-        sys.executable, "-m", "bench.loadgen", "--target", target, "--model", "iris_clf",
-        "--datatype", "FP64", "--shape", "1,4", "--concurrency", str(concurrency),
-        "--duration", str(duration_s), "--warmup", "1", "--out", str(out),
-    ]  # fmt: skip
-    subprocess.run(argv, check=False)
-    result = json.loads(out.read_text())
-    if "error" in result:
-        raise RuntimeError(f"load generator failed against {target}: {result['error']}")
-    return dict(result["points"][0])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -106,11 +92,13 @@ def main(argv: list[str] | None = None) -> int:
             runs: dict[str, list[dict]] = {"plaintext": [], "tls": []}
             for _ in range(args.repeats):  # alternate, so drift hits both alike
                 for name, child in (("plaintext", plain_g), ("tls", tls_g)):
-                    point = _load(child.address, args.concurrency, args.duration_s, home, name)
+                    point = load_point(
+                        child.address, "iris_clf", args.concurrency, args.duration_s, home
+                    )
                     runs[name].append(point)
         finally:
             supervisor.close()
-    row = {"concurrency": args.concurrency, **{k: _median(v) for k, v in runs.items()}}
+    row = {"concurrency": args.concurrency, **{k: median_point(v) for k, v in runs.items()}}
     p, t = row["plaintext"], row["tls"]
     row["tls_over_plaintext_rps"] = t["rps"] / p["rps"] if p["rps"] else float("nan")
     print(
@@ -123,12 +111,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         pathlib.Path(args.json).write_text(json.dumps(row, indent=1))
     return 0
-
-
-def _median(points: list[dict]) -> dict:
-    out = {key: statistics.median(p[key] for p in points) for key in ("rps", "p50_ms", "p99_ms")}
-    out["errors"] = sum(p["errors"] for p in points)
-    return out
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ import tempfile
 
 from runnerfleet.local_cluster import LocalCluster
 
-__all__ = ["main"]
+__all__ = ["load_point", "main", "median_point"]
 
 _MODELS = {  # name -> (datatype, request shape)
     "iris_clf": ("FP64", "1,4"),
@@ -37,7 +37,8 @@ def _seed(home: str) -> None:
     )
 
 
-def _load(target: str, model: str, concurrency: int, duration_s: float, out_dir: str) -> dict:
+def load_point(target: str, model: str, concurrency: int, duration_s: float, out_dir: str) -> dict:
+    """One `bench/loadgen.py` window (1 s warm-up) of `model` at `concurrency` on `target`."""
     datatype, shape = _MODELS[model]
     out = pathlib.Path(out_dir) / f"{model}-{concurrency}-{target.replace(':', '_')}.json"
     argv = [
@@ -75,10 +76,10 @@ def main(argv: list[str] | None = None) -> int:
                     runs: dict[str, list[dict]] = {"direct": [], "gateway": []}
                     for _ in range(args.repeats):  # alternate, so drift hits both alike
                         for target, address in (("direct", direct), ("gateway", gateway)):
-                            point = _load(address, model, concurrency, args.duration_s, home)
+                            point = load_point(address, model, concurrency, args.duration_s, home)
                             runs[target].append(point)
                     row: dict = {"model": model, "concurrency": concurrency}
-                    row.update({target: _median(points) for target, points in runs.items()})
+                    row.update({target: median_point(points) for target, points in runs.items()})
                     rows.append(row)
                     print(_line(row), flush=True)
         finally:
@@ -88,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _median(points: list[dict]) -> dict:
+def median_point(points: list[dict]) -> dict:
     """Per-field median of several runs' figures (errors summed)."""
     out = {key: statistics.median(p[key] for p in points) for key in ("rps", "p50_ms", "p99_ms")}
     out["errors"] = sum(p["errors"] for p in points)

@@ -19,8 +19,8 @@ import tempfile
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.worker_bench import _load, _run_py  # noqa: E402
-from tests.support import procs  # noqa: E402
+from bench.worker_bench import run_loadgen, run_py, start_worker  # noqa: E402
+from runnerfleet.supervisor import Supervisor  # noqa: E402
 
 __all__ = ["main"]
 
@@ -60,16 +60,20 @@ def main(argv: list[str] | None = None) -> int:
         home = os.path.join(tmp, "store")
         os.mkdir(home)
         env = dict(os.environ, RUNNERFLEET_HOME=home)
-        _run_py(["-c", "from runnerfleet import demo_models as d; d.save_heavy_mlp()"], env, 600)
-        inproc = json.loads(_run_py(["-c", _INPROCESS, str(a.inprocess_s)], env, 600))
-        handle = procs.start_worker(
-            "heavy_mlp", home, device="cuda:0", max_batch_size=a.max_batch_size, log_level="WARNING"
-        )
+        run_py(["-c", "from runnerfleet import demo_models as d; d.save_heavy_mlp()"], env)
+        inproc = json.loads(run_py(["-c", _INPROCESS, str(a.inprocess_s)], env))
+        supervisor = Supervisor(cwd=ROOT, own_session=True)
         try:
-            procs.wait_serving(handle.address, 180)
-            points = _load(handle.address, "heavy_mlp", "FP32", "1,64", a, tmp)
+            handle = start_worker(
+                supervisor, "worker-cuda0", "heavy_mlp", env, timeout_s=180,
+                device="cuda:0", max_batch_size=a.max_batch_size,
+            )  # fmt: skip
+            points = run_loadgen(
+                handle.address, "heavy_mlp", concurrency=a.concurrency, duration_s=a.duration,
+                warmup_s=a.warmup, out=os.path.join(tmp, "load-heavy_mlp.json"),
+            )  # fmt: skip
         finally:
-            procs.stop(handle)
+            supervisor.close()
     result = {"inprocess_rows_per_s": inproc, "worker": points}
     pathlib.Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     pathlib.Path(a.out).write_text(json.dumps(result, indent=1))

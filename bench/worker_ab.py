@@ -22,21 +22,16 @@ import json
 import os
 import pathlib
 import statistics
-import subprocess
 import sys
 import tempfile
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.worker_bench import MODELS, run_loadgen, run_py, start_worker  # noqa: E402
 from runnerfleet.supervisor import Child, Supervisor, cli_command, wait_serving  # noqa: E402
 
 __all__ = ["main"]
-
-_MODELS = {  # name -> (saver in runnerfleet.demo_models, datatype, request shape)
-    "iris_clf": ("save_iris", "FP64", "1,4"),
-    "heavy_mlp": ("save_heavy_mlp", "FP32", "1,64"),
-}
 
 _INPROCESS = """
 import json, sys
@@ -66,58 +61,13 @@ def _variant(text: str) -> tuple[str, dict[str, str]]:
     return name, env
 
 
-def _py(args: list[str], env: dict[str, str]) -> str:
-    done = subprocess.run(
-        [sys.executable, *args], env=env, cwd=str(ROOT), capture_output=True, text=True,
-        timeout=600, check=False,
-    )  # fmt: skip
-    if done.returncode != 0:
-        raise RuntimeError(f"{args[:3]} failed:\n{done.stderr[-3000:]}")
-    return done.stdout
-
-
-def _load(address: str, pgids: list[int], a: argparse.Namespace, out: str) -> dict:
-    _, datatype, shape = _MODELS[a.model]
-    _py(
-        [
-            "-m",
-            "bench.loadgen",
-            "--target",
-            address,
-            "--model",
-            a.model,
-            "--datatype",
-            datatype,
-            "--shape",
-            shape,
-            "--concurrency",
-            str(a.concurrency),
-            "--duration",
-            str(a.duration),
-            "--warmup",
-            str(a.warmup),
-            "--stats-target",
-            address,
-            *(f"--cpu-pgid={g}" for g in pgids),
-            "--out",
-            out,
-        ],  # fmt: skip
-        dict(os.environ),
-    )
-    result = json.loads(pathlib.Path(out).read_text())
-    if "error" in result:
-        raise RuntimeError(result["error"])
-    point: dict = result["points"][0]
-    return point
-
-
 def _loadavg() -> float:
     return os.getloadavg()[0]
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--model", default="heavy_mlp", choices=sorted(_MODELS))
+    p.add_argument("--model", default="heavy_mlp", choices=sorted(MODELS))
     p.add_argument("--concurrency", type=int, default=64)
     p.add_argument("--duration", type=float, default=3.0)
     p.add_argument("--warmup", type=float, default=1.0)
@@ -134,23 +84,14 @@ def main(argv: list[str] | None = None) -> int:
         home = os.path.join(tmp, "store")
         os.mkdir(home)
         base_env = dict(os.environ, RUNNERFLEET_HOME=home)
-        _py(["-c", f"from runnerfleet import demo_models as d; d.{_MODELS[a.model][0]}()"],
-            base_env)  # fmt: skip
+        seed = f"from runnerfleet import demo_models as d; d.{MODELS[a.model][0]}()"
+        run_py(["-c", seed], base_env)
         supervisor = Supervisor(cwd=ROOT, own_session=True)
         handles: dict[str, list[Child]] = {}
         try:
             for name, env in variants:
-                argv_w = cli_command(
-                    "worker", "--models", a.model, "--host", "127.0.0.1", "--port", "0",
-                    "--metrics-port", "0", "--port-file", "{port_file}", "--device", "cpu",
-                    "--log-level", "WARNING",
-                )  # fmt: skip
-                worker = supervisor.start(
-                    f"worker-{name}", argv_w, host="127.0.0.1", timeout_s=120,
-                    env={**base_env, **env},
-                )  # fmt: skip
+                worker = start_worker(supervisor, f"worker-{name}", a.model, {**base_env, **env})
                 handles[name] = [worker]
-                wait_serving(worker.address, timeout_s=120)
                 if a.via_gateway:
                     argv_g = cli_command(
                         "gateway", "--workers", worker.address, "--host", "127.0.0.1",
@@ -165,16 +106,20 @@ def main(argv: list[str] | None = None) -> int:
                 order = variants[r % len(variants) :] + variants[: r % len(variants)]
                 row: dict = {"repeat": r, "order": [n for n, _ in order], "points": {}}
                 if a.inprocess:
-                    _, datatype, shape = _MODELS[a.model]
+                    _, datatype, shape = MODELS[a.model]
                     dtype = {"FP32": "float32", "FP64": "float64"}[datatype]
                     args = [a.model, dtype, shape.split(",")[1], str(a.inprocess_s)]
-                    by_threads = json.loads(_py(["-c", _INPROCESS, *args], base_env))
+                    by_threads = json.loads(run_py(["-c", _INPROCESS, *args], base_env))
                     row["inprocess_by_threads"] = by_threads
                     row["inprocess_rows_per_s"] = max(by_threads.values())
                 for name, _ in order:
                     front = handles[name][0]
                     out = os.path.join(tmp, f"{name}-{r}.json")
-                    point = _load(front.address, [h.pid for h in handles[name]], a, out)
+                    (point,) = run_loadgen(
+                        front.address, a.model, concurrency=str(a.concurrency),
+                        duration_s=a.duration, warmup_s=a.warmup, out=out,
+                        cpu_pgids=[h.pid for h in handles[name]],
+                    )  # fmt: skip
                     point["loadavg_1m"] = _loadavg()
                     row["points"][name] = point
                 rows.append(row)
@@ -183,6 +128,7 @@ def main(argv: list[str] | None = None) -> int:
             for group in handles.values():
                 for h in group:
                     supervisor.stop(h, grace_s=30)
+            supervisor.close()
     _print_summary(rows, [n for n, _ in variants])
     if a.json:
         pathlib.Path(a.json).write_text(json.dumps(rows, indent=1))

@@ -18,13 +18,20 @@ import pathlib
 import subprocess
 import sys
 import tempfile
+from collections.abc import Sequence
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.support import procs  # noqa: E402 - never imports protos
+from runnerfleet.supervisor import (  # noqa: E402 - never imports protos
+    Child,
+    Supervisor,
+    cli_command,
+    flag_argv,
+    wait_serving,
+)
 
-__all__ = ["main"]
+__all__ = ["MODELS", "main", "run_loadgen", "run_py", "start_worker"]
 
 MODELS = {  # name -> (saver in runnerfleet.demo_models, input datatype, row shape)
     "iris_clf": ("save_iris", "FP64", "1,4"),
@@ -51,9 +58,10 @@ print(json.dumps({b: measure(fn, x, b, seconds)["rows_per_s"] for b in (1, 64)})
 """
 
 
-def _run_py(code_or_args: list[str], env: dict[str, str], timeout_s: float) -> str:
+def run_py(args: list[str], env: dict[str, str], timeout_s: float = 600.0) -> str:
+    """Run this interpreter with `args` in the repository root; its stdout, or RuntimeError."""
     done = subprocess.run(
-        [sys.executable, *code_or_args],
+        [sys.executable, *args],
         env=env,
         cwd=str(ROOT),
         capture_output=True,
@@ -62,66 +70,94 @@ def _run_py(code_or_args: list[str], env: dict[str, str], timeout_s: float) -> s
         check=False,
     )
     if done.returncode != 0:
-        raise RuntimeError(f"{code_or_args[:3]} failed:\n{done.stderr[-3000:]}")
+        raise RuntimeError(f"{args[:3]} failed:\n{done.stderr[-3000:]}")
     return done.stdout
 
 
-def _load(
-    address: str, model: str, datatype: str, shape: str, a: argparse.Namespace, out_dir: str
+def start_worker(
+    supervisor: Supervisor,
+    name: str,
+    model: str,
+    env: dict[str, str],
+    *,
+    timeout_s: float = 120.0,
+    **flags: object,
+) -> Child:
+    """`runnerfleet worker` serving `model` on 127.0.0.1 (port 0, CPU, WARNING logs; `flags` as
+    `max_batch_size=1`), SERVING when this returns; stopped again if it never gets there.
+
+    `env` is its whole environment (the store in `RUNNERFLEET_HOME`). With a supervisor made
+    with `own_session=True` the worker leads its own process group, whose CPU `--cpu-pgid` reads.
+    """
+    argv = cli_command(
+        "worker", "--models", model, "--host", "127.0.0.1", "--port", "0", "--metrics-port", "0",
+        *flag_argv({"device": "cpu", "log_level": "WARNING", **flags}),
+    )  # fmt: skip
+    child = supervisor.start(name, argv, host="127.0.0.1", timeout_s=timeout_s, env=env)
+    try:
+        wait_serving(child.address, timeout_s=timeout_s)
+    except BaseException:
+        supervisor.stop(child, grace_s=5.0)
+        raise
+    return child
+
+
+def run_loadgen(
+    address: str,
+    model: str,
+    *,
+    concurrency: str,
+    duration_s: float,
+    warmup_s: float,
+    out: str,
+    cpu_pgids: Sequence[int] = (),
 ) -> list[dict]:
-    out = os.path.join(out_dir, f"load-{model}.json")
-    _run_py(
+    """`bench/loadgen.py` against `address` with single-row requests of `model` (MODELS): its
+    points, one per concurrency level (batch sizes from the same server's ModelStatistics)."""
+    _, datatype, shape = MODELS[model]
+    run_py(
         [
-            "-m",
-            "bench.loadgen",
-            "--target",
-            address,
-            "--model",
-            model,
-            "--datatype",
-            datatype,
-            "--shape",
-            shape,
-            "--concurrency",
-            a.concurrency,
-            "--duration",
-            str(a.duration),
-            "--warmup",
-            str(a.warmup),
-            "--stats-target",
-            address,
-            "--out",
-            out,
+            "-m", "bench.loadgen", "--target", address, "--model", model,
+            "--datatype", datatype, "--shape", shape, "--concurrency", concurrency,
+            "--duration", str(duration_s), "--warmup", str(warmup_s),
+            "--stats-target", address, *(f"--cpu-pgid={g}" for g in cpu_pgids), "--out", out,
         ],
         dict(os.environ),
-        timeout_s=600,
-    )
-    with open(out, encoding="utf-8") as f:
-        result = json.load(f)
+    )  # fmt: skip
+    result = json.loads(pathlib.Path(out).read_text())
     if "error" in result:
         raise RuntimeError(result["error"])
-    return result["points"]
+    return list(result["points"])
 
 
 def _measure(a: argparse.Namespace, home: str, tmp: str) -> dict:
     env = dict(os.environ, RUNNERFLEET_HOME=home)
     names = [m for m in a.models.split(",") if m]
-    _run_py(["-c", _SEED, *(MODELS[m][0] for m in names)], env, timeout_s=600)
+    run_py(["-c", _SEED, *(MODELS[m][0] for m in names)], env)
     results: dict = {"models": {}}
-    for name in names:
-        _, datatype, shape = MODELS[name]
-        dtype = {"FP32": "float32", "FP64": "float64"}[datatype]
-        width = shape.split(",")[1]
-        line = _run_py(["-c", _INPROCESS, name, dtype, width, str(a.inprocess_s)], env, 300)
-        entry: dict = {"inprocess_rows_per_s": {int(k): v for k, v in json.loads(line).items()}}
-        for label, max_batch in (("batching", a.max_batch_size), ("disabled", 1)):
-            handle = procs.start_worker(name, home, max_batch_size=max_batch, log_level="WARNING")
-            try:
-                procs.wait_serving(handle.address, 120)
-                entry[label] = _load(handle.address, name, datatype, shape, a, tmp)
-            finally:
-                procs.stop(handle)
-        results["models"][name] = entry
+    supervisor = Supervisor(cwd=ROOT, own_session=True)
+    try:
+        for name in names:
+            _, datatype, shape = MODELS[name]
+            dtype = {"FP32": "float32", "FP64": "float64"}[datatype]
+            width = shape.split(",")[1]
+            line = run_py(["-c", _INPROCESS, name, dtype, width, str(a.inprocess_s)], env, 300)
+            ip = {int(k): v for k, v in json.loads(line).items()}
+            entry: dict = {"inprocess_rows_per_s": ip}
+            for label, max_batch in (("batching", a.max_batch_size), ("disabled", 1)):
+                handle = start_worker(
+                    supervisor, f"worker-{label}", name, env, max_batch_size=max_batch
+                )
+                try:
+                    entry[label] = run_loadgen(
+                        handle.address, name, concurrency=a.concurrency, duration_s=a.duration,
+                        warmup_s=a.warmup, out=os.path.join(tmp, f"load-{name}.json"),
+                    )  # fmt: skip
+                finally:
+                    supervisor.stop(handle, grace_s=30)
+            results["models"][name] = entry
+    finally:
+        supervisor.close()
     return results
 
 

@@ -108,3 +108,51 @@ def test_bench_smoke_writes_json_table_and_plots(tmp_path: pathlib.Path) -> None
         data = (out_dir / png).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n"
         assert f"]({os.path.relpath(out_dir / png, md.parent)})" in text
+
+
+def _run_bench(module: str, *args: str, timeout_s: float = 150) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "RUNNERFLEET_HOME"}
+    r = subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+    )
+    assert r.returncode == 0, f"{module} failed:\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
+    return r
+
+
+@pytest.mark.timeout(170)
+def test_worker_bench_smoke_loads_a_worker_with_batching_on_and_off(tmp_path: pathlib.Path) -> None:
+    out = tmp_path / "worker_bench.json"
+    r = _run_bench(
+        "bench.worker_bench", "--models", "iris_clf", "--concurrency", "2", "--duration", "0.3",
+        "--warmup", "0.1", "--inprocess-s", "0.1", "--out", str(out),
+    )  # fmt: skip
+    iris = json.loads(out.read_text())["models"]["iris_clf"]
+    for label in ("batching", "disabled"):
+        (point,) = iris[label]
+        assert point["concurrency"] == 2
+        assert point["requests"] > 0
+        assert point["errors"] == 0
+    assert iris["inprocess_rows_per_s"]["64"] > 0
+    assert "| iris_clf | batching | 2 |" in r.stdout
+
+
+@pytest.mark.timeout(170)
+def test_worker_ab_smoke_reports_each_variants_worker_cpu(tmp_path: pathlib.Path) -> None:
+    out = tmp_path / "worker_ab.json"
+    _run_bench(
+        "bench.worker_ab", "--model", "iris_clf", "--concurrency", "2", "--duration", "0.3",
+        "--warmup", "0.1", "--repeats", "1", "--variant", "A:",
+        "--variant", "B:RUNNERFLEET_THREADS=1", "--json", str(out),
+    )  # fmt: skip
+    (row,) = json.loads(out.read_text())
+    assert sorted(row["points"]) == ["A", "B"]
+    for point in row["points"].values():
+        assert point["requests"] > 0
+        assert point["errors"] == 0
+        # the worker leads its own process group, so its CPU is its own, never the bench's
+        assert point["server_cpu_ms_per_req"] > 0
