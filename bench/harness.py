@@ -195,6 +195,54 @@ def _run_py(args: list[str], *, env: dict, timeout: float, log_path: pathlib.Pat
         raise RuntimeError(f"{' '.join(args[1:4])} exited {r.returncode}:\n{tail}")
 
 
+def output_paths(
+    out_dir: str, markdown: str, profile_markdown: str, smoke_dir: str | None
+) -> tuple[pathlib.Path, pathlib.Path]:
+    """Where a run writes: `--out-dir` (default bench/results; a smoke run, `smoke_dir` set,
+    under bench/results/tmp/) and `--markdown` (default the profile's file in the repository,
+    else BENCHMARKS.md in the output folder)."""
+    if out_dir:
+        out = pathlib.Path(out_dir).resolve()
+    elif smoke_dir:
+        out = ROOT / "bench" / "results" / "tmp" / smoke_dir
+    else:
+        out = ROOT / "bench" / "results"
+    if markdown:
+        return out, pathlib.Path(markdown).resolve()
+    return out, (ROOT / profile_markdown if profile_markdown else out / "BENCHMARKS.md")
+
+
+def stop_all_on_sigterm() -> None:
+    """On SIGTERM, stop every process this run started (bench/procs.py), then exit."""
+
+    def on_term(signum, frame):
+        procs.stop_all()
+        sys.exit(128 + signum)
+
+    signal.signal(signal.SIGTERM, on_term)
+
+
+# What a run folder no longer needs once the run ends: the store (68 MB of heavy MLP) and the
+# peers' workspaces; the logs and raw JSON stay (gitignored) for diagnosis.
+RUN_DIR_SCRATCH = (
+    "store",
+    "pytriton-ws",
+    "mlserver-repo",
+    "mlserver-metrics",
+    "mlserver-envs",
+    "bentoml-home",
+)
+
+
+def clear_run_dir(run_dir: pathlib.Path, patterns: tuple[str, ...] = ("*.pt",)) -> None:
+    """Remove `RUN_DIR_SCRATCH` and the files matching `patterns` (model exports) in `run_dir`."""
+    for sub in RUN_DIR_SCRATCH:
+        shutil.rmtree(run_dir / sub, ignore_errors=True)
+    for pattern in patterns:
+        for f in run_dir.glob(pattern):
+            f.unlink(missing_ok=True)
+
+
 class Harness:
     def __init__(
         self,
@@ -294,31 +342,34 @@ class Harness:
             ok = bool(np.allclose(got, ref, rtol=1e-3, atol=1e-4))
         return True if ok else "output differs from the in-process reference"
 
-    def perf_analyzer(self, system: str, served: peers.Served, model: str) -> list[dict] | dict:
-        if system not in self.p.pa_systems or model not in self.p.pa_models:
-            return []
+    def perf_analyzer_tool(self) -> tuple[pathlib.Path, dict] | None:
+        """perf_analyzer and the env it needs, looked for once per run; None where it cannot
+        run here (the reason in `pa_error`, which the results record)."""
         if self.pa is None and not self.pa_error:
-            try:
-                from bench import perf_analyzer as pa_mod
+            from bench import perf_analyzer as pa_mod
 
+            try:
                 self.pa = pa_mod.find(self.logs / "perf_analyzer-install.log")
             except Exception as e:  # noqa: BLE001 - recorded, the run goes on
                 self.pa_error = f"{type(e).__name__}: {e}"[:500]
-        if self.pa is None:
+        return self.pa
+
+    def perf_analyzer(self, system: str, served: peers.Served, model: str) -> list[dict] | dict:
+        if system not in self.p.pa_systems or model not in self.p.pa_models:
+            return []
+        tool = self.perf_analyzer_tool()
+        if tool is None:
             return {"error": self.pa_error}
         from bench import perf_analyzer as pa_mod
 
-        spec = self.plan["models"][model]
-        shape = ""
-        if any(d < 0 for d in spec["row_shape"]):
-            shape = f"{spec['input_name']}:" + ",".join(str(d) for d in spec["request_shape"][1:])
+        shape = pa_mod.shape_for(self.plan["models"][model])
         points = []
         for c in self.p.pa_models[model]:
             try:
                 points.append(
                     pa_mod.run(
-                        self.pa[0],
-                        self.pa[1],
+                        tool[0],
+                        tool[1],
                         target=served.target,
                         model=model,
                         concurrency=c,
@@ -484,48 +535,22 @@ class Harness:
         finally:
             served.stop()
 
-    def _start_worker(self, name: str) -> tuple[procs.Proc, pathlib.Path]:
+    def _start_rf(self, name: str, role: str, *args: str) -> tuple[procs.Proc, pathlib.Path]:
+        """`runnerfleet ROLE ARGS` on 127.0.0.1, port 0, WARNING logs; its port file."""
         pf = self.run_dir / f"{name}.port"
-        tags = ",".join(m["tag"] for m in self.plan["models"].values())
         argv = [
-            str(pathlib.Path(PY).parent / "runnerfleet"),
-            "worker",
-            "--models",
-            tags,
-            "--device",
-            "cpu",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            "0",
-            "--metrics-port",
-            "0",
-            "--port-file",
-            str(pf),
-            "--log-level",
-            "WARNING",
-        ]
+            str(pathlib.Path(PY).parent / "runnerfleet"), role, *args,
+            "--host", "127.0.0.1", "--port", "0", "--metrics-port", "0",
+            "--port-file", str(pf), "--log-level", "WARNING",
+        ]  # fmt: skip
         return procs.start(name, argv, self.logs / f"{name}.log", env=self.env, cwd=str(ROOT)), pf
 
+    def _start_worker(self, name: str) -> tuple[procs.Proc, pathlib.Path]:
+        tags = ",".join(m["tag"] for m in self.plan["models"].values())
+        return self._start_rf(name, "worker", "--models", tags, "--device", "cpu")
+
     def _start_gateway(self, name: str, workers: list[str]) -> tuple[procs.Proc, pathlib.Path]:
-        pf = self.run_dir / f"{name}.port"
-        argv = [
-            str(pathlib.Path(PY).parent / "runnerfleet"),
-            "gateway",
-            "--workers",
-            ",".join(workers),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            "0",
-            "--metrics-port",
-            "0",
-            "--port-file",
-            str(pf),
-            "--log-level",
-            "WARNING",
-        ]
-        return procs.start(name, argv, self.logs / f"{name}.log", env=self.env, cwd=str(ROOT)), pf
+        return self._start_rf(name, "gateway", "--workers", ",".join(workers))
 
     def _ready_worker(self, name: str) -> tuple[str, dict, procs.Proc]:
         proc, pf = self._start_worker(name)
@@ -774,25 +799,10 @@ def main(argv: list[str] | None = None) -> int:
             p.error(f"--profile wants SYSTEM:MODEL:CONCURRENCY, got {item!r}")
     name = "quick" if a.quick else "full" if a.full else "smoke"
     prof = PROFILES[name]
-    if a.out_dir:
-        out_dir = pathlib.Path(a.out_dir).resolve()
-    elif name == "smoke":
-        out_dir = ROOT / "bench" / "results" / "tmp" / "smoke"
-    else:
-        out_dir = ROOT / "bench" / "results"
-    if a.markdown:
-        markdown = pathlib.Path(a.markdown).resolve()
-    elif prof.markdown:
-        markdown = ROOT / prof.markdown
-    else:
-        markdown = out_dir / "BENCHMARKS.md"
+    smoke_dir = "smoke" if name == "smoke" else None
+    out_dir, markdown = output_paths(a.out_dir, a.markdown, prof.markdown, smoke_dir)
     only = [s for s in a.only.split(",") if s] or None
-
-    def on_term(signum, frame):  # stop what we started, then leave
-        procs.stop_all()
-        sys.exit(128 + signum)
-
-    signal.signal(signal.SIGTERM, on_term)
+    stop_all_on_sigterm()
     h = Harness(prof, out_dir, markdown, only, a.mlserver_max_batch_time, a.triton_queue_delay_us)
     h.profile_specs, h.profile_seconds = specs, a.profile_seconds
     try:
@@ -801,18 +811,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         procs.stop_all()
         if not a.keep_tmp:
-            # The store (68 MB of heavy MLP), model exports and peer workspaces go; the logs
-            # and raw per-system JSON stay in the run folder (gitignored) for diagnosis.
-            for sub in (
-                "store",
-                "pytriton-ws",
-                "mlserver-repo",
-                "mlserver-metrics",
-                "mlserver-envs",
-            ):
-                shutil.rmtree(h.run_dir / sub, ignore_errors=True)
-            for f in h.run_dir.glob("*.pt"):
-                f.unlink(missing_ok=True)
+            clear_run_dir(h.run_dir)
     return 0
 
 

@@ -70,6 +70,15 @@ def find(log: pathlib.Path) -> tuple[pathlib.Path, dict[str, str]]:
     return binary, env
 
 
+def shape_for(spec: dict) -> str:
+    """`--shape` for a model (a `bench/prepare.py` plan entry) whose request rows have a
+    variable dimension, from the request the benchmark sends; '' when perf_analyzer can take the
+    model's own ModelConfig dims."""
+    if not any(d < 0 for d in spec["row_shape"]):
+        return ""
+    return f"{spec['input_name']}:" + ",".join(str(d) for d in spec["request_shape"][1:])
+
+
 def run(
     binary: pathlib.Path,
     env: dict[str, str],

@@ -29,8 +29,6 @@ import json
 import os
 import pathlib
 import random
-import shutil
-import signal
 import sys
 import time
 import traceback
@@ -65,6 +63,7 @@ def _entries() -> dict[str, dict]:
     # JSON over HTTP: RunnerFleet's gateway and Triton in KServe v2 JSON, BentoML and Ray Serve
     # in their own JSON bodies (bench/race_load.py), all with the same client.
     out["rf-http"] = {"kind": "rf", "workers": 1, "protocol": "http"}
+    out["triton-d500-i1-http"] = {**out["triton-d500-i1"], "protocol": "http"}
     out["triton-d500-i2-http"] = {**out["triton-d500-i2"], "protocol": "http"}
     out["bentoml"] = {"kind": "bentoml", "workers": 1, "protocol": "http"}
     out["bentoml-w2"] = {"kind": "bentoml", "workers": 2, "protocol": "http"}
@@ -148,6 +147,8 @@ PROFILES = {
             "triton-d500-i1",
             "mlserver-ab-w0",
             "rf-http",
+            # Triton's own HTTP endpoint, so RF HTTP vs Triton HTTP (issue 14) is in every run
+            "triton-d500-i1-http",
             "bentoml",
             "rayserve",
         ],
@@ -271,8 +272,6 @@ class Race:
         self.h = harness.Harness(hp, out_dir, markdown, None, 0.002, 0)
         self.run_dir, self.logs, self.env = self.h.run_dir, self.h.logs, self.h.env
         self.res: dict = {"meta": {}, "runs": [], "entries": {}, "not_measured": {}}
-        self.pa: tuple | None = None
-        self.pa_error = ""
 
     # ---- starting an entry -----------------------------------------------------------------
     def _start_script(self, name: str, module: str, extra: list[str]) -> peers.Served:
@@ -452,27 +451,18 @@ class Race:
             return []
         from bench import perf_analyzer as pa_mod
 
-        if self.pa is None and not self.pa_error:
-            try:
-                self.pa = pa_mod.find(self.logs / "perf_analyzer-install.log")
-            except Exception as e:  # noqa: BLE001 - recorded, the run goes on
-                self.pa_error = f"{type(e).__name__}: {e}"[:500]
-        if self.pa is None:
-            return [{"error": self.pa_error}]
+        tool = self.h.perf_analyzer_tool()
+        if tool is None:
+            return [{"error": self.h.pa_error}]
         out = []
         for m, mode, v in todo:
-            spec = self.plan["models"][m]
-            shape = ""
-            if any(d < 0 for d in spec["row_shape"]):
-                shape = f"{spec['input_name']}:" + ",".join(
-                    str(d) for d in spec["request_shape"][1:]
-                )
+            shape = pa_mod.shape_for(self.plan["models"][m])
             tag = f"{entry}-{m}-{mode}{v}-{time.time_ns()}"
 
             def one(stability_pct: int, trials: int, tag=tag, m=m, mode=mode, v=v, shape=shape):
                 return pa_mod.run(
-                    self.pa[0],
-                    self.pa[1],
+                    tool[0],
+                    tool[1],
                     target=served.target,
                     model=m,
                     concurrency=v if mode == "c" else 0,
@@ -596,8 +586,10 @@ class Race:
                         f"points, {wrong} wrong, {errs} errors, verified {r['verified']}"
                         + (f", load error {r['error'][:200]}" if r.get("error") else "")
                     )
-        if self.pa_error:
-            meta["perf_analyzer_error"] = self.pa_error
+                    for pa in r.get("perf_analyzer") or []:
+                        log(f"    perf_analyzer {race_report.pa_line(pa)}")
+        if self.h.pa_error:
+            meta["perf_analyzer_error"] = self.h.pa_error
         meta["loadavg_end"] = os.getloadavg()
         meta["wall_s"] = wall = time.time() - t0
         meta["other_cores"] = max(
@@ -649,20 +641,10 @@ def main(argv: list[str] | None = None) -> int:
         prof.duration_s = a.duration
     if a.models:
         prof.models = [m for m in prof.models if m in a.models.split(",")]
-    if a.out_dir:
-        out_dir = pathlib.Path(a.out_dir).resolve()
-    elif name == "smoke":
-        out_dir = ROOT / "bench" / "results" / "tmp" / "race-smoke"
-    else:
-        out_dir = ROOT / "bench" / "results"
-    if a.markdown:
-        markdown = pathlib.Path(a.markdown).resolve()
-    elif prof.markdown:
-        markdown = ROOT / prof.markdown
-    else:
-        markdown = out_dir / "BENCHMARKS.md"
+    smoke_dir = "race-smoke" if name == "smoke" else None
+    out_dir, markdown = harness.output_paths(a.out_dir, a.markdown, prof.markdown, smoke_dir)
     only = [s for s in a.only.split(",") if s] or None
-    signal.signal(signal.SIGTERM, lambda s, f: (procs.stop_all(), sys.exit(128 + s)))
+    harness.stop_all_on_sigterm()
     race = Race(prof, out_dir, markdown, a.seed or int(time.time()))
     try:
         race.run(only)
@@ -670,17 +652,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         procs.stop_all()
         if not a.keep_tmp:
-            for sub in (
-                "store",
-                "pytriton-ws",
-                "mlserver-repo",
-                "mlserver-metrics",
-                "mlserver-envs",
-                "bentoml-home",
-            ):
-                shutil.rmtree(race.run_dir / sub, ignore_errors=True)
-            for f in [*race.run_dir.glob("*.pt"), *race.run_dir.glob("*.npy")]:
-                f.unlink(missing_ok=True)
+            harness.clear_run_dir(race.run_dir, ("*.pt", "*.npy"))
     return 0
 
 

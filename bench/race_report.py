@@ -26,7 +26,7 @@ import re
 import statistics
 import sys
 
-__all__ = ["aggregate", "family", "markdown", "plots", "targets_table"]
+__all__ = ["aggregate", "family", "markdown", "pa_line", "plots", "targets_table"]
 
 KNEE_P99_MS = 50.0
 FAMILY_LABEL = {
@@ -262,10 +262,14 @@ def evaluate_targets(res: dict, summary: dict) -> list[dict]:
             }
         )
 
-    def ratio(model: str, c: int, peer: str, need: float, rows: int = 1) -> None:
+    def ratio(model: str, c: int, peer: str, need: float, rows: int = 1, ours: str = "") -> None:
+        """`ours` (default: RunnerFleet over the peer's protocol, `rf` or `rf-http`) ÷ `peer`."""
         key = f"{model}|closed|c{c}|r{rows}"
-        rf, pb = _best_point(summary, "rf", key), _best_point(summary, peer, key)
-        desc = f"{model} c={c} req/s >= {need}x {peer} (best config)"
+        ours = ours or rf_family(peer)
+        rf, pb = _best_point(summary, ours, key), _best_point(summary, peer, key)
+        who = "" if ours == "rf" else f"{ours} "
+        config = "its gRPC" if peer == "rf" else "best config"
+        desc = f"{model} c={c} {who}req/s >= {need}x {peer} ({config})"
         if not rf or not pb or not rf[1]["rps"] or not pb[1]["rps"]:
             add(desc, None, need, True, "no figure for one side")
             return
@@ -328,6 +332,10 @@ def evaluate_targets(res: dict, summary: dict) -> list[dict]:
         add("heavy MLP c=64 >= 50% of in-process rows/s at batch 64", None, 0.5, True, "no figure")
     ratio("resnet18", 16, "triton", 1.2)
     ratio("transformer", 16, "triton", 1.2)
+    # issue 14: RunnerFleet's HTTP/JSON beside Triton's HTTP endpoint (KServe v2 JSON both),
+    # and beside RunnerFleet's own gRPC
+    ratio("iris_clf", 16, "triton-http", 1.2)
+    ratio("iris_clf", 16, "rf", 0.7, ours="rf-http")
     # open loop knee
     for arrival in ("poisson", "constant"):
         kk = f"iris_clf|{arrival}"
@@ -427,13 +435,7 @@ def plots(res: dict, out_dir: pathlib.Path) -> list[pathlib.Path]:
             ax.set_title(m)
             ax.set_xlabel("concurrency")
             ax.set_ylabel("req/s (median; peers: best config)")
-        if axes[0][0].get_legend_handles_labels()[0]:
-            axes[0][0].legend(fontsize=7)
-        fig.tight_layout()
-        p = out_dir / "race_throughput_vs_concurrency.png"
-        fig.savefig(p, dpi=90)
-        plt.close(fig)
-        paths.append(p)
+        paths.append(_save(fig, axes, out_dir / "race_throughput_vs_concurrency.png", 7))
     curves = [(e, kk) for e, v in summary["entries"].items() for kk in v["knees"]]
     if curves:
         keys = sorted({kk for _, kk in curves})
@@ -457,14 +459,20 @@ def plots(res: dict, out_dir: pathlib.Path) -> list[pathlib.Path]:
             ax.set_title(f"{model}, {arrival} arrivals")
             ax.set_xlabel("offered req/s")
             ax.set_ylabel("p99 ms (median)")
-        if axes[0][0].get_legend_handles_labels()[0]:
-            axes[0][0].legend(fontsize=6)
-        fig.tight_layout()
-        p = out_dir / "race_latency_vs_offered_load.png"
-        fig.savefig(p, dpi=90)
-        plt.close(fig)
-        paths.append(p)
+        paths.append(_save(fig, axes, out_dir / "race_latency_vs_offered_load.png", 6))
     return paths
+
+
+def _save(fig, axes, path: pathlib.Path, legend_fontsize: int) -> pathlib.Path:
+    """A legend on the first panel (if anything was drawn), then the figure saved and closed."""
+    import matplotlib.pyplot as plt
+
+    if axes[0][0].get_legend_handles_labels()[0]:
+        axes[0][0].legend(fontsize=legend_fontsize)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
 
 
 # ---- markdown -----------------------------------------------------------------------------------
@@ -479,6 +487,32 @@ def _spread(p: dict, key: str, nd: int) -> str:
     if p.get("repeats", 1) < 2 or lo is None:
         return _f(p.get(key), nd)
     return f"{_f(p.get(key), nd)} [{_f(lo, nd)}-{_f(hi, nd)}]"
+
+
+def pa_load(p: dict) -> str:
+    """A perf_analyzer row's load: `c=16`, `1000 req/s Poisson`, or `-` where it failed before
+    any load was set (perf_analyzer unavailable)."""
+    if p.get("mode") == "c":
+        return f"c={p['value']}"
+    if p.get("mode") == "rate":
+        return f"{p['value']:g} req/s Poisson"
+    return "-"
+
+
+def pa_error(p: dict, max_chars: int) -> str:
+    """`error: <reason>` of a failed perf_analyzer row, on one line, no `|` to break a table."""
+    reason = " ".join(str(p.get("error") or "failed").split()).replace("|", "/")
+    return f"error: {reason[:max_chars]}"
+
+
+def pa_line(p: dict) -> str:
+    """One perf_analyzer result of a run in words (the race's console): figures or the error."""
+    what = " ".join(x for x in (p.get("model"), pa_load(p)) if x and x != "-")
+    head = f"{what}: " if what else ""
+    if "error" in p and "rps" not in p:
+        return head + pa_error(p, 300)
+    stable = "" if p.get("stable", True) else ", not stable"
+    return f"{head}{_f(p['rps'])} req/s, p99 {_f(p.get('p99_ms'), 1)} ms{stable}"
 
 
 def _header(*cols: str) -> list[str]:
@@ -859,12 +893,12 @@ def markdown(res: dict, md_dir: pathlib.Path, plot_paths: list[pathlib.Path], ol
                 x[0],
             ),
         ):
-            load = f"c={p['value']}" if p.get("mode") == "c" else f"{p.get('value')} req/s Poisson"
+            model, load = p.get("model") or "-", pa_load(p)
             if "error" in p:
-                L.append(f"| {e} | {p.get('model')} | {load} | error: {p['error'][:160]} | | | |")
+                L.append(f"| {e} | {model} | {load} | {pa_error(p, 160)} | | | |")
                 continue
             L.append(
-                f"| {e} | {p['model']} | {load} | {_spread(p, 'rps', 0)} | {_f(p['p50_ms'], 2)} | "
+                f"| {e} | {model} | {load} | {_spread(p, 'rps', 0)} | {_f(p['p50_ms'], 2)} | "
                 f"{_f(p['p99_ms'], 1)} | {p['stable']}/{p['repeats']} |"
             )
         L.append("")

@@ -144,11 +144,14 @@ def point(res: dict, system: str, model: str, c: int, source: str = "loadgen") -
     return None
 
 
+def answered_points(res: dict, system: str, model: str) -> list[dict]:
+    """The load generator's points of `system` on `model` that got at least one answer."""
+    pts = res.get("systems", {}).get(system, {}).get("models", {}).get(model, {}).get("loadgen")
+    return [p for p in pts or [] if p.get("requests", 0) > 0]
+
+
 def best_bandwidth(res: dict, system: str) -> tuple[float, int] | None:
-    pts = res.get("systems", {}).get(system, {}).get("models", {}).get("echo", {}).get("loadgen")
-    if not pts:
-        return None
-    good = [p for p in pts if p.get("requests", 0) > 0]
+    good = answered_points(res, system, "echo")
     if not good:
         return None
     b = max(good, key=lambda p: p["mib_per_s"])
@@ -347,8 +350,7 @@ def plots(res: dict, out_dir: pathlib.Path) -> list[pathlib.Path]:
     for ax, model in zip(axes[0], models, strict=True):
         key = "mib_per_s" if model == "echo" else "rps"
         for s in ORDER:
-            pts = res.get("systems", {}).get(s, {}).get("models", {}).get(model, {}).get("loadgen")
-            pts = [p for p in (pts or []) if p.get("requests", 0) > 0]
+            pts = answered_points(res, s, model)
             if not pts:
                 continue
             ax.plot(
@@ -379,8 +381,7 @@ def plots(res: dict, out_dir: pathlib.Path) -> list[pathlib.Path]:
     for ax, model in zip(axes[0], models, strict=True):
         key = "mib_per_s" if model == "echo" else "rps"
         for s in ORDER:
-            pts = res.get("systems", {}).get(s, {}).get("models", {}).get(model, {}).get("loadgen")
-            pts = [p for p in (pts or []) if p.get("requests", 0) > 0]
+            pts = answered_points(res, s, model)
             if not pts:
                 continue
             xs, ys = [p[key] for p in pts], [p["p99_ms"] for p in pts]

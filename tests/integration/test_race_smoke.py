@@ -7,7 +7,8 @@ each loaded closed loop, open loop (Poisson), at 8 rows per request and with a t
 with distinct inputs whose every answer is checked. Asserts that every system answered every
 request right, that the JSON, the report (with its HTTP section) and the plots are written, and
 that the report keeps the sections other tools added between markers (the chaos benchmark's
-among them).
+among them). The report writer's own rules (the RF HTTP ÷ Triton HTTP target, perf_analyzer
+rows that failed) are checked on race results built in the test, as `bench/race.py` records them.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import sys
 
 import pytest
 
+from bench import race, race_report
 from bench.chaos import SECTION_BEGIN, SECTION_END
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -81,6 +83,14 @@ def test_race_smoke_checks_every_answer_and_writes_the_report(tmp_path: pathlib.
     bw = next(t for t in summary["targets"] if t["target"].startswith("4 MiB"))
     assert bw["measured"] is not None
     assert bw["measured"] > 0
+    # issue 14's HTTP rows are in the table; no Triton and no c=16 in the smoke run, so they
+    # say so, never a ratio
+    http_rows = [t for t in summary["targets"] if t["target"].startswith("iris_clf c=16 rf-http")]
+    assert [t["target"].split(">= ")[1] for t in http_rows] == [
+        "1.2x triton-http (best config)",
+        "0.7x rf (its gRPC)",
+    ]
+    assert all((t["result"], t["measured"]) == ("not measured", None) for t in http_rows)
 
     text = md.read_text()
     for heading in ("## Targets", "## Resources", "open loop", "## Over HTTP/JSON"):
@@ -90,3 +100,72 @@ def test_race_smoke_checks_every_answer_and_writes_the_report(tmp_path: pathlib.
     assert "# old report" not in text
     for name in ("race_throughput_vs_concurrency.png", "race_latency_vs_offered_load.png"):
         assert (out_dir / name).stat().st_size > 0
+
+
+def _ok_run(rps: float, perf_analyzer: list[dict] | None = None) -> dict:
+    point = {"mode": "closed", "models": ["iris_clf"], "c": 16, "rows": 1, "rps": rps}
+    point.update(p99_ms=9.0, requests=int(rps))
+    return {
+        "status": "ok",
+        "cold_start_s": 1.0,
+        "verified": {"iris_clf": True},
+        "points": [point],
+        "perf_analyzer": perf_analyzer or [],
+    }
+
+
+def test_quick_race_sets_rf_http_beside_triton_http_and_reports_the_ratio_at_c16() -> None:
+    quick = race.PROFILES["quick"]
+    assert {"rf-http", "triton-d500-i1-http"} <= set(quick.entries)
+    one, two = race.ENTRIES["triton-d500-i1-http"], race.ENTRIES["triton-d500-i2-http"]
+    assert {**one, "instances": 2} == two  # the same Triton over HTTP, one model instance
+    assert race.is_http("triton-d500-i1-http")
+    res = {
+        "entries": {
+            "rf": [_ok_run(1000.0)],
+            "rf-http": [_ok_run(1200.0)],
+            "triton-d500-i1-http": [_ok_run(800.0)],
+            "triton-d500-i2-http": [_ok_run(600.0)],
+        }
+    }
+
+    targets = race_report.aggregate(res)["targets"]
+
+    (t,) = [t for t in targets if t["target"].endswith("triton-http (best config)")]
+    assert t["measured"] == 1200.0 / 800.0  # over Triton HTTP's best configuration
+    assert t["result"] == "met"
+    assert "triton-d500-i1-http" in t["figures"]
+    (g,) = [t for t in targets if t["target"].endswith("rf (its gRPC)")]
+    assert g["measured"] == 1.2
+
+
+def test_failed_perf_analyzer_rows_say_error_and_why_in_the_report_and_the_console() -> None:
+    unavailable = {"error": "RuntimeError: perf_analyzer not found; see\nlogs | here"}
+    failed = {"model": "iris_clf", "mode": "rate", "value": 1000, "error": "exited 1"}
+    measured = {"model": "iris_clf", "mode": "c", "value": 16, "rps": 900.0, "p50_ms": 5.0}
+    measured.update(p99_ms=12.5, stable=True)
+    res = {
+        "meta": {},
+        "runs": [],
+        "entries": {
+            "rf": [_ok_run(1000.0, [unavailable])],
+            "bare": [_ok_run(1500.0, [failed, measured])],
+        },
+    }
+
+    text = race_report.markdown(res, pathlib.Path("."), [])
+
+    section = text.split("## perf_analyzer", 1)[1].split("\n## ", 1)[0]
+    rows = [ln for ln in section.splitlines() if ln.startswith(("| rf |", "| bare |"))]
+    assert "| rf | - | - | error: RuntimeError: perf_analyzer not found; see logs / here |" in (
+        " ".join(rows)
+    )
+    assert "| bare | iris_clf | 1000 req/s Poisson | error: exited 1 |" in " ".join(rows)
+    assert "| bare | iris_clf | c=16 | 900 | 5.00 | 12.5 | 1/1 |" in rows
+    assert len(rows) == 3
+    assert "None" not in section
+    assert race_report.pa_line(unavailable) == (
+        "error: RuntimeError: perf_analyzer not found; see logs / here"
+    )
+    assert race_report.pa_line(failed) == "iris_clf 1000 req/s Poisson: error: exited 1"
+    assert race_report.pa_line(measured) == "iris_clf c=16: 900 req/s, p99 12.5 ms"
