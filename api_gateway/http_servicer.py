@@ -3,6 +3,8 @@
 Inference goes through the same admission, routing, forwarding and metrics as gRPC
 (``infer(request_bytes, deadline_s, protocol=...) -> bytes``); only the HTTP edge decodes
 tensors, because JSON needs them (binary outputs are copied out of the worker's answer).
+System shared memory goes through the plane too (``shm_register``: every worker, all or none),
+so a region registered over HTTP is the one gRPC sees, and the reverse.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from typing import Any
 from api_gateway.plane import GatewayPlane
 from protos import grpc_service_pb2 as pb
 from protos.http_server import PROTOCOL
+from protos.shm import RegionStatus
 
 __all__ = ["GatewayHttpBackend"]
 
@@ -56,3 +59,12 @@ class GatewayHttpBackend:
 
     async def unload(self, request: pb.RepositoryModelUnloadRequest) -> None:
         await self._plane.unload(request.model_name, request.parameters, None)
+
+    async def shm_status(self, name: str) -> list[RegionStatus]:
+        return self._plane.shm_status(name)
+
+    async def shm_register(self, request: pb.SystemSharedMemoryRegisterRequest) -> None:
+        await self._plane.shm_register(request)
+
+    async def shm_unregister(self, name: str) -> None:
+        await self._plane.shm_unregister(name)

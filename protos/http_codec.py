@@ -8,6 +8,10 @@ every tensor in ``raw_input_contents``, so the rest of the request path is the g
 answer goes back as JSON ``data`` unless binary was asked for (``binary_data_output`` on the
 request, ``binary_data`` per output). Typed JSON data is checked against its datatype (no silent
 truncation of 1.5 to INT32, no wrap of 300 to UINT8) and its element count against the shape.
+System shared memory (Triton's extension): a tensor whose parameters name a
+``shared_memory_region`` carries no data in the body, and an output written to a region is
+answered with its name, datatype and shape only (no ``data``, no ``parameters``, no binary
+bytes), as Triton does; the register body and the status list have their JSON forms here too.
 Every client mistake raises ``InvalidArgument`` with what to fix. No HTTP library is imported
 here: the front doors pass bytes and header values in.
 """
@@ -26,6 +30,7 @@ from google.protobuf.message import Message
 from protos import codec
 from protos import grpc_service_pb2 as pb
 from protos.errors import InvalidArgument
+from protos.shm import RegionStatus
 
 __all__ = [
     "HEADER_LENGTH",
@@ -43,6 +48,8 @@ __all__ = [
     "parameters_from_json",
     "parameters_to_json",
     "repository_parameters_from_json",
+    "shm_register_from_json",
+    "shm_status_to_json",
     "message_to_json",
     "dumps",
 ]
@@ -64,7 +71,6 @@ _ACCEPTED_TYPES = frozenset(
 )
 # Parameters of the binary extension: consumed here, never passed on to the model.
 BINARY_PARAMETERS = frozenset({"binary_data_size", "binary_data", "binary_data_output"})
-SHM_REGION = "shared_memory_region"
 
 # Which numpy kinds (of the array json data infers to) each datatype family accepts.
 _KINDS_FOR: dict[str, str] = {"b": "b", "i": "iu", "u": "iu", "f": "iuf"}
@@ -309,7 +315,14 @@ def infer_request_from_http(
         params = tensor.get("parameters")
         entry = request.inputs.add(name=name, datatype=datatype, shape=shape)
         parameters_from_json(entry.parameters, params, what, BINARY_PARAMETERS)
-        size = params.get("binary_data_size") if isinstance(params, dict) else None
+        given = params if isinstance(params, dict) else {}
+        size = given.get("binary_data_size")
+        in_shm = codec.SHM_REGION in given
+        if in_shm and (size is not None or "data" in tensor):
+            raise InvalidArgument(
+                f"{what} names shared-memory region {given[codec.SHM_REGION]!r} and also "
+                "carries data in the body; send one"
+            )
         if size is not None:
             if "data" in tensor:
                 raise InvalidArgument(f"{what} has both 'data' and binary_data_size; send one")
@@ -332,7 +345,7 @@ def infer_request_from_http(
             request.raw_input_contents.append(
                 json_data_to_raw(tensor["data"], datatype, shape, what)
             )
-        elif not isinstance(params, dict) or SHM_REGION not in params:
+        elif not in_shm:
             raise InvalidArgument(
                 f"{what} has no data: send 'data', or binary data with binary_data_size"
             )
@@ -418,7 +431,12 @@ def infer_response_to_http(
             "shape": list(tensor.shape),
         }
         params = parameters_to_json(tensor.parameters) if len(tensor.parameters) else {}
-        if per.get(tensor.name, binary_default):
+        if codec.SHM_REGION in params:
+            # written into the client's region: name, datatype and shape only, as Triton
+            # answers (its C++ client, perf_analyzer's, reads any output "parameters" as
+            # binary data and fails without binary_data_size)
+            params = {}
+        elif per.get(tensor.name, binary_default):
             params["binary_data_size"] = len(raw)
             binaries.append(raw)
         else:
@@ -432,6 +450,44 @@ def infer_response_to_http(
     if not binaries:
         return HttpBody(head, JSON_CONTENT_TYPE)
     return HttpBody(b"".join([head, *binaries]), BINARY_CONTENT_TYPE, len(head))
+
+
+# ---------------------------------------------------------------------------------------------
+# system shared memory: register body and status list
+
+_UINT64_LIMIT = 2**64
+
+
+def _byte_count(doc: dict[str, Any], key: str, what: str, default: int | None) -> int:
+    value = doc.get(key, default)
+    if value is None:
+        raise InvalidArgument(f"{what} needs a {key!r} field (bytes, an integer)")
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < _UINT64_LIMIT:
+        raise InvalidArgument(f"{what}: {key!r} must be a non-negative integer, got {value!r}")
+    return value
+
+
+def shm_register_from_json(name: str, doc: dict[str, Any]) -> pb.SystemSharedMemoryRegisterRequest:
+    """The register request of ``POST v2/systemsharedmemory/region/{name}/register``.
+
+    The body is Triton's ``{"key": $string, "offset": $number, "byte_size": $number}``;
+    ``offset`` is optional (0), ``key`` and ``byte_size`` are required.
+    """
+    what = f"shared-memory region {name!r} register body"
+    key = doc.get("key")
+    if not isinstance(key, str):
+        raise InvalidArgument(f"{what} needs a 'key' string (a POSIX shared-memory name)")
+    return pb.SystemSharedMemoryRegisterRequest(
+        name=name,
+        key=key,
+        offset=_byte_count(doc, "offset", what, 0),
+        byte_size=_byte_count(doc, "byte_size", what, None),
+    )
+
+
+def shm_status_to_json(regions: Sequence[RegionStatus]) -> list[dict[str, Any]]:
+    """Triton's status answer: ``[{"name", "key", "offset", "byte_size"}, ...]``."""
+    return [region._asdict() for region in regions]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -7,11 +7,19 @@ bearer-token auth and TLS. It runs on the process's one asyncio loop, beside grp
 
 Auth is the gRPC side's rule (``protos.auth``), route by route: health is open; every other
 route needs a bearer token or verified client certificate with the scope of the rpc it
-stands for (``/stats`` and repository load/unload: ``control``; the rest: ``inference``).
+stands for (``/stats`` and repository load/unload: ``control``; the rest, system shared
+memory included as SystemSharedMemory* is on gRPC: ``inference``).
 A missing or wrong credential is 401 with ``WWW-Authenticate: Bearer`` (RFC 6750; with
 ``error="invalid_token"`` when one was presented), a valid one without the scope is 403
 (``error="insufficient_scope"``). ``server_ssl_context`` builds the TLS side from the same
 certificate, key and client CA files the process's gRPC server uses.
+
+System shared memory, Triton's HTTP extension: ``GET /v2/systemsharedmemory/status`` and
+``.../region/{name}/status`` (a JSON list of ``{name, key, offset, byte_size}``),
+``POST .../region/{name}/register`` (body ``{key, offset, byte_size}``), ``POST
+.../unregister`` (every region) and ``.../region/{name}/unregister``, over the backend's
+``shm_*`` (the registry or plane gRPC uses). ``/v2/cudasharedmemory/...`` answers 501 with the
+reason, as the CUDA rpcs do.
 
 ``build_infer_request`` is the one place an HTTP infer (headers + body) becomes the internal
 ``ModelInferRequest``; it runs in the request's task, so a hook there (a contextvar such as a
@@ -30,7 +38,9 @@ from aiohttp import web
 from protos import grpc_service_pb2 as pb
 from protos import http_codec
 from protos.auth import CONTROL, INFERENCE, AuthPolicy
+from protos.cuda_shm import cuda_shm_refusal
 from protos.errors import InvalidArgument, PermissionDenied, RunnerFleetError, Unauthenticated
+from protos.shm import RegionStatus
 from protos.status import to_http_status
 
 __all__ = [
@@ -80,6 +90,12 @@ class V2Backend(Protocol):
     async def load(self, request: pb.RepositoryModelLoadRequest) -> None: ...
 
     async def unload(self, request: pb.RepositoryModelUnloadRequest) -> None: ...
+
+    async def shm_status(self, name: str) -> list[RegionStatus]: ...
+
+    async def shm_register(self, request: pb.SystemSharedMemoryRegisterRequest) -> None: ...
+
+    async def shm_unregister(self, name: str) -> None: ...
 
 
 def http_bind_port(http_port: int | None, grpc_port: int, default_port: int) -> int | None:
@@ -160,6 +176,14 @@ class _Routes:
         app.router.add_post("/v2/repository/index", self.repository_index)
         app.router.add_post("/v2/repository/models/{model}/load", self.load)
         app.router.add_post("/v2/repository/models/{model}/unload", self.unload)
+        for base in ("/v2/systemsharedmemory", "/v2/systemsharedmemory/region/{region}"):
+            app.router.add_get(base + "/status", self.shm_status)
+            app.router.add_post(base + "/unregister", self.shm_unregister)
+        app.router.add_post("/v2/systemsharedmemory/region/{region}/register", self.shm_register)
+        for base in ("/v2/cudasharedmemory", "/v2/cudasharedmemory/region/{region}"):
+            app.router.add_get(base + "/status", self.cuda_shm)
+            app.router.add_post(base + "/unregister", self.cuda_shm)
+        app.router.add_post("/v2/cudasharedmemory/region/{region}/register", self.cuda_shm)
 
     @staticmethod
     def _names(request: web.Request) -> tuple[str, str]:
@@ -228,6 +252,23 @@ class _Routes:
         await self._backend.unload(message)
         return web.Response(status=200)
 
+    async def shm_status(self, request: web.Request) -> web.Response:
+        regions = await self._backend.shm_status(request.match_info.get("region", ""))
+        return json_response(http_codec.shm_status_to_json(regions))
+
+    async def shm_register(self, request: web.Request) -> web.Response:
+        doc = await _read_json(request, "shared-memory register body")
+        name = request.match_info["region"]
+        await self._backend.shm_register(http_codec.shm_register_from_json(name, doc))
+        return web.Response(status=200)
+
+    async def shm_unregister(self, request: web.Request) -> web.Response:
+        await self._backend.shm_unregister(request.match_info.get("region", ""))
+        return web.Response(status=200)
+
+    async def cuda_shm(self, request: web.Request) -> web.Response:
+        raise cuda_shm_refusal()
+
 
 def _error_middleware() -> Any:
     @web.middleware
@@ -256,7 +297,10 @@ _CONTROL_PATHS = ("/v2/repository/models/",)  # load and unload: the control sco
 
 
 def _http_scope(path: str) -> str | None:
-    """The scope a route needs, as protos.auth.required_scope says for the same rpc."""
+    """The scope a route needs, as protos.auth.required_scope says for the same rpc.
+
+    Shared-memory routes need ``inference``: SystemSharedMemory* are inference rpcs there.
+    """
     if path in OPEN_PATHS:
         return None
     if path.startswith(_CONTROL_PATHS) or path.endswith("/stats"):

@@ -29,9 +29,16 @@ import stat
 import threading
 from typing import NamedTuple
 
-from protos.errors import InvalidArgument, NotFound
+from protos.errors import InvalidArgument, NotFound, Unimplemented
 
-__all__ = ["RegionStatus", "ShmRegion", "SharedMemoryRegistry", "SHM_DIR", "shm_available"]
+__all__ = [
+    "RegionStatus",
+    "ShmRegion",
+    "SharedMemoryRegistry",
+    "SHM_DIR",
+    "shm_available",
+    "enabled_registry",
+]
 
 SHM_DIR = "/dev/shm"  # where Linux's shm_open keeps its objects
 _KEY = re.compile(r"^/?([A-Za-z0-9._-]{1,250})$")
@@ -238,3 +245,10 @@ class SharedMemoryRegistry:
     def close(self) -> None:
         """Unregister everything (process exit)."""
         self.unregister("")
+
+
+def enabled_registry(shm: SharedMemoryRegistry | None, where: str) -> SharedMemoryRegistry:
+    """``shm``, or UNIMPLEMENTED saying shared memory is off on this ``where`` (a front door)."""
+    if shm is None:
+        raise Unimplemented(f"system shared memory is not enabled on this {where}")
+    return shm

@@ -139,7 +139,7 @@ async def serve(settings: WorkerSettings) -> int:
     )
     await server.start()
     # HTTP enforces the same policy and TLS files as gRPC (protos.http_server)
-    http = await start_http(settings, host, plane, life, policy=policy)
+    http = await start_http(settings, host, plane, life, policy=policy, shm=shm)
     metrics_host = settings.metrics_host or settings.host
     metrics_port = metrics.serve(metrics_host, settings.metrics_port, settings)
     if settings.port_file:

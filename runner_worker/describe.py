@@ -6,12 +6,15 @@ from typing import Any
 
 from protos import grpc_service_pb2 as pb
 from protos import model_config_pb2 as mc
+from protos.server_info import SERVER_NAME, server_version
+from protos.shm import SharedMemoryRegistry, shm_available
 from runner_worker.hosting import HostedModel, ModelHost
 from runner_worker.runner import MethodInfo, ModelRunner
 from runner_worker.settings import WorkerSettings
 from runner_worker.validate import spec_datatype
 
 __all__ = [
+    "server_metadata",
     "model_metadata",
     "model_config",
     "config_of",
@@ -130,6 +133,18 @@ def statistics_works(host: ModelHost) -> bool:
     models = host.hosted()
     return bool(models) and all(
         m.version.isdigit() and str(int(m.version)) == m.version for m in models
+    )
+
+
+def server_metadata(host: ModelHost, shm: SharedMemoryRegistry | None) -> pb.ServerMetadataResponse:
+    """Name, version and the extensions that work now (gRPC and HTTP answer the same)."""
+    extensions = ["model_configuration", "model_repository"]
+    if statistics_works(host):
+        extensions.append("statistics")
+    if shm is not None and shm_available():
+        extensions.append("system_shared_memory")
+    return pb.ServerMetadataResponse(
+        name=SERVER_NAME, version=server_version(), extensions=extensions
     )
 
 

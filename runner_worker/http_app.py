@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from protos.auth import AuthPolicy
 from protos.http_server import HttpServer, http_bind_port, server_ssl_context
+from protos.shm import SharedMemoryRegistry
 from runner_worker.hosting import ModelHost
 from runner_worker.http_servicer import WorkerHttpBackend
 from runner_worker.inference import InferencePlane
@@ -24,16 +25,18 @@ async def start_http(
     life: Lifecycle,
     *,
     policy: AuthPolicy,
+    shm: SharedMemoryRegistry | None = None,
 ) -> HttpServer | None:
     """Bind and start the HTTP server on the running loop (None when ``--http-port`` < 0).
 
-    ``policy`` is the one the gRPC server enforces; TLS comes from the same files.
+    ``policy`` is the one the gRPC server enforces; TLS comes from the same files; ``shm`` is
+    the registry gRPC registers regions in (one set of regions, whichever door registered).
     """
     port = http_bind_port(settings.http_port, settings.port, DEFAULT_HTTP_PORT)
     if port is None:
         return None
     server = HttpServer(
-        WorkerHttpBackend(host, plane, life, settings),
+        WorkerHttpBackend(host, plane, life, settings, shm),
         max_body_bytes=settings.max_message_bytes,
         policy=policy,
         ssl_context=server_ssl_context(settings.tls_cert, settings.tls_key, settings.tls_client_ca),

@@ -1,5 +1,6 @@
-"""The worker's HTTP/REST v2 backend: the same host, describe functions and InferencePlane as
-its gRPC servicer, answered in protobuf messages that ``protos.http_server`` turns into JSON.
+"""The worker's HTTP/REST v2 backend: the same host, describe functions, InferencePlane and
+shared-memory registry as its gRPC servicer, answered in protobuf messages (and region
+statuses) that ``protos.http_server`` turns into JSON.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from typing import Any
 from protos import grpc_service_pb2 as pb
 from protos.errors import InvalidArgument, RunnerFleetError
 from protos.http_server import PROTOCOL
-from protos.server_info import SERVER_NAME, server_version
+from protos.shm import RegionStatus, SharedMemoryRegistry, enabled_registry
 from runner_worker import describe
 from runner_worker.hosting import HostedModel, ModelHost
 from runner_worker.inference import InferencePlane
@@ -23,23 +24,24 @@ class WorkerHttpBackend:
     """A ``protos.http_server.V2Backend`` over this worker's models."""
 
     def __init__(
-        self, host: ModelHost, plane: InferencePlane, life: Lifecycle, settings: WorkerSettings
+        self,
+        host: ModelHost,
+        plane: InferencePlane,
+        life: Lifecycle,
+        settings: WorkerSettings,
+        shm: SharedMemoryRegistry | None = None,
     ) -> None:
         self._host = host
         self._plane = plane
         self._life = life
         self._settings = settings
+        self._shm = shm  # the registry the plane reads and writes regions through
 
     async def server_ready(self) -> bool:
         return self._life.serving
 
     async def server_metadata(self) -> pb.ServerMetadataResponse:
-        extensions = ["model_configuration", "model_repository"]
-        if describe.statistics_works(self._host):
-            extensions.append("statistics")
-        return pb.ServerMetadataResponse(
-            name=SERVER_NAME, version=server_version(), extensions=extensions
-        )
+        return describe.server_metadata(self._host, self._shm)
 
     async def model_ready(self, name: str, version: str) -> bool:
         try:
@@ -91,6 +93,16 @@ class WorkerHttpBackend:
 
     async def unload(self, request: pb.RepositoryModelUnloadRequest) -> None:
         await self._host.unload(request.model_name, _string_param(request, "version"))
+
+    async def shm_status(self, name: str) -> list[RegionStatus]:
+        return enabled_registry(self._shm, "worker").status(name)
+
+    async def shm_register(self, request: pb.SystemSharedMemoryRegisterRequest) -> None:
+        registry = enabled_registry(self._shm, "worker")
+        registry.register(request.name, request.key, request.offset, request.byte_size)
+
+    async def shm_unregister(self, name: str) -> None:
+        enabled_registry(self._shm, "worker").unregister(name)
 
 
 def _string_param(request: Any, key: str) -> str:

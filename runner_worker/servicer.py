@@ -13,9 +13,9 @@ from typing import Any
 from protos import grpc_service_pb2 as pb
 from protos import grpc_service_pb2_grpc as pb_grpc
 from protos.cuda_shm import CudaSharedMemoryRefusal
-from protos.errors import InvalidArgument, RunnerFleetError, Unimplemented
-from protos.server_info import SERVER_NAME, server_version
-from protos.shm import SharedMemoryRegistry, shm_available
+from protos.errors import InvalidArgument, RunnerFleetError
+from protos.server_info import server_version
+from protos.shm import SharedMemoryRegistry, enabled_registry
 from protos.status import aborts_on_error
 from protos.stream import answer_stream
 from protos.tracing import traceparent_from_metadata
@@ -77,14 +77,7 @@ class InferenceServicer(CudaSharedMemoryRefusal, pb_grpc.GRPCInferenceServiceSer
         return pb.ModelReadyResponse(ready=self._life.state is not State.STOPPED)
 
     async def ServerMetadata(self, request: Any, context: Any) -> pb.ServerMetadataResponse:
-        extensions = ["model_configuration", "model_repository"]
-        if describe.statistics_works(self._host):
-            extensions.append("statistics")
-        if self._shm is not None and shm_available():
-            extensions.append("system_shared_memory")
-        return pb.ServerMetadataResponse(
-            name=SERVER_NAME, version=server_version(), extensions=extensions
-        )
+        return describe.server_metadata(self._host, self._shm)
 
     # --------------------------------------------------------------------- metadata
     @aborts_on_error
@@ -165,9 +158,7 @@ class InferenceServicer(CudaSharedMemoryRefusal, pb_grpc.GRPCInferenceServiceSer
 
     # --------------------------------------------------------------------- shared memory
     def _registry(self) -> SharedMemoryRegistry:
-        if self._shm is None:
-            raise Unimplemented("system shared memory is not enabled on this worker")
-        return self._shm
+        return enabled_registry(self._shm, "worker")
 
     @aborts_on_error
     async def SystemSharedMemoryStatus(self, request: Any, context: Any) -> Any:

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from tests.support import procs
+from tests.support.gateway_procs import start_gateway
 
 # Runs in a child process: saves demo models and the in-process predictions to compare with.
 _SEED_SCRIPT = r"""
@@ -67,6 +68,16 @@ def worker(compat_store: pathlib.Path, tags: dict[str, str]):
     handle = procs.start_worker([tags["iris"], tags["digits"]], compat_store)
     try:
         procs.wait_serving(handle.address, 60)
+        yield handle
+    finally:
+        procs.stop(handle)
+
+
+@pytest.fixture(scope="module")
+def gateway(worker):
+    """A gateway in front of the session's worker, one per test module that asks for it."""
+    handle = start_gateway([worker.address])
+    try:
         yield handle
     finally:
         procs.stop(handle)

@@ -11,19 +11,8 @@ import tritonclient.grpc as triton
 from tritonclient.utils import InferenceServerException
 
 from tests.compat import perf_analyzer_setup
-from tests.support import procs
-from tests.support.gateway_procs import start_gateway
 
 pytestmark = [pytest.mark.integration]
-
-
-@pytest.fixture(scope="module")
-def gateway(worker):
-    handle = start_gateway([worker.address])
-    try:
-        yield handle
-    finally:
-        procs.stop(handle)
 
 
 @pytest.fixture

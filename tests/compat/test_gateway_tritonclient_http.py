@@ -12,19 +12,8 @@ from tests.compat.test_worker_tritonclient_http import (
     perf_analyzer,  # noqa: F401 - the session fixture
     run_perf_analyzer,
 )
-from tests.support import procs
-from tests.support.gateway_procs import start_gateway
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def gateway(worker):
-    handle = start_gateway([worker.address])
-    try:
-        yield handle
-    finally:
-        procs.stop(handle)
 
 
 @pytest.fixture

@@ -121,6 +121,37 @@ def test_tokens_and_scopes_over_the_workers_http(token_worker) -> None:
     assert infer_json(port, "iris_clf", IRIS, headers=_bearer(INFERENCE_TOKEN)).status == 200
 
 
+def test_shared_memory_routes_need_the_inference_scope_as_their_rpcs(token_worker) -> None:
+    handle, port = token_worker
+    scope_inference = 'Bearer error="insufficient_scope", scope="inference"'
+    routes = [
+        ("GET", "/v2/systemsharedmemory/status", None),
+        ("GET", "/v2/systemsharedmemory/region/r/status", None),
+        ("POST", "/v2/systemsharedmemory/region/r/register", b'{"key": "/rf-x", "byte_size": 8}'),
+        ("POST", "/v2/systemsharedmemory/region/r/unregister", None),
+        ("POST", "/v2/systemsharedmemory/unregister", None),
+    ]
+    for method, path, body in routes:
+        _assert_refused(call(port, method, path, body), 401, "Bearer")
+        _assert_refused(call(port, method, path, body, _bearer(CONTROL_TOKEN)), 403,
+                        scope_inference)  # fmt: skip
+    allowed = call(port, "GET", "/v2/systemsharedmemory/status", headers=_bearer(INFERENCE_TOKEN))
+    assert allowed.status == 200, allowed.body[:300]
+    assert allowed.json() == []
+    unregistered = call(port, "POST", "/v2/systemsharedmemory/unregister",
+                        headers=_bearer(INFERENCE_TOKEN))  # fmt: skip
+    assert unregistered.status == 200
+    with grpc.insecure_channel(handle.address) as channel:  # the gRPC side draws the same line
+        stub = pb_grpc.GRPCInferenceServiceStub(channel)
+        with pytest.raises(grpc.RpcError) as denied:
+            stub.SystemSharedMemoryStatus(
+                pb.SystemSharedMemoryStatusRequest(),
+                metadata=(("authorization", f"Bearer {CONTROL_TOKEN}"),),
+                timeout=30,
+            )
+    assert denied.value.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
 def test_tls_worker_serves_https_with_its_grpc_certificates(worker_store, certs) -> None:  # noqa: F811
     handle = procs.start_worker(
         "iris_clf",

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import struct
+import uuid
+from multiprocessing import shared_memory
 
 import numpy as np
 import pytest
@@ -15,6 +17,7 @@ from protos import codec, http_codec
 from protos import grpc_service_pb2 as pb
 from protos import model_config_pb2 as mc
 from protos.errors import ErrorCode, InvalidArgument, NotFound, ResourceExhausted, Unavailable
+from protos.shm import RegionStatus, SharedMemoryRegistry
 from protos.status import HTTP_STATUS, to_http_status
 
 
@@ -104,6 +107,26 @@ def test_shared_memory_inputs_pass_their_parameters_and_carry_no_data() -> None:
     params = request.inputs[0].parameters
     assert params["shared_memory_region"].string_param == "in0"
     assert params["shared_memory_byte_size"].int64_param == 16
+
+
+_IN_REGION = {"shared_memory_region": "in0", "shared_memory_byte_size": 8}
+
+
+@pytest.mark.parametrize(
+    ("tensor", "binary"),
+    [
+        ({"parameters": _IN_REGION, "data": [1.0, 2.0]}, None),
+        ({"parameters": {**_IN_REGION, "binary_data_size": 8}}, bytes(8)),
+    ],
+    ids=["json-data", "binary-data"],
+)
+def test_shared_memory_input_with_data_in_the_body_is_refused(
+    tensor: dict, binary: bytes | None
+) -> None:
+    header = _json({"inputs": [{"name": "x", "shape": [2], "datatype": "FP32", **tensor}]})
+    body, length = (header, None) if binary is None else (header + binary, len(header))
+    with pytest.raises(InvalidArgument, match="'in0' and also carries data in the body"):
+        http_codec.infer_request_from_http("m", "", body, length)
 
 
 @pytest.mark.parametrize(
@@ -224,6 +247,66 @@ def test_response_with_binary_outputs() -> None:
     assert "data" not in doc["outputs"][0]
     assert doc["outputs"][1]["data"] == [1, 2]
     np.testing.assert_array_equal(np.frombuffer(answer.body[answer.header_length :]), y)
+
+
+def test_output_in_a_region_is_answered_with_name_datatype_and_shape_only() -> None:
+    segment = shared_memory.SharedMemory(f"/rf-http-{uuid.uuid4().hex[:12]}", create=True, size=512)
+    registry = SharedMemoryRegistry()
+    try:
+        registry.register("out", "/" + segment.name.lstrip("/"), 0, 512)
+        request = pb.ModelInferRequest(model_name="m")
+        into = request.outputs.add(name="y")
+        into.parameters[codec.SHM_REGION].string_param = "out"
+        into.parameters[codec.SHM_BYTE_SIZE].int64_param = 512
+        into.parameters[codec.SHM_OFFSET].int64_param = 64
+        request.outputs.add(name="z")
+        y, z = np.arange(6, dtype=np.float32).reshape(2, 3), np.array([7, 8], np.int16)
+        response = codec.encode_response(request, [y, z], ["y", "z"], registry)
+        answer = http_codec.infer_response_to_http(response, binary_default=True)
+        assert answer.header_length is not None
+        doc = json.loads(answer.body[: answer.header_length])
+        # Triton's answer: no data, no binary bytes, no parameters (its C++ client reads any
+        # output "parameters" as binary data and needs binary_data_size there)
+        assert doc["outputs"] == [
+            {"name": "y", "datatype": "FP32", "shape": [2, 3]},
+            {"name": "z", "datatype": "INT16", "shape": [2],
+             "parameters": {"binary_data_size": z.nbytes}},
+        ]  # fmt: skip
+        assert answer.body[answer.header_length :] == z.tobytes()
+        written = np.frombuffer(segment.buf[64 : 64 + y.nbytes], np.float32).reshape(2, 3)
+        np.testing.assert_array_equal(written, y)
+        del written  # release the view before the segment closes
+        json_answer = json.loads(http_codec.infer_response_to_http(response).body)
+        assert "data" not in json_answer["outputs"][0]
+        assert json_answer["outputs"][1]["data"] == [7, 8]
+    finally:
+        registry.close()
+        segment.close()
+        segment.unlink()
+
+
+def test_shm_register_body_and_status_list() -> None:
+    request = http_codec.shm_register_from_json("in0", {"key": "/k", "byte_size": 64})
+    assert (request.name, request.key, request.offset, request.byte_size) == ("in0", "/k", 0, 64)
+    request = http_codec.shm_register_from_json("r", {"key": "/k", "offset": 8, "byte_size": 1})
+    assert request.offset == 8
+    for doc, needle in [
+        ({"byte_size": 64}, "'key' string"),
+        ({"key": 5, "byte_size": 64}, "'key' string"),
+        ({"key": "/k"}, "needs a 'byte_size'"),
+        ({"key": "/k", "byte_size": -1}, "non-negative integer"),
+        ({"key": "/k", "byte_size": True}, "non-negative integer"),
+        ({"key": "/k", "byte_size": 1.5}, "non-negative integer"),
+        ({"key": "/k", "byte_size": 2**64}, "non-negative integer"),
+        ({"key": "/k", "byte_size": 8, "offset": "0"}, "'offset'"),
+    ]:
+        with pytest.raises(InvalidArgument, match=needle):
+            http_codec.shm_register_from_json("in0", doc)
+    regions = [RegionStatus("a", "/ka", 0, 16), RegionStatus("b", "/kb", 32, 8)]
+    assert http_codec.shm_status_to_json(regions) == [
+        {"name": "a", "key": "/ka", "offset": 0, "byte_size": 16},
+        {"name": "b", "key": "/kb", "offset": 32, "byte_size": 8},
+    ]
 
 
 _DTYPES = st.sampled_from([np.float32, np.float64, np.int8, np.int32, np.uint16, np.int64])
