@@ -34,6 +34,7 @@ from api_gateway.pool import WorkerPool
 from api_gateway.servicer import SERVICE_NAME, GatewayServicer, generic_handler
 from api_gateway.settings import GatewaySettings
 from api_gateway.shm import SharedMemoryForwarder
+from protos import heap
 from protos.auth import is_loopback
 from protos.http_server import HttpServer
 from protos.tracing import configure_tracing
@@ -221,6 +222,7 @@ class GatewayApp:
         )
         self.http_port = self.http.port if self.http is not None else None
         await self.pool.start()
+        heap.settle()  # the libraries, pool and channels live as long as the process
         self._health_ready = True
         self._on_pool_change(self.pool)
         if settings.port_file:

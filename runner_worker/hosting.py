@@ -8,6 +8,7 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from protos import heap
 from protos.codec import MODEL_NAME_REQUIRED
 from protos.errors import InvalidArgument, NotFound, Unavailable, shown
 from protos.tracing import Tracing
@@ -95,6 +96,7 @@ class ModelHost:
         self._store_get = store_get
         self._tracing = tracing or Tracing()
         self._models: dict[str, dict[str, HostedModel]] = {}
+        self._served_cache: dict[str, HostedModel] = {}  # name -> served; reset on load/unload
         self._loading: set[str] = set()
         self._lock = asyncio.Lock()
 
@@ -109,8 +111,12 @@ class ModelHost:
                 raise Unavailable(f"model {name!r} is loading; retry shortly")
             hosted = ", ".join(sorted(self._models)) or "none"
             raise NotFound(f"model {shown(name)} is not hosted by this worker (hosted: {hosted})")
-        key = version or self._served(versions)
-        hosted_model = versions.get(key)
+        if not version:
+            served = self._served_cache.get(name)
+            if served is None:
+                served = self._served_cache[name] = versions[self._served(versions)]
+            return served
+        hosted_model = versions.get(version)
         if hosted_model is None:
             raise NotFound(
                 f"model {name!r} has no version {shown(version)} on this worker "
@@ -176,6 +182,8 @@ class ModelHost:
                         raise
                 hosted = await self._start(model, options or {})
                 self._models.setdefault(hosted.name, {})[hosted.version] = hosted
+                self._served_cache.pop(hosted.name, None)
+                heap.settle()  # the model's objects live as long as it: never walk them again
                 _log.info(
                     "loaded %s:%s (manifest sha256 %s) in %.2f s",
                     hosted.name,
@@ -232,10 +240,12 @@ class ModelHost:
                 what = f"model {name!r}" + (f" version {version!r}" if version else "")
                 raise NotFound(f"{what} is not hosted by this worker")
             removed = [versions.pop(k) for k in keys]
-            if not versions:  # else the served version follows from served_version() again
+            self._served_cache.pop(name, None)  # chosen again from the versions left
+            if not versions:
                 self._models.pop(name, None)
         for hosted in removed:
             await self._stop(hosted, self._settings.drain_timeout_s)
+        heap.settle()  # cycles the unloaded versions leave are freed at the next settle
         return removed
 
     async def _stop(self, hosted: HostedModel, timeout_s: float) -> None:
@@ -257,6 +267,7 @@ class ModelHost:
             await asyncio.gather(*(b.close() for b in hosted.batchers.values()))
             hosted.runner.close()
         self._models.clear()
+        self._served_cache.clear()
 
 
 def _bind(runner: ModelRunner, method: str) -> Any:
