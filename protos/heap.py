@@ -11,16 +11,18 @@ Measured on main (iris, 64 closed-loop clients, 2 cores, ``gc.callbacks`` timing
   walked again and again and promoted into the older generations that full collections walk:
   130 ms of collection per 4 s of load in the gateway (~40 us per request).
 
-``settle()`` (after startup, and in a worker after each model load or unload) collects once,
+``settle()`` (after startup, and in a worker after each model load) collects once,
 then freezes every surviving object (``gc.freeze``: never walked again) and raises the young
 threshold, so short-lived request objects are freed by reference counting before a young
 collection ever sees them. Measured the same way: the gateway's collections in 4 s of load fell
 from 130 ms to 9 ms, and no full collection walked the startup heap again.
 
-Failure modes: an object frozen at a settle that later becomes part of unreachable cycle is
-only freed at the next settle (each one unfreezes, collects and freezes again); a young
-collection walks up to ``YOUNG_THRESHOLD`` objects at once (~5 ms), where the default walked
-700 more often. Reference counting, which frees almost everything, is not affected.
+Failure modes: an object frozen at a settle that later becomes part of an unreachable cycle
+(an unloaded model's, say) is only freed at the next settle (each one unfreezes, collects and
+freezes again); a young collection walks up to ``YOUNG_THRESHOLD`` objects at once (~5 ms),
+where the default walked 700 more often; a settle is one full collection on the event loop
+(~0.1 s in a worker), so a model loaded while serving pauses the worker's other requests that
+long, once. Reference counting, which frees almost everything, is not affected.
 """
 
 from __future__ import annotations

@@ -112,10 +112,7 @@ class ModelHost:
             hosted = ", ".join(sorted(self._models)) or "none"
             raise NotFound(f"model {shown(name)} is not hosted by this worker (hosted: {hosted})")
         if not version:
-            served = self._served_cache.get(name)
-            if served is None:
-                served = self._served_cache[name] = versions[self._served(versions)]
-            return served
+            return self._served_model(name, versions)
         hosted_model = versions.get(version)
         if hosted_model is None:
             raise NotFound(
@@ -135,13 +132,16 @@ class ModelHost:
     def served_version(self, name: str) -> str | None:
         """The version a request for ``name`` without a version runs (None if not hosted)."""
         versions = self._models.get(name)
-        return self._served(versions) if versions else None
+        return self._served_model(name, versions).version if versions else None
 
-    @staticmethod
-    def _served(versions: dict[str, HostedModel]) -> str:
-        chosen = served_version({v: m.created_unix_s for v, m in versions.items()})
-        assert chosen is not None
-        return chosen
+    def _served_model(self, name: str, versions: dict[str, HostedModel]) -> HostedModel:
+        """The served version of ``name`` (cached until a load or unload of it)."""
+        served = self._served_cache.get(name)
+        if served is None:
+            chosen = served_version({v: m.created_unix_s for v, m in versions.items()})
+            assert chosen is not None
+            served = self._served_cache[name] = versions[chosen]
+        return served
 
     @property
     def loading(self) -> set[str]:
@@ -245,8 +245,7 @@ class ModelHost:
                 self._models.pop(name, None)
         for hosted in removed:
             await self._stop(hosted, self._settings.drain_timeout_s)
-        heap.settle()  # cycles the unloaded versions leave are freed at the next settle
-        return removed
+        return removed  # cycles they leave among frozen objects go at the next load's settle
 
     async def _stop(self, hosted: HostedModel, timeout_s: float) -> None:
         await asyncio.gather(*(b.drain(timeout_s) for b in hosted.batchers.values()))
