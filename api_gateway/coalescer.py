@@ -21,6 +21,14 @@ nothing; under open-loop load the regroup costs at most that bound. The regroupe
 reaches the worker as one ForwardBatch, so the worker's hold sees everyone queued at once and
 does not hold again.
 
+Calls in whole worker batches: when more than one full worker batch is queued
+(``full_call_items``, the smallest ``max_batch_size`` among the worker's batching models; 0 =
+unknown), a call takes a whole number of them and leaves the rest for the next call. A call of
+10 items to a worker that runs batches of 8 would run 8 and then 2, paying a batch's fixed cost
+for 2 rows while the 2 could have joined the next full batch: under overload that cost a
+sixth of the worker's throughput. Below that depth (every closed-loop load up to the batch
+size) a call takes everything, as before.
+
 Failure modes: a whole call that fails (worker dead, connection reset) fails each of its
 items with a `transport` outcome, which the forwarder may retry on another replica; one item
 the worker refuses never fails its neighbours; a caller that cancels while its item is still
@@ -113,6 +121,7 @@ class Coalescer:
         self._queue: collections.deque[_Item] = collections.deque()
         self._tasks: set[asyncio.Task[None]] = set()
         self._calls = 0  # calls started and not finished (tasks leave `_tasks` a turn later)
+        self.full_call_items = 0  # rows of one full worker batch (0: unknown); module doc
         self._closed = False
         self.inflight = 0  # items queued or in a call, read by the router
 
@@ -156,11 +165,19 @@ class Coalescer:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    def _call_items(self) -> int:
+        """How many items the next call takes: all, or whole worker batches (module doc)."""
+        full, queued = self.full_call_items, len(self._queue)
+        if not full or queued <= full:
+            return self._max_items
+        return min(queued, self._max_items) // full * full or self._max_items
+
     def _take_batch(self) -> list[_Item]:
         batch: list[_Item] = []
         size_bytes = 0
         now = time.monotonic()
-        while self._queue and len(batch) < self._max_items:
+        limit = self._call_items()
+        while self._queue and len(batch) < limit:
             if batch and size_bytes + len(self._queue[0].request) > self._max_bytes:
                 break  # the worker's message limit holds for the sum; a big one goes alone
             item = self._queue.popleft()

@@ -2,17 +2,26 @@
 
 Two estimates, both per model and both learned from answers this gateway saw:
 
-``ServiceRate``: answers per second over the last second. With ``n`` of the model's requests
-in flight here, a new one waits about ``(n + 1) / rate`` (Little's law; under overload the
-rate is the capacity and in-flight requests queue in the gateway's coalescer and the workers'
-batchers). The plane refuses a request whose remaining deadline is shorter than that
+``ServiceRate``: answers per second, the larger of the rate over the last second and over
+the last ten. With ``n`` of the model's requests in flight here, a new one waits about
+``(n + 1) / rate`` (Little's law; under overload the rate is the capacity and in-flight
+requests queue in the gateway's coalescer and the workers' batchers). The plane refuses a
+request whose remaining deadline is shorter than that plus one service time
 (RESOURCE_EXHAUSTED "estimated wait X ms vs remaining deadline Y ms", reason
 ``deadline_unmeetable``), so in flight stays near ``capacity x deadline`` and what is admitted
 can finish. Below capacity ``n / rate`` is the current latency, so nothing is refused. No
-estimate until a rate is known (``min_answers`` in the window). Failure modes: a rate
-measured while the load was light underestimates capacity for up to a window when load
-jumps (it refuses a little too much for about a second, then the rate catches up); requests
-of very different sizes to one model share one rate.
+estimate until ``min_answers`` came within the ten seconds. Why two windows: the one-second
+rate alone collapses with the answers. At 10x overload on a CPU-starved machine, once the
+answers of one second fell below ``min_answers`` there was no estimate, everything was
+admitted, everything timed out, and the rate never came back (2-7% goodput); and while
+traffic moves off a draining worker the answers stall for a moment, which read as a tiny
+rate and refused requests that would have finished. The ten-second rate remembers the
+capacity through both. Failure modes: a rate measured while the load was light underestimates
+capacity for up to a second when load jumps (it refuses a little too much, then the rate
+catches up); after a real loss of capacity (a worker gone) the ten-second rate overestimates
+it for up to ten seconds, so the gateway admits too much and the workers' own admission
+refuses the excess (slower: their refusals come back with the forward call); requests of
+very different sizes to one model share one rate.
 
 The fastest recent answer (``LatencyFloor``):
 
@@ -64,41 +73,56 @@ class LatencyFloor:
 
 
 class ServiceRate:
-    """Per model: answers per second over the last ``window_s`` seconds."""
+    """Per model: answers per second, the larger of the last ``window_s`` and the last
+    ``memory_s`` (module doc: a stall must not read as "no estimate")."""
 
     def __init__(
         self,
         window_s: float = 1.0,
         min_answers: int = 16,
         clock: Callable[[], float] = time.monotonic,
+        memory_s: float = 10.0,
     ) -> None:
         self._window_s = window_s
+        self._memory_s = max(memory_s, window_s)
         self._min_answers = min_answers
         self._clock = clock
-        self._done: dict[str, collections.deque[float]] = {}
+        self._recent: dict[str, collections.deque[float]] = {}  # answers in the last window_s
+        self._done: dict[str, collections.deque[float]] = {}  # answers in the last memory_s
 
     def observe(self, model: str) -> None:
         """A request of ``model`` was answered (by a worker: OK or the model's own error)."""
         done = self._done.get(model)
         if done is None:
             done = self._done[model] = collections.deque()
+            self._recent[model] = collections.deque()
+        recent = self._recent[model]
         now_s = self._clock()
         done.append(now_s)
-        self._expire(done, now_s)
+        recent.append(now_s)
+        self._expire(done, recent, now_s)
 
-    def _expire(self, done: collections.deque[float], now_s: float) -> None:
-        while done and done[0] < now_s - self._window_s:
+    def _expire(
+        self, done: collections.deque[float], recent: collections.deque[float], now_s: float
+    ) -> None:
+        while done and done[0] < now_s - self._memory_s:
             done.popleft()
+        while recent and recent[0] < now_s - self._window_s:
+            recent.popleft()
 
     def rate_per_s(self, model: str) -> float | None:
-        """Answers per second lately, or None while fewer than ``min_answers`` came."""
+        """Answers per second lately, or None while fewer than ``min_answers`` came in the
+        longer memory (a model not warmed up yet, or idle for that long)."""
         done = self._done.get(model)
         if not done:
             return None
-        self._expire(done, self._clock())
+        recent = self._recent[model]
+        now_s = self._clock()
+        self._expire(done, recent, now_s)
         if len(done) < self._min_answers:
             return None
-        return len(done) / self._window_s
+        span_s = min(self._memory_s, max(now_s - done[0], self._window_s))
+        return max(len(recent) / self._window_s, len(done) / span_s)
 
 
 def estimated_wait_s(inflight: int, rate_per_s: float | None) -> float:

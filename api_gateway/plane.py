@@ -270,6 +270,10 @@ class GatewayPlane:
             )
         inflight = self._model_inflight.get(model, 0)
         wait_s = estimated_wait_s(inflight, self._rate.rate_per_s(model))
+        if wait_s and floor_s is not None:
+            # the estimate is a mean; one answer comes up to one service time later (a batch is
+            # a quantum): the fastest recent answer stands for that service time
+            wait_s += floor_s
         if wait_s * _WAIT_MARGIN > remaining_s:
             self._metrics.rejected.labels("deadline_unmeetable").inc()
             raise ResourceExhausted(

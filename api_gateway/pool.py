@@ -257,6 +257,9 @@ class Worker:
         """Replace the hosted models with a DescribeModels answer."""
         self.models = {(m.name, m.version): m for m in response.models}
         self._names = frozenset(name for name, _ in self.models)
+        # one full worker batch: the smallest batch any hosted batching model runs
+        sizes = [m.config.max_batch_size for m in response.models if m.config.max_batch_size > 0]
+        self.coalescer.full_call_items = min(sizes, default=0)
         self.device = response.device
         self.described = True
 

@@ -114,6 +114,25 @@ async def test_max_items_splits_batches() -> None:
 
 
 @sync
+async def test_calls_carry_whole_worker_batches_when_more_than_one_is_queued() -> None:
+    call = FakeCall(delay_s=0.02)
+    coalescer = Coalescer(call, max_items=100, max_regroup_hold_s=0.0)
+    coalescer.full_call_items = 4
+    first = coalescer.submit(b"first", None)
+    await asyncio.sleep(0)  # the first call is in flight; 10 queue behind it
+    rest = [coalescer.submit(b"%d" % i, None) for i in range(10)]
+    results = await asyncio.gather(first, *rest)
+    assert [r.payload for r in results[1:]] == [b"ok:%d" % i for i in range(10)]
+    # 10 queued: 8 (two whole batches of 4), then the 2 left (no more than one batch: all)
+    assert [len(b) for b in call.batches] == [1, 8, 2]
+    coalescer.full_call_items = 16  # up to one full batch queued: a call takes everything
+    first = coalescer.submit(b"first", None)
+    await asyncio.sleep(0)
+    await asyncio.gather(first, *(coalescer.submit(b"x", None) for _ in range(10)))
+    assert [len(b) for b in call.batches[3:]] == [1, 10]
+
+
+@sync
 async def test_cancelled_and_expired_items_are_not_sent() -> None:
     call = FakeCall(delay_s=0.05)
     coalescer = Coalescer(call)

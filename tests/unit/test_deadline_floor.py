@@ -33,10 +33,11 @@ def test_service_rate_counts_answers_in_the_last_window() -> None:
         now[0] = 0.03 + i * 0.01
         rate.observe("m")
     assert rate.rate_per_s("m") == 100.0  # 100 answers within the last second
-    now[0] = 1.5  # half of them are older than a second now
-    assert rate.rate_per_s("m") is not None
-    assert rate.rate_per_s("m") < 100.0
-    now[0] = 5.0
+    now[0] = 2.0  # a stall: none in the last second, the 100 answers of the last two remain
+    assert rate.rate_per_s("m") == 50.0
+    now[0] = 5.0  # a longer stall: the ten-second memory still knows the capacity
+    assert rate.rate_per_s("m") == 100 / 5.0
+    now[0] = 11.0  # nothing for ten seconds: no estimate
     assert rate.rate_per_s("m") is None
     assert estimated_wait_s(19, 100.0) == 0.2
     assert estimated_wait_s(19, None) == 0.0

@@ -71,3 +71,24 @@ def _described(*versions: tuple[str, float]) -> internal_pb2.DescribeModelsRespo
         hosted.created_unix_s = created_unix_s
         hosted.metadata.platform = f"platform-{version}"
     return response
+
+
+def test_a_full_worker_batch_is_the_smallest_hosted_batch_size() -> None:
+    async def scenario() -> None:
+        settings = GatewaySettings(workers=("127.0.0.1:1",), startup_discovery_timeout_s=0.01)
+        pool = WorkerPool(settings)
+        await pool.start()
+        try:
+            worker = pool.get("127.0.0.1:1")
+            assert worker is not None
+            response = internal_pb2.DescribeModelsResponse()
+            for name, max_batch_size in (("big", 64), ("small", 8), ("unbatched", 0)):
+                response.models.add(name=name, version="1").config.max_batch_size = max_batch_size
+            worker.set_models(response)
+            assert worker.coalescer.full_call_items == 8
+            worker.set_models(internal_pb2.DescribeModelsResponse())
+            assert worker.coalescer.full_call_items == 0  # nothing batches: calls take all
+        finally:
+            await pool.close()
+
+    asyncio.run(scenario())
