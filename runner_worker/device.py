@@ -25,9 +25,9 @@ THREAD_ENV_VARS = (
 
 
 def intra_op_threads(settings: WorkerSettings) -> int | None:
-    """Threads for torch and BLAS/OpenMP: ``--threads``, or by default the usable cores minus
-    one (at least 1), so model code never competes with the event loop and gRPC for every
-    core; None for ``--threads 0`` (the libraries' own default)."""
+    """Threads for torch and BLAS/OpenMP: ``--threads``, or by default the cores this process
+    may use (``--cpus``, its affinity); None for ``--threads 0`` (the libraries' own default,
+    which counts every core of the machine, pinned or not)."""
     if settings.threads is not None:
         return settings.threads or None
     if settings.cpus is not None:
@@ -36,7 +36,7 @@ def intra_op_threads(settings: WorkerSettings) -> int | None:
         cores = len(os.sched_getaffinity(0))
     else:
         cores = os.cpu_count() or 1
-    return max(cores - 1, 1)
+    return max(cores, 1)
 
 
 def pin_process(settings: WorkerSettings) -> None:

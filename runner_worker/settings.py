@@ -40,9 +40,8 @@ class WorkerSettings(TrustSettings):
     runners: tuple[str, ...] = ()  # only these runners of the service (empty = all)
     device: str = "cpu"
     cpus: tuple[int, ...] | None = None
-    # intra-op threads of torch and BLAS/OpenMP: None = auto (the cores this process may use
-    # minus one, at least 1: the event loop and gRPC keep a core; on 2 cores 1 thread measured
-    # 2.7x the requests/s of 2 at heavy_mlp c=64), 0 = the libraries' own default (all cores)
+    # intra-op threads of torch and BLAS/OpenMP: None = auto (the cores this process may use;
+    # docs/ARCHITECTURE.md, "Worker threads"), 0 = the libraries' own default (all cores)
     threads: int | None = None
     # OpenMP's idle threads: PASSIVE sleeps, ACTIVE spins (stealing the event loop's core),
     # "default" leaves OMP_WAIT_POLICY as inherited; an exported OMP_WAIT_POLICY always wins

@@ -22,7 +22,7 @@ __all__ = ["worker"]
 @click.option(
     "--threads",
     type=int,
-    help="Torch and BLAS/OpenMP threads (default: usable cores - 1, at least 1; 0 = theirs).",
+    help="Torch and BLAS/OpenMP threads (default: the usable cores; 0 = the libraries' own).",
 )
 @click.option(
     "--omp-wait-policy",

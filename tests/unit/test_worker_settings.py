@@ -53,16 +53,16 @@ def test_cuda_device_keeps_inherited_visibility(monkeypatch: pytest.MonkeyPatch)
     assert os.environ["CUDA_VISIBLE_DEVICES"] == "3,5"
 
 
-def test_threads_default_to_usable_cores_minus_one(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_threads_default_to_the_usable_cores(monkeypatch: pytest.MonkeyPatch) -> None:
     for var in ("CUDA_VISIBLE_DEVICES", "OMP_WAIT_POLICY", *THREAD_ENV_VARS):
         monkeypatch.delenv(var, raising=False)  # restored after the test
     monkeypatch.setattr(os, "sched_setaffinity", lambda pid, cpus: None)
-    assert intra_op_threads(WorkerSettings(cpus=(0, 1, 2, 3))) == 3
+    assert intra_op_threads(WorkerSettings(cpus=(0, 1, 2, 3))) == 4
     assert intra_op_threads(WorkerSettings(cpus=(5,))) == 1
     assert intra_op_threads(WorkerSettings(threads=2, cpus=(0,))) == 2
     assert intra_op_threads(WorkerSettings(threads=0)) is None  # the libraries' own default
     pin_process(WorkerSettings(cpus=(0, 1)))
-    assert all(os.environ[v] == "1" for v in THREAD_ENV_VARS)
+    assert all(os.environ[v] == "2" for v in THREAD_ENV_VARS)
     assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
 
 
