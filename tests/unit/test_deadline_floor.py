@@ -24,13 +24,17 @@ def test_service_rate_counts_answers_in_the_last_window() -> None:
     from api_gateway.deadline_floor import ServiceRate, estimated_wait_s
 
     now = [0.0]
-    rate = ServiceRate(window_s=1.0, min_answers=4, clock=lambda: now[0])
+    rate = ServiceRate(window_s=1.0, min_answers=4, clock=lambda: now[0], min_span_s=0.5)
     for i in range(3):
         now[0] = i * 0.01
         rate.observe("m")
     assert rate.rate_per_s("m") is None  # fewer than min_answers
-    for i in range(97):
+    for i in range(7):
         now[0] = 0.03 + i * 0.01
+        rate.observe("m")
+    assert rate.rate_per_s("m") is None  # enough answers, but within 0.1 s: warming up
+    for i in range(90):
+        now[0] = 0.10 + i * 0.01
         rate.observe("m")
     assert rate.rate_per_s("m") == 100.0  # 100 answers within the last second
     now[0] = 2.0  # a stall: none in the last second, the 100 answers of the last two remain
