@@ -9,23 +9,24 @@ requests queue in the gateway's coalescer and the workers' batchers). The plane 
 request whose remaining deadline is shorter than that plus one service time
 (RESOURCE_EXHAUSTED "estimated wait X ms vs remaining deadline Y ms", reason
 ``deadline_unmeetable``), so in flight stays near ``capacity x deadline`` and what is admitted
-can finish. Below capacity ``n / rate`` is the current latency, so nothing is refused. No
-estimate until ``min_answers`` came within the ten seconds, spread over at least two: when a
-load starts, the first answers are few and slow (cold caches, the first batches), and 32
-clients sent at once to a model answered 16 times in its first second read as 16 answers/s
-and a 2 s wait, which refused one request the chaos suite's SIGSTOP scenario then counted as
-failed. Why two windows: the one-second
-rate alone collapses with the answers. At 10x overload on a CPU-starved machine, once the
-answers of one second fell below ``min_answers`` there was no estimate, everything was
-admitted, everything timed out, and the rate never came back (2-7% goodput); and while
-traffic moves off a draining worker the answers stall for a moment, which read as a tiny
-rate and refused requests that would have finished. The ten-second rate remembers the
-capacity through both. Failure modes: a rate measured while the load was light underestimates
-capacity for up to a second when load jumps (it refuses a little too much, then the rate
-catches up); after a real loss of capacity (a worker gone) the ten-second rate overestimates
-it for up to ten seconds, so the gateway admits too much and the workers' own admission
-refuses the excess (slower: their refusals come back with the forward call); requests of
-very different sizes to one model share one rate.
+can finish. Below capacity ``n / rate`` is the current latency, so nothing is refused.
+
+Why two windows: the one-second rate alone collapses with the answers. At 10x overload on a
+CPU-starved machine, once one second's answers fell below ``min_answers`` there was no
+estimate, everything was admitted, everything timed out and the rate never came back (2-7%
+goodput); and while traffic moves off a draining worker the answers stall for a moment, which
+read as a tiny rate and refused requests that would have finished. The ten-second rate
+remembers the capacity through both. No estimate until ``min_answers`` came within the ten
+seconds, spread over at least two: a starting load's first answers are few and slow (32
+clients at once, 16 answers in the first second read as 16 answers/s and a 2 s wait, which
+refused one request in the chaos suite's SIGSTOP scenario).
+
+Failure modes: a rate measured while the load was light underestimates capacity for up to a
+second when load jumps (it refuses a little too much, then the rate catches up); after a real
+loss of capacity (a worker gone) the ten-second rate overestimates it for up to ten seconds,
+so the gateway admits too much and the workers' own admission refuses the excess (slower:
+their refusals come back with the forward call); requests of very different sizes to one
+model share one rate.
 
 The fastest recent answer (``LatencyFloor``):
 
