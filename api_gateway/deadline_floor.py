@@ -107,26 +107,27 @@ class ServiceRate:
         now_s = self._clock()
         done.append(now_s)
         recent.append(now_s)
-        self._expire(done, recent, now_s)
-
-    def _expire(
-        self, done: collections.deque[float], recent: collections.deque[float], now_s: float
-    ) -> None:
-        while done and done[0] < now_s - self._memory_s:
+        # expired here and in rate_per_s, inline: both run once per request
+        while done[0] < now_s - self._memory_s:
             done.popleft()
-        while recent and recent[0] < now_s - self._window_s:
+        while recent[0] < now_s - self._window_s:
             recent.popleft()
 
-    def rate_per_s(self, model: str) -> float | None:
+    def rate_per_s(self, model: str, now_s: float | None = None) -> float | None:
         """Answers per second lately, or None while fewer than ``min_answers`` came in the
         longer memory or they span less than ``min_span_s`` (a model warming up, or idle
-        that long: its first answers are slow and few, and would read as a low capacity)."""
+        that long: its first answers are slow and few, and would read as a low capacity).
+        ``now_s``: the clock's reading, when the caller has one."""
         done = self._done.get(model)
         if not done:
             return None
         recent = self._recent[model]
-        now_s = self._clock()
-        self._expire(done, recent, now_s)
+        if now_s is None:
+            now_s = self._clock()
+        while done and done[0] < now_s - self._memory_s:
+            done.popleft()
+        while recent and recent[0] < now_s - self._window_s:
+            recent.popleft()
         if len(done) < self._min_answers or now_s - done[0] < self._min_span_s:
             return None
         span_s = min(self._memory_s, max(now_s - done[0], self._window_s))

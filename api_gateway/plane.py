@@ -70,7 +70,7 @@ from protos.errors import (
 from protos.logformat import request_scope
 from protos.server_info import SERVER_NAME, server_version
 from protos.shm import RegionStatus, shm_available
-from protos.tracing import Tracing
+from protos.tracing import UNTRACED, Tracing
 from store.versions import served_version
 
 __all__ = ["GatewayPlane", "ServiceApis"]
@@ -185,14 +185,18 @@ class GatewayPlane:
         code = "OK"
         message = ""
         admitted = False
-        trace = self._tracing.start_request(
-            "gateway ModelInfer", traceparent, attributes=_SPAN_ATTRIBUTES
-        )
+        if traceparent is None and not self._tracing.enabled:
+            trace = UNTRACED  # nothing to parse, nothing to start: the common case, no calls
+        else:
+            trace = self._tracing.start_request(
+                "gateway ModelInfer", traceparent, attributes=_SPAN_ATTRIBUTES
+            )
         span, trace_id = trace.span, trace.trace_id  # span: None unless sampled
         scope: request_scope | None = None  # the request's log ids, once its header is read
         try:
             header = parse_request_header(request)
-            self._refuse_if_unmeetable(header.model_name, deadline_s)
+            if deadline_s is not None:
+                self._refuse_if_unmeetable(header.model_name, deadline_s)
             scope = request_scope(header.request_id, trace_id)  # id made only if logged
             if self.draining:
                 raise Unavailable(
@@ -251,15 +255,17 @@ class GatewayPlane:
                         "runnerfleet.model_version": header.model_version if header else "",
                     },
                 )
-            _log_request(header, code, message, duration_s, scope or request_scope("", trace_id))
+            if _request_log.isEnabledFor(logging.WARNING if code == "INTERNAL" else logging.DEBUG):
+                _log_request(
+                    header, code, message, duration_s, scope or request_scope("", trace_id)
+                )
 
-    def _refuse_if_unmeetable(self, model: str, deadline_s: float | None) -> None:
+    def _refuse_if_unmeetable(self, model: str, deadline_s: float) -> None:
         """RESOURCE_EXHAUSTED now for what cannot finish in time (api_gateway/deadline_floor.py):
         the deadline left is below the fastest recent answer, or below the estimated wait of
         the requests already in flight for the model at its recent answer rate."""
-        if deadline_s is None:
-            return
-        remaining_s = deadline_s - time.monotonic()
+        now_s = time.monotonic()
+        remaining_s = deadline_s - now_s
         floor_s = self._floor.floor_s(model)
         if floor_s is not None and remaining_s < floor_s:
             self._metrics.rejected.labels("deadline_unmeetable").inc()
@@ -269,7 +275,7 @@ class GatewayPlane:
                 "with a longer deadline"
             )
         inflight = self._model_inflight.get(model, 0)
-        wait_s = estimated_wait_s(inflight, self._rate.rate_per_s(model))
+        wait_s = estimated_wait_s(inflight, self._rate.rate_per_s(model, now_s))
         if wait_s and floor_s is not None:
             # the estimate is a mean; one answer comes up to one service time later (a batch is
             # a quantum): the fastest recent answer stands for that service time
@@ -291,7 +297,9 @@ class GatewayPlane:
         if header.model_version:
             return header
         version = self._served(header.model_name)
-        return header if version is None else header._replace(model_version=version)
+        if version is None:
+            return header
+        return RequestHeader(header.model_name, version, header.request_id)  # not _replace: 3x
 
     def _model_label(self, header: RequestHeader | None, code: str) -> str:
         if header is None:
@@ -477,10 +485,10 @@ def _log_request(
     duration_s: float,
     scope: request_scope,
 ) -> None:
-    """One line per request: DEBUG normally, WARNING for INTERNAL (with the request's ids)."""
+    """One line per request: DEBUG normally, WARNING for INTERNAL (with the request's ids).
+
+    The caller checks that the level is enabled (the hot path skips the call otherwise)."""
     level = logging.WARNING if code == "INTERNAL" else logging.DEBUG
-    if not _request_log.isEnabledFor(level):
-        return
     with scope:
         _request_log.log(
             level,

@@ -154,49 +154,57 @@ def check_request_limits(request: Any, limits: DecodeLimits = DEFAULT_LIMITS) ->
 
     Runs before anything reads tensor data or counts rows: names, number of inputs, rank,
     element count (the product is computed with a bound, so a huge shape costs nothing), the
-    rows (dim 0), and the dims of tensors that carry no elements.
+    rows (dim 0), and the dims of tensors that carry no elements. Runs once per request in
+    the worker: messages are only formatted for a refusal.
     """
-    _check_name("model_name", request.model_name, limits)
-    _check_name("model_version", request.model_version, limits)
+    max_chars = limits.max_name_chars
+    if len(request.model_name) > max_chars or len(request.model_version) > max_chars:
+        _check_name("model_name", request.model_name, limits)
+        _check_name("model_version", request.model_version, limits)
     inputs = request.inputs
     if len(inputs) > limits.max_inputs:
         raise InvalidArgument(
             f"request has {len(inputs)} input tensors; at most {limits.max_inputs} are accepted"
         )
+    max_elements = limits.max_elements
     for tensor in inputs:
-        _check_name("input name", tensor.name, limits)
-        what = f"input {shown(tensor.name)}"
+        if len(tensor.name) > max_chars:
+            _check_name("input name", tensor.name, limits)
         shape = tensor.shape
         if len(shape) > limits.max_rank:
             raise InvalidArgument(
-                f"{what}: {len(shape)} dimensions; at most {limits.max_rank} are accepted"
+                f"{_input(tensor)}: {len(shape)} dimensions; at most {limits.max_rank} are accepted"
             )
         count = 1
         for dim in shape:
             if dim < 0:
                 raise InvalidArgument(
-                    f"{what}: shape {list(shape)} has a negative dimension; "
+                    f"{_input(tensor)}: shape {list(shape)} has a negative dimension; "
                     "tensors on the wire need concrete, non-negative dims"
                 )
-            if count <= limits.max_elements:  # stop multiplying once over: O(1) big ints
+            if count <= max_elements:  # stop multiplying once over: O(1) big ints
                 count *= dim
-        if 0 in shape:
+        if count > max_elements and 0 in shape:  # a 0 after the product went over the bound
             count = 0
-        if count > limits.max_elements:
+        if count > max_elements:
             raise InvalidArgument(
-                f"{what}: shape {list(shape)} has more than {limits.max_elements} elements"
+                f"{_input(tensor)}: shape {list(shape)} has more than {max_elements} elements"
             )
         if shape and shape[0] > limits.max_rows:
             raise InvalidArgument(
-                f"{what}: {shape[0]} rows (dim 0) in one request; at most {limits.max_rows} "
-                "are accepted: split the request"
+                f"{_input(tensor)}: {shape[0]} rows (dim 0) in one request; at most "
+                f"{limits.max_rows} are accepted: split the request"
             )
         if count == 0 and shape and max(shape) > limits.max_empty_dim:
             raise InvalidArgument(
-                f"{what}: shape {list(shape)} has no elements but declares a dimension of "
-                f"{max(shape)}; a tensor without data may declare at most "
+                f"{_input(tensor)}: shape {list(shape)} has no elements but declares a "
+                f"dimension of {max(shape)}; a tensor without data may declare at most "
                 f"{limits.max_empty_dim} (send the data, or 0 rows)"
             )
+
+
+def _input(tensor: Any) -> str:
+    return f"input {shown(tensor.name)}"
 
 
 def parse_infer_request(data: bytes) -> Any:
@@ -221,6 +229,21 @@ def datatype_to_numpy(datatype: str, *, what: str = "tensor") -> np.dtype:
 
 def numpy_to_datatype(dtype: Any) -> str:
     """The wire datatype name for a numpy dtype (any byte order; str/bytes/object -> BYTES)."""
+    if isinstance(dtype, np.dtype):  # every request's arrays: one dict lookup, no np.dtype()
+        known = _DATATYPE_OF_DTYPE.get(dtype)
+        if known is not None:
+            return known
+        name = _datatype_of(dtype)
+        if len(_DATATYPE_OF_DTYPE) < 64:  # bounded: dtypes come from code, not from the wire
+            _DATATYPE_OF_DTYPE[dtype] = name
+        return name
+    return _datatype_of(dtype)
+
+
+_DATATYPE_OF_DTYPE: dict[np.dtype, str] = {}
+
+
+def _datatype_of(dtype: Any) -> str:
     try:
         dt = np.dtype(dtype)
     except TypeError as exc:

@@ -37,6 +37,7 @@ __all__ = [
     "RequestTrace",
     "TraceParent",
     "Tracing",
+    "UNTRACED",
     "configure_tracing",
     "parse_traceparent",
     "traceparent_from_metadata",
@@ -68,7 +69,7 @@ class RequestTrace(NamedTuple):
     traceparent: str  # what the next hop gets when ``span`` is None ("": nothing)
 
 
-_UNTRACED = RequestTrace(None, None, "")
+UNTRACED = RequestTrace(None, None, "")  # no context came, none is sent: tracing off
 
 
 def parse_traceparent(value: str | bytes | None) -> TraceParent | None:
@@ -118,7 +119,7 @@ class Tracing:
         """The request's span (kind SERVER) when sampled, else what to pass on (module doc)."""
         parsed = parse_traceparent(traceparent)
         if parsed is None:
-            return _UNTRACED
+            return UNTRACED
         return RequestTrace(None, parsed.trace_id, _passed_on(parsed, parsed.flags))
 
     def start(
