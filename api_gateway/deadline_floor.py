@@ -107,10 +107,14 @@ class ServiceRate:
         now_s = self._clock()
         done.append(now_s)
         recent.append(now_s)
-        # expired here and in rate_per_s, inline: both run once per request
-        while done[0] < now_s - self._memory_s:
+        self._expire(done, recent, now_s)
+
+    def _expire(
+        self, done: collections.deque[float], recent: collections.deque[float], now_s: float
+    ) -> None:
+        while done and done[0] < now_s - self._memory_s:
             done.popleft()
-        while recent[0] < now_s - self._window_s:
+        while recent and recent[0] < now_s - self._window_s:
             recent.popleft()
 
     def rate_per_s(self, model: str, now_s: float | None = None) -> float | None:
@@ -124,10 +128,7 @@ class ServiceRate:
         recent = self._recent[model]
         if now_s is None:
             now_s = self._clock()
-        while done and done[0] < now_s - self._memory_s:
-            done.popleft()
-        while recent and recent[0] < now_s - self._window_s:
-            recent.popleft()
+        self._expire(done, recent, now_s)
         if len(done) < self._min_answers or now_s - done[0] < self._min_span_s:
             return None
         span_s = min(self._memory_s, max(now_s - done[0], self._window_s))

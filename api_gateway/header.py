@@ -45,18 +45,10 @@ def parse_request_header(data: bytes) -> RequestHeader:
     pos, end = 0, len(data)
     try:
         while pos < end:
-            key = data[pos]  # field keys and short lengths are one byte: no call for those
-            if key < 0x80:
-                pos += 1
-            else:
-                key, pos = _varint(data, pos)
+            key, pos = _varint(data, pos)
             number, wire_type = key >> 3, key & 7
             if wire_type == 2:
-                length = data[pos]
-                if length < 0x80:
-                    pos += 1
-                else:
-                    length, pos = _varint(data, pos)
+                length, pos = _varint(data, pos)
                 if pos + length > end:
                     raise InvalidArgument("malformed ModelInferRequest: truncated field")
                 if number <= _ID:
@@ -83,9 +75,9 @@ def parse_request_header(data: bytes) -> RequestHeader:
         raise InvalidArgument(MODEL_NAME_REQUIRED)
     version = fields.get(_VERSION, "")
     limit = DEFAULT_LIMITS.max_name_chars  # the worker's limit: refuse here, not a hop later
-    if len(name) > limit or len(version) > limit:
-        what, value = ("model_name", name) if len(name) > limit else ("model_version", version)
-        raise InvalidArgument(f"{what} {shown(value)} is longer than {limit} characters")
+    for what, value in (("model_name", name), ("model_version", version)):
+        if len(value) > limit:
+            raise InvalidArgument(f"{what} {shown(value)} is longer than {limit} characters")
     return RequestHeader(name, version, fields.get(_ID, ""))
 
 

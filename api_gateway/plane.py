@@ -70,7 +70,7 @@ from protos.errors import (
 from protos.logformat import request_scope
 from protos.server_info import SERVER_NAME, server_version
 from protos.shm import RegionStatus, shm_available
-from protos.tracing import UNTRACED, Tracing
+from protos.tracing import Tracing
 from store.versions import served_version
 
 __all__ = ["GatewayPlane", "ServiceApis"]
@@ -185,12 +185,9 @@ class GatewayPlane:
         code = "OK"
         message = ""
         admitted = False
-        if traceparent is None and not self._tracing.enabled:
-            trace = UNTRACED  # nothing to parse, nothing to start: the common case, no calls
-        else:
-            trace = self._tracing.start_request(
-                "gateway ModelInfer", traceparent, attributes=_SPAN_ATTRIBUTES
-            )
+        trace = self._tracing.start_request(
+            "gateway ModelInfer", traceparent, attributes=_SPAN_ATTRIBUTES
+        )
         span, trace_id = trace.span, trace.trace_id  # span: None unless sampled
         scope: request_scope | None = None  # the request's log ids, once its header is read
         try:
@@ -255,10 +252,7 @@ class GatewayPlane:
                         "runnerfleet.model_version": header.model_version if header else "",
                     },
                 )
-            if _request_log.isEnabledFor(logging.WARNING if code == "INTERNAL" else logging.DEBUG):
-                _log_request(
-                    header, code, message, duration_s, scope or request_scope("", trace_id)
-                )
+            _log_request(header, code, message, duration_s, scope or request_scope("", trace_id))
 
     def _refuse_if_unmeetable(self, model: str, deadline_s: float) -> None:
         """RESOURCE_EXHAUSTED now for what cannot finish in time (api_gateway/deadline_floor.py):
@@ -485,10 +479,10 @@ def _log_request(
     duration_s: float,
     scope: request_scope,
 ) -> None:
-    """One line per request: DEBUG normally, WARNING for INTERNAL (with the request's ids).
-
-    The caller checks that the level is enabled (the hot path skips the call otherwise)."""
+    """One line per request: DEBUG normally, WARNING for INTERNAL (with the request's ids)."""
     level = logging.WARNING if code == "INTERNAL" else logging.DEBUG
+    if not _request_log.isEnabledFor(level):
+        return
     with scope:
         _request_log.log(
             level,

@@ -117,6 +117,8 @@ class Tracing:
         attributes: Mapping[str, Any] | None = None,
     ) -> RequestTrace:
         """The request's span (kind SERVER) when sampled, else what to pass on (module doc)."""
+        if not traceparent:
+            return UNTRACED  # most requests: nothing to parse
         parsed = parse_traceparent(traceparent)
         if parsed is None:
             return UNTRACED

@@ -18,7 +18,7 @@ from protos.errors import ErrorCode, Internal, InvalidArgument, RunnerFleetError
 from protos.logformat import request_scope
 from protos.ratelimited_log import BAD_REQUESTS
 from protos.shm import SharedMemoryRegistry
-from protos.tracing import UNTRACED, Tracing
+from protos.tracing import Tracing
 from runner_worker.hosting import HostedModel, ModelHost
 from runner_worker.metrics import WorkerMetrics
 from runner_worker.runner import MethodInfo
@@ -113,20 +113,15 @@ class InferencePlane:
         that does not parse is ignored. ``protocol`` names the front door it came in by (the
         metrics' ``protocol`` label).
         """
+        attributes = None
         if self._tracing.enabled:
             attributes = {
                 "rpc.method": "ModelInfer",
                 "runnerfleet.model": request.model_name,
                 "runnerfleet.model_version": request.model_version,
             }
-            # sampled or not is decided here, once: an unsampled request has no span (None)
-            trace = self._tracing.start_request(
-                "worker ModelInfer", traceparent, attributes=attributes
-            )
-        elif traceparent is None:
-            trace = UNTRACED  # tracing off and no context to pass on: the common case
-        else:
-            trace = self._tracing.start_request("worker ModelInfer", traceparent)
+        # sampled or not is decided here, once: an unsampled request has no span (None)
+        trace = self._tracing.start_request("worker ModelInfer", traceparent, attributes=attributes)
         span = trace.span
         exemplar_id = None if span is None else trace.trace_id
         with request_scope(request.id, trace.trace_id):  # an id is made only if logged
