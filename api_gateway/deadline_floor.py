@@ -50,6 +50,9 @@ from collections.abc import Callable
 
 __all__ = ["LatencyFloor", "ServiceRate", "estimated_wait_s"]
 
+# answers between two expiries on the observe path: at most this many stale stamps linger
+_EXPIRE_EVERY = 64
+
 
 class LatencyFloor:
     """Per model: the minimum of the last ``window`` successful end-to-end durations."""
@@ -107,7 +110,8 @@ class ServiceRate:
         now_s = self._clock()
         done.append(now_s)
         recent.append(now_s)
-        self._expire(done, recent, now_s)
+        if not len(done) % _EXPIRE_EVERY:  # bounded memory; ``rate_per_s`` expires for itself
+            self._expire(done, recent, now_s)
 
     def _expire(
         self, done: collections.deque[float], recent: collections.deque[float], now_s: float

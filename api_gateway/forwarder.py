@@ -131,7 +131,17 @@ class Forwarder:
             if tried:
                 self._on_retry(header.model_name)
             attempts += 1
-            outcome = await self._attempt(worker, header, request, deadline, tried, trace)
+            delay_s = self._hedge_delay_s(worker, header, tried)
+            if delay_s is None:  # nothing to hedge (or nowhere to): one call, no timer
+                sent_s = time.monotonic()
+                call = self._call(worker, request, deadline, trace, len(tried))
+                tried.append(worker.address)
+                outcome = await call  # cancelling the caller cancels the call (and its worker's)
+                self._settle(worker, outcome, time.monotonic() - sent_s, header.model_name)
+            else:
+                outcome = await self._hedged(
+                    worker, delay_s, header, request, deadline, tried, trace
+                )
             if outcome.code is None:
                 return outcome.payload
             if not is_retryable(outcome.code, transport=outcome.transport):
@@ -160,23 +170,21 @@ class Forwarder:
         await self._pool.wait_change(remaining_s)
         return True
 
-    async def _attempt(
+    async def _hedged(
         self,
         first: Worker,
+        delay_s: float,
         header: RequestHeader,
         request: bytes,
         deadline: float | None,
         tried: list[str],
         trace: _Trace,
     ) -> ForwardOutcome:
-        """One attempt on `first`, hedged to another replica if it runs past the model's p95."""
+        """One attempt on `first`, hedged to another replica if it runs past `delay_s`."""
         model = header.model_name
-        delay_s = self._hedge_delay_s(first, header, tried)
         started_s = time.monotonic()
         call = self._call(first, request, deadline, trace, len(tried))
         tried.append(first.address)
-        if delay_s is None:  # nothing to hedge (or nowhere to): just wait, no timer
-            return await self._single(first, call, started_s, model)
         calls: dict[asyncio.Future[ForwardOutcome], tuple[Worker, float]] = {
             _future(call): (first, started_s)
         }
@@ -193,15 +201,14 @@ class Forwarder:
                 for future in done:
                     worker, sent_s = calls.pop(future)
                     outcome = future.result()
-                    self._report(worker, outcome, time.monotonic() - sent_s, model)
                     retryable = outcome.code is not None and is_retryable(
                         outcome.code, transport=outcome.transport
                     )
                     if not retryable or not calls:
                         answered = outcome.code is None
-                        if outcome.code is ErrorCode.NOT_FOUND:
-                            self._on_not_found(worker)
+                        self._settle(worker, outcome, time.monotonic() - sent_s, model)
                         return outcome
+                    self._report(worker, outcome, time.monotonic() - sent_s, model)
         finally:
             now_s = time.monotonic()
             for future, (worker, sent_s) in calls.items():
@@ -225,15 +232,13 @@ class Forwarder:
                 return self._hedger.delay_s(name)
         return None
 
-    async def _single(
-        self, worker: Worker, call: Awaitable[ForwardOutcome], sent_s: float, model: str
-    ) -> ForwardOutcome:
-        """An attempt that is not hedged: its one call's outcome, reported like any other."""
-        outcome = await call  # cancelling the caller cancels the call (and its worker call)
-        self._report(worker, outcome, time.monotonic() - sent_s, model)
+    def _settle(
+        self, worker: Worker, outcome: ForwardOutcome, elapsed_s: float, model: str
+    ) -> None:
+        """The outcome an attempt returns: reported, and a NOT_FOUND tells the pool."""
+        self._report(worker, outcome, elapsed_s, model)
         if outcome.code is ErrorCode.NOT_FOUND:
             self._on_not_found(worker)
-        return outcome
 
     def _hedge(
         self,

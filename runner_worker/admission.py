@@ -25,7 +25,7 @@ still runs requests that did not wait (only waiting beyond the budget sheds them
 from __future__ import annotations
 
 import dataclasses
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from protos.errors import DeadlineExceeded, InvalidArgument, ResourceExhausted, RunnerFleetError
 from runner_worker.adaptive import BatchCostModel
@@ -33,8 +33,7 @@ from runner_worker.adaptive import BatchCostModel
 __all__ = ["Arrival", "Backlog", "Waiting", "Refusal", "Admission", "BudgetAdmission"]
 
 
-@dataclasses.dataclass(frozen=True)
-class Arrival:
+class Arrival(NamedTuple):  # a tuple: a frozen dataclass's __init__ cost 1 us per request
     """A request at the door, after splitting into at most max_batch_size-row parts."""
 
     rows: int

@@ -70,12 +70,21 @@ def stack_key(arrays: Sequence[np.ndarray], dim: int) -> tuple[Any, ...]:
     return tuple(key)
 
 
-def stack(requests: Sequence[Sequence[np.ndarray]], dim: int) -> list[np.ndarray]:
-    """Concatenate each input across requests along ``dim`` (one request: no copy)."""
+def stack(
+    requests: Sequence[Sequence[np.ndarray]],
+    dim: int,
+    keys: Sequence[object] | None = None,
+) -> list[np.ndarray]:
+    """Concatenate each input across requests along ``dim`` (one request: no copy).
+
+    ``keys``: each request's ``stack_key``, when the caller has them (the batcher measured
+    them on arrival), so they are not worked out again per batch.
+    """
     if len(requests) == 1:
         return list(requests[0])
-    keys = {stack_key(r, dim) for r in requests}
-    if len(keys) != 1:
+    if keys is None:
+        keys = [stack_key(r, dim) for r in requests]
+    if len(set(keys)) != 1:
         raise InvalidArgument("requests with different trailing shapes or dtypes cannot stack")
     return [np.concatenate(parts, axis=dim) for parts in zip(*requests, strict=True)]
 

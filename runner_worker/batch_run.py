@@ -25,7 +25,7 @@ __all__ = ["Item", "run_bisecting"]
 RunBatch = Callable[[list[np.ndarray]], Awaitable[list[np.ndarray]]]
 
 
-@dataclasses.dataclass(eq=False)
+@dataclasses.dataclass(eq=False, slots=True)
 class Item:
     """One queued request (or one chunk of a split request) and the future that answers it."""
 
@@ -85,7 +85,9 @@ async def _run(
     t1 = t2 = t0
     try:
         if p.batchable:
-            arrays = batch_ops.stack([i.arrays for i in items], p.batch_dim[0])
+            arrays = batch_ops.stack(
+                [i.arrays for i in items], p.batch_dim[0], [i.key for i in items]
+            )
         else:
             arrays = items[0].arrays
         t1 = time.perf_counter()

@@ -54,7 +54,6 @@ class BatchReport:
 class BatchObserver(Protocol):
     """Receives the batcher's events; implemented by the worker's metrics/statistics."""
 
-    def on_queue_depth(self, depth: int) -> None: ...
     def on_shed(self, reason: str) -> None: ...
     def on_rejected(self, reason: str) -> None: ...
     def on_batch(self, report: BatchReport) -> None: ...
@@ -80,9 +79,6 @@ class BatchTracer(Protocol):
 
 class NullObserver:
     """Ignores every event (a batcher nobody watches)."""
-
-    def on_queue_depth(self, depth: int) -> None:
-        pass
 
     def on_shed(self, reason: str) -> None:
         pass

@@ -192,7 +192,6 @@ class Batcher:
         in_system = len(self._queue) + self._inflight_requests
         self.hold.on_arrival(now_s, arrival.rows, in_system=in_system, busy=busy)
         self._idle.clear()
-        self._observer.on_queue_depth(len(self._queue))
         self._wakeup.set()
         if len(items) == 1:
             return await items[0].future
@@ -277,7 +276,6 @@ class Batcher:
                 continue
             hold_from_s = None
             batch = self._take_batch(time.monotonic())
-            self._observer.on_queue_depth(len(self._queue))
             if not batch:
                 self._mark_idle()
                 continue
@@ -349,5 +347,4 @@ class Batcher:
 
     def _fail_queued(self, reason: str) -> None:
         self._queue.fail_all(lambda: Unavailable(f"{self.name}: {reason}"))
-        self._observer.on_queue_depth(0)
         self._mark_idle()

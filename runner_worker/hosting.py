@@ -33,9 +33,6 @@ class _Events:
         self._metrics = metrics
         self._stats = stats
 
-    def on_queue_depth(self, depth: int) -> None:
-        self._metrics.on_queue_depth(depth)
-
     def on_shed(self, reason: str) -> None:
         self._metrics.on_shed(reason)
 
@@ -228,6 +225,7 @@ class ModelHost:
                 ),
             )
             batchers[method].start()
+            self._metrics.watch_queue(runner.name, method, batchers[method])
             method_metrics[method] = mm
         return HostedModel(runner, stats, batchers, method_metrics, load_s)
 

@@ -124,70 +124,61 @@ class InferencePlane:
         trace = self._tracing.start_request("worker ModelInfer", traceparent, attributes=attributes)
         span = trace.span
         exemplar_id = None if span is None else trace.trace_id
-        with request_scope(request.id, trace.trace_id):  # an id is made only if logged
-            return await self._infer(request, deadline_s, span, exemplar_id, protocol)
-
-    async def _infer(
-        self,
-        request: pb.ModelInferRequest,
-        deadline_s: float | None,
-        span: object,
-        exemplar_id: str | None,
-        protocol: str,
-    ) -> pb.ModelInferResponse:
         start_s = time.perf_counter()
         hosted: HostedModel | None = None
         method = _UNKNOWN
         code = "OK"
         message = ""
-        try:
-            if not request.model_name:
-                raise InvalidArgument(codec.MODEL_NAME_REQUIRED)
-            codec.check_request_limits(request)  # O(1) refusals before any lookup or decode
-            hosted = self._host.get(request.model_name, request.model_version)
-            method = request_method(request) or hosted.runner.default_method
-            info = hosted.runner.method(method)
+        # one frame per request (no inner coroutine): the scope's ids are made only if logged
+        with request_scope(request.id, trace.trace_id):
             try:
-                arrays = codec.decode_request_inputs(request, self._shm, limits=None)  # checked
-                validate_inputs(hosted.name, info, arrays)
-            except InvalidArgument:
-                hosted.metrics[method].on_rejected("invalid_input")
-                raise
-            empty = empty_outputs(info, arrays)
-            if empty is not None:  # 0 rows to a batchable method: 0 rows back, no model call
-                outputs = empty
-            else:
-                batcher = hosted.batchers[method]
-                outputs = await batcher.submit(
-                    arrays, deadline_s=request_deadline_s(request, deadline_s), trace=span
+                if not request.model_name:
+                    raise InvalidArgument(codec.MODEL_NAME_REQUIRED)
+                codec.check_request_limits(request)  # O(1) refusals before any lookup or decode
+                hosted = self._host.get(request.model_name, request.model_version)
+                method = request_method(request) or hosted.runner.default_method
+                info = hosted.runner.method(method)
+                try:
+                    arrays = codec.decode_request_inputs(request, self._shm, limits=None)
+                    validate_inputs(hosted.name, info, arrays)
+                except InvalidArgument:
+                    hosted.metrics[method].on_rejected("invalid_input")
+                    raise
+                empty = empty_outputs(info, arrays)
+                if empty is not None:  # 0 rows to a batchable method: 0 rows back, no model call
+                    outputs = empty
+                else:
+                    batcher = hosted.batchers[method]
+                    outputs = await batcher.submit(
+                        arrays, deadline_s=request_deadline_s(request, deadline_s), trace=span
+                    )
+                encode_start_s = time.perf_counter()
+                response = codec.encode_response(
+                    request, outputs, info.output_names(len(outputs)), self._shm
                 )
-            encode_start_s = time.perf_counter()
-            response = codec.encode_response(
-                request, outputs, info.output_names(len(outputs)), self._shm
-            )
-            response.model_name = hosted.name
-            response.model_version = hosted.version
-            hosted.stats.compute_output.ns += int((time.perf_counter() - encode_start_s) * 1e9)
-            return response
-        except RunnerFleetError as exc:
-            code, message = exc.code.value, exc.message
-            if exc.code is ErrorCode.INVALID_ARGUMENT:
-                BAD_REQUESTS.warning("refused a request: %s", exc.message[:200])
-            raise
-        except asyncio.CancelledError:
-            code = "CANCELLED"
-            raise
-        except Exception as exc:  # noqa: BLE001 - anything unexpected is INTERNAL, with its text
-            code, message = "INTERNAL", f"{type(exc).__name__}: {exc}"
-            raise Internal(message) from exc
-        finally:
-            duration_s = time.perf_counter() - start_s
-            self._account(hosted, method, code, duration_s, exemplar_id, protocol)
-            if span is not None:
-                version = hosted.version if hosted is not None else request.model_version
-                attributes = {"runnerfleet.method": method, "runnerfleet.model_version": version}
-                self._tracing.end(span, status=code, message=message, attributes=attributes)
-            _log_request(request, method, code, message, duration_s)
+                response.model_name = hosted.name
+                response.model_version = hosted.version
+                hosted.stats.compute_output.ns += int((time.perf_counter() - encode_start_s) * 1e9)
+                return response
+            except RunnerFleetError as exc:
+                code, message = exc.code.value, exc.message
+                if exc.code is ErrorCode.INVALID_ARGUMENT:
+                    BAD_REQUESTS.warning("refused a request: %s", exc.message[:200])
+                raise
+            except asyncio.CancelledError:
+                code = "CANCELLED"
+                raise
+            except Exception as exc:  # noqa: BLE001 - anything unexpected is INTERNAL, with its text
+                code, message = "INTERNAL", f"{type(exc).__name__}: {exc}"
+                raise Internal(message) from exc
+            finally:
+                duration_s = time.perf_counter() - start_s
+                self._account(hosted, method, code, duration_s, exemplar_id, protocol)
+                if span is not None:
+                    version = hosted.version if hosted is not None else request.model_version
+                    ended = {"runnerfleet.method": method, "runnerfleet.model_version": version}
+                    self._tracing.end(span, status=code, message=message, attributes=ended)
+                _log_request(request, method, code, message, duration_s)
 
     def _account(
         self,

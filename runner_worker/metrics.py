@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import weakref
+from collections.abc import Callable
+from typing import Protocol
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from protos.metrics_http import metrics_access, serve_metrics
@@ -49,6 +53,18 @@ LATENCY_BUCKETS_S = (
     5.0,
     10.0,
 )
+
+
+class QueueSource(Protocol):
+    """What the queue-depth gauge reads (a Batcher)."""
+
+    @property
+    def queue_depth(self) -> int: ...
+
+
+def _queued_reader(watched: weakref.WeakSet[QueueSource]) -> Callable[[], float]:
+    """A gauge source read at scrape time (the metrics thread): requests queued now."""
+    return lambda: float(sum(source.queue_depth for source in list(watched)))
 
 
 class WorkerMetrics:
@@ -104,6 +120,7 @@ class WorkerMetrics:
         self.queue_depth = Gauge(
             "runnerfleet_worker_queue_depth", "Requests waiting in the queue.", mm, registry=r
         )
+        self._queues: dict[tuple[str, str], weakref.WeakSet[QueueSource]] = {}
         self.shed = Counter(
             "runnerfleet_worker_shed_total",
             "Requests dropped before running.",
@@ -134,6 +151,16 @@ class WorkerMetrics:
         """Report the worker as serving (1) or not (0)."""
         self.up.labels(self.worker_id, self.device).set(1 if serving else 0)
 
+    def watch_queue(self, model: str, method: str, batcher: QueueSource) -> None:
+        """``runnerfleet_worker_queue_depth`` of model/method: its batchers' queues, summed
+        when scraped (every loaded version of the model; nothing is set per request)."""
+        key = (model, method)
+        watched = self._queues.get(key)
+        if watched is None:
+            watched = self._queues[key] = weakref.WeakSet()
+            self.queue_depth.labels(model, method).set_function(_queued_reader(watched))
+        watched.add(batcher)
+
     def method(self, model: str, method: str) -> MethodMetrics:
         """The label children of one model method, touched so dashboards have no gaps."""
         return MethodMetrics(self, model, method)
@@ -162,7 +189,6 @@ class MethodMetrics:
         self.inference_duration = metrics.inference_duration.labels(*labels)
         self.batch_rows = metrics.batch_rows.labels(*labels)
         self.batch_requests = metrics.batch_requests.labels(*labels)
-        self.queue_depth = metrics.queue_depth.labels(*labels)
         self._shed = {r: metrics.shed.labels(*labels, r) for r in SHED_REASONS}
         self._rejected = {r: metrics.rejected.labels(*labels, r) for r in REJECT_REASONS}
 
@@ -187,9 +213,6 @@ class MethodMetrics:
             duration.observe(duration_s)
         else:
             duration.observe(duration_s, exemplar={"trace_id": trace_id})
-
-    def on_queue_depth(self, depth: int) -> None:
-        self.queue_depth.set(depth)
 
     def on_shed(self, reason: str) -> None:
         self._shed[reason].inc()

@@ -331,6 +331,10 @@ def test_gateway_forwards_over_tls_with_each_workers_credential(cluster, certs, 
             timeout=20, metadata=bearer(gw["control"]),
         )  # fmt: skip
         assert sum(s.inference_count for s in stats.model_stats) >= 40
+        # one call without a credential: refused and counted (this test needs no other first)
+        with pytest.raises(grpc.RpcError) as refused:
+            stub.ModelInfer(codec.encode_request("iris_clf", [IRIS_X]), timeout=20)
+        assert refused.value.code() == UNAUTHENTICATED
     with tls_channel(cluster["T"].address, certs) as ch:
         assert _inference_count(ch, bearer(tokens["control"])) > t_before
     with tls_channel(cluster["M"].address, certs, "admin") as ch:

@@ -27,9 +27,6 @@ class _Observer:
     def __init__(self) -> None:
         self.shed: list[str] = []
 
-    def on_queue_depth(self, depth: int) -> None:
-        pass
-
     def on_shed(self, reason: str) -> None:
         self.shed.append(reason)
 

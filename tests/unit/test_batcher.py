@@ -52,9 +52,6 @@ class Recorder:
         self.rejected: list[str] = []
         self.reports: list[BatchReport] = []
 
-    def on_queue_depth(self, depth: int) -> None:
-        pass
-
     def on_shed(self, reason: str) -> None:
         self.shed.append(reason)
 
