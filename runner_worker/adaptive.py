@@ -23,11 +23,8 @@ class BatchCostModel:
         self.fixed_s = 0.0
         self.per_row_s = 0.0
         self.observations = 0
-
-    @property
-    def known(self) -> bool:
-        """True once at least one batch has been timed."""
-        return self.observations > 0
+        # True once at least one batch has been timed (an attribute: read per queued request)
+        self.known = False
 
     def observe(self, rows: int, seconds: float) -> None:
         """Add one batch of ``rows`` rows that took ``seconds`` to run."""
@@ -38,6 +35,7 @@ class BatchCostModel:
         self._nn = self._nn * d + rows * rows
         self._nt = self._nt * d + rows * seconds
         self.observations += 1
+        self.known = True
         mean_n, mean_t = self._n / self._w, self._t / self._w
         var_n = self._nn / self._w - mean_n * mean_n
         if var_n > 1e-6 * max(1.0, mean_n * mean_n):
@@ -49,8 +47,9 @@ class BatchCostModel:
         self.fixed_s = max(mean_t - self.per_row_s * mean_n, 0.0)
 
     def predict_s(self, rows: int) -> float:
-        """Expected execution time of a batch of ``rows`` rows (0 before any observation)."""
-        return self.fixed_s + self.per_row_s * rows if self.known else 0.0
+        """Expected execution time of a batch of ``rows`` rows (0 before any observation:
+        both coefficients start at 0)."""
+        return self.fixed_s + self.per_row_s * rows
 
 
 class ArrivalRate:
