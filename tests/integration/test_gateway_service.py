@@ -85,5 +85,6 @@ def test_metadata_config_and_index(client):
     names = {m.name: m.reason for m in index.models}
     assert names["classify"] == "gateway service API"
     assert "iris_clf" in names
+    client.infer("classify", IRIS_X)  # one success of its own: no other test needs to run first
     stats = client._stub.ModelStatistics(pb.ModelStatisticsRequest(name="classify"))
     assert stats.model_stats[0].inference_stats.success.count >= 1
