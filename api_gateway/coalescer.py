@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, NamedTuple
@@ -115,7 +114,7 @@ class Coalescer:
         self._solo_call = solo_call
         self._solo_min_bytes = solo_min_bytes
         self._regroup_target = 0  # queue length a held call waits for (0: not holding)
-        self._regrouped = asyncio.Event()
+        self._regrouped: asyncio.Future[None] | None = None  # wakes the held call
         self._last_answered = 0  # items the last finished call answered
         self._last_hold_until_s = 0.0  # until when those callers are expected back
         self._queue: collections.deque[_Item] = collections.deque()
@@ -144,7 +143,7 @@ class Coalescer:
             return future
         self._queue.append(_Item(request, deadline, future, traceparent))
         if self._regroup_target and len(self._queue) >= self._regroup_target:
-            self._regrouped.set()
+            _wake(self._regrouped)
         if self._calls < self._max_calls:
             self._start(*self._regroup_after_last_call())
         return future
@@ -205,13 +204,17 @@ class Coalescer:
         """
         if len(self._queue) >= target or hold_s <= 0:
             return
+        loop = asyncio.get_running_loop()
+        # a future and a timer, not wait_for: that costs a task and its callbacks per call
+        waiter = self._regrouped = loop.create_future()
         self._regroup_target = target
-        self._regrouped.clear()
+        timer = loop.call_later(hold_s, _wake, waiter)
         try:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._regrouped.wait(), hold_s)
+            await waiter
         finally:
+            timer.cancel()
             self._regroup_target = 0
+            self._regrouped = None
 
     async def _run(self, regroup_target: int = 0, hold_s: float = 0.0) -> None:
         try:
@@ -343,6 +346,12 @@ def _cancel_when_abandoned(batch: list[_Item], call: asyncio.Future[Any]) -> Non
 
     for item in batch:
         item.future.add_done_callback(on_done)
+
+
+def _wake(waiter: asyncio.Future[None] | None) -> None:
+    """End a regroup hold (its queue target was reached, or its time is up)."""
+    if waiter is not None and not waiter.done():
+        waiter.set_result(None)
 
 
 def _timeout_s(deadline: float | None, now: float) -> float:

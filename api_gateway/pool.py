@@ -268,12 +268,10 @@ class Worker:
     ) -> list[ForwardOutcome]:
         if len(items) == 1:
             return [await self._forward_one(*items[0])]
-        request = internal_pb2.ForwardBatchRequest(
-            items=[
-                internal_pb2.ForwardItem(request=r, timeout_s=t, traceparent=tp)
-                for r, t, tp in items
-            ]
-        )
+        request = internal_pb2.ForwardBatchRequest()
+        add = request.items.add
+        for r, t, tp in items:  # in place: a message per item and its copy cost twice as much
+            add(request=r, timeout_s=t, traceparent=tp)
         try:
             response = await self.internal.ForwardBatch(
                 request, timeout=timeout_s, metadata=self.inference_metadata

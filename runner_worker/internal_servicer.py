@@ -46,9 +46,14 @@ class InternalServicer(ipb_grpc.WorkerInternalServicer):
         results = await asyncio.gather(
             *(self._forward(item, outer_deadline_s) for item in request.items)
         )
-        return ipb.ForwardBatchResponse(results=results)
+        response = ipb.ForwardBatchResponse()
+        add = response.results.add
+        for code, payload, message in results:  # in place: no message per item to copy
+            add(code=code, response=payload, message=message)
+        return response
 
-    async def _forward(self, item: Any, outer_deadline_s: float | None) -> ipb.ForwardResult:
+    async def _forward(self, item: Any, outer_deadline_s: float | None) -> tuple[int, bytes, str]:
+        """One item's ForwardResult fields: (status number, response bytes, message)."""
         deadline_s = outer_deadline_s
         if item.timeout_s > 0:
             own = time.monotonic() + item.timeout_s
@@ -62,8 +67,8 @@ class InternalServicer(ipb_grpc.WorkerInternalServicer):
                 ) from None
             response = await self._plane.infer(req, deadline_s, item.traceparent or None)
         except RunnerFleetError as exc:
-            return ipb.ForwardResult(code=status_number(exc.code), message=exc.message)
-        return ipb.ForwardResult(response=response.SerializeToString())
+            return status_number(exc.code), b"", exc.message
+        return 0, response.SerializeToString(), ""  # 0: OK
 
     async def DescribeModels(self, request: Any, context: Any) -> ipb.DescribeModelsResponse:
         # a hosted model is loaded and warmed up; it is ready while the worker admits work
