@@ -50,20 +50,24 @@ def save_echo_versions(home: pathlib.Path, max_saves: int = 40) -> tuple[str, st
     """Save echo versions (old, mid, new), created in that order, where mid sorts before old.
 
     So neither "the version that sorts last" nor "the last one loaded" is the newest by
-    accident: versions are random strings, and saves repeat (bounded) until mid < old.
+    accident: versions are random strings, and saves repeat (bounded) until one sorts before
+    an earlier one, which becomes old. Compared with the greatest earlier save, not the
+    first: the first can sort so early that 40 saves find nothing before it (a CI run drew
+    23z5d66p4intm55y); now every save would have to be a new greatest.
     """
     from runnerfleet import demo_models
 
     previous = os.environ.get("RUNNERFLEET_HOME")
     os.environ["RUNNERFLEET_HOME"] = str(home)
     try:
-        old = str(demo_models.save_echo().version)
+        old = str(demo_models.save_echo().version)  # the greatest version saved so far
         for _ in range(max_saves):
             mid = str(demo_models.save_echo().version)
             if mid < old:
                 break
+            old = mid
         else:
-            raise AssertionError(f"no echo version sorting before {old} in {max_saves} saves")
+            raise AssertionError(f"no echo version sorting before an earlier one in {max_saves}")
         new = str(demo_models.save_echo().version)
         return old, mid, new
     finally:
