@@ -132,15 +132,15 @@ class Forwarder:
                 self._on_retry(header.model_name)
             attempts += 1
             delay_s = self._hedge_delay_s(worker, header, tried)
+            sent_s = time.monotonic()
+            call = self._call(worker, request, deadline, trace, len(tried))
+            tried.append(worker.address)
             if delay_s is None:  # nothing to hedge (or nowhere to): one call, no timer
-                sent_s = time.monotonic()
-                call = self._call(worker, request, deadline, trace, len(tried))
-                tried.append(worker.address)
                 outcome = await call  # cancelling the caller cancels the call (and its worker's)
                 self._settle(worker, outcome, time.monotonic() - sent_s, header.model_name)
             else:
                 outcome = await self._hedged(
-                    worker, delay_s, header, request, deadline, tried, trace
+                    worker, call, sent_s, delay_s, header, request, deadline, tried, trace
                 )
             if outcome.code is None:
                 return outcome.payload
@@ -173,6 +173,8 @@ class Forwarder:
     async def _hedged(
         self,
         first: Worker,
+        call: Awaitable[ForwardOutcome],
+        started_s: float,
         delay_s: float,
         header: RequestHeader,
         request: bytes,
@@ -180,11 +182,9 @@ class Forwarder:
         tried: list[str],
         trace: _Trace,
     ) -> ForwardOutcome:
-        """One attempt on `first`, hedged to another replica if it runs past `delay_s`."""
+        """The attempt `call` on `first` (sent at `started_s`), hedged to another replica if
+        it runs past `delay_s`."""
         model = header.model_name
-        started_s = time.monotonic()
-        call = self._call(first, request, deadline, trace, len(tried))
-        tried.append(first.address)
         calls: dict[asyncio.Future[ForwardOutcome], tuple[Worker, float]] = {
             _future(call): (first, started_s)
         }

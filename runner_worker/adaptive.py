@@ -22,7 +22,6 @@ class BatchCostModel:
         self._w = self._n = self._t = self._nn = self._nt = 0.0
         self.fixed_s = 0.0
         self.per_row_s = 0.0
-        self.observations = 0
         # True once at least one batch has been timed (an attribute: read per queued request)
         self.known = False
 
@@ -34,7 +33,6 @@ class BatchCostModel:
         self._t = self._t * d + seconds
         self._nn = self._nn * d + rows * rows
         self._nt = self._nt * d + rows * seconds
-        self.observations += 1
         self.known = True
         mean_n, mean_t = self._n / self._w, self._t / self._w
         var_n = self._nn / self._w - mean_n * mean_n
