@@ -13,7 +13,10 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-__all__ = ["ProcStat", "cpu_s_by_group", "group_cpu_s", "group_rss", "read_all", "tree_pgids"]
+__all__ = [
+    "ProcStat", "cpu_s_by_group", "group_cpu_s", "group_rss", "machine_ticks", "read_all",
+    "steal_share", "tree_pgids",
+]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -93,3 +96,24 @@ def tree_pgids(root_pid: int) -> list[int]:
                 seen.add(child)
                 todo.append(child)
     return sorted({group.get(pid, pid) for pid in seen})
+
+
+def machine_ticks() -> tuple[int, int]:
+    """(steal, total) clock ticks of the whole machine so far, from `/proc/stat`'s "cpu" line.
+
+    Steal is time a virtual CPU was runnable but the hypervisor ran something else: on a shared
+    host it is the noise no repeat can average away. (0, 0) where `/proc/stat` cannot be read.
+    """
+    try:
+        with open("/proc/stat") as f:
+            fields = [int(v) for v in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return 0, 0
+    # user nice system idle iowait irq softirq steal guest guest_nice; guest is inside user
+    return (fields[7] if len(fields) > 7 else 0), sum(fields[:8])
+
+
+def steal_share(before: tuple[int, int], after: tuple[int, int]) -> float | None:
+    """The share of the machine's CPU time stolen between two `machine_ticks()` readings."""
+    total = after[1] - before[1]
+    return (after[0] - before[0]) / total if total > 0 else None

@@ -12,8 +12,15 @@ run. Every point is measured with this tree's load generator (`bench/loadgen.py`
 process), the two sides back to back in each repeat, the order alternating between repeats so
 drift hits both alike. The table gives req/s median [min-max] per side, the ratio new/base per
 repeat (same repeat, adjacent windows) and its median, p50/p99 medians (base/new), the CPU per
-request of the gateway and of the worker process apart (ms, from /proc), and the mean batch
-the worker ran (its ModelStatistics).
+request of the gateway and of the worker process apart (ms, from /proc), the mean batch
+the worker ran (its ModelStatistics), and the share of the machine's CPU time the hypervisor
+stole while the point ran (`/proc/stat`; on a shared host the noise no repeat averages away).
+
+`--control` starts a third cluster from the base revision ("control": its own store, worker and
+gateway) and measures it in every repeat beside the other two, the order rotating. Its ratio
+control/base per repeat is an A/A test: how far two identical clusters differ in adjacent
+windows on this machine in this run. A point is a regression beyond noise only when new/base
+(median) is below the lowest control/base ratio of the same point; above the highest, faster.
 
 `--profile MODEL:C` runs one more window per side at that point while `py-spy record
 --nonblocking` samples the gateway and the worker, and prints `bench.profile`'s digest of each
@@ -35,6 +42,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from bench import profile
+from bench.proc_stat import machine_ticks, steal_share
 from runnerfleet.supervisor import Supervisor, cli_command, wait_serving
 
 __all__ = ["main"]
@@ -145,21 +153,24 @@ PointRunner = Callable[[Side, str, int, argparse.Namespace, str], dict]
 
 
 def measure(
-    sides: tuple[Side, Side], a: argparse.Namespace, out_dir: str, run_point: PointRunner = load
+    sides: tuple[Side, ...], a: argparse.Namespace, out_dir: str, run_point: PointRunner = load
 ) -> list[dict]:
-    """Every (model, concurrency) point, both sides per repeat, alternating who goes first."""
-    base, new = sides
+    """Every (model, concurrency) point, every side per repeat, rotating who goes first (two
+    sides alternate)."""
     rows: list[dict] = []
     flip = 0
     for model in a.models.split(","):
         for concurrency in (int(c) for c in a.concurrency.split(",")):
-            runs: dict[str, list[dict]] = {"base": [], "new": []}
+            runs: dict[str, list[dict]] = {side.label: [] for side in sides}
+            ticks_before = machine_ticks()
             for _ in range(a.repeats):
-                order = (base, new) if flip % 2 == 0 else (new, base)
+                k = flip % len(sides)
+                order = sides[k:] + sides[:k]
                 flip += 1
                 for side in order:
                     runs[side.label].append(run_point(side, model, concurrency, a, out_dir))
             row = summarise(model, concurrency, runs)
+            row["steal_share"] = steal_share(ticks_before, machine_ticks())
             rows.append(row)
             print(line(row), flush=True)
     return rows
@@ -220,22 +231,45 @@ def summarise(model: str, concurrency: int, runs: dict[str, list[dict]]) -> dict
     ]
     row["ratios"] = ratios
     row["ratio_median"] = statistics.median(ratios)
+    if "control" in runs:
+        control = [
+            c["rps"] / b["rps"] if b["rps"] else float("nan")
+            for b, c in zip(runs["base"], runs["control"], strict=True)
+        ]
+        row["control_ratios"] = control
+        row["noise_band"] = [min(control), max(control)]
+        row["verdict"] = verdict(row["ratio_median"], control)
     return row
+
+
+def verdict(ratio_median: float, control_ratios: list[float]) -> str:
+    """new/base against the A/A band of the same point: below its lowest ratio is a regression
+    beyond noise, above its highest is faster, else within noise."""
+    if ratio_median < min(control_ratios):
+        return "regression"
+    if ratio_median > max(control_ratios):
+        return "faster"
+    return "within noise"
 
 
 def line(row: dict) -> str:
     b, n = row["base"], row["new"]
     spread = lambda s: f"{s['median']:6.0f} [{s['min']:.0f}-{s['max']:.0f}]"  # noqa: E731
     ratios = " ".join(f"{r:.2f}" for r in row["ratios"])
+    control = ""
+    if "control_ratios" in row:
+        aa = " ".join(f"{r:.2f}" for r in row["control_ratios"])
+        control = f"control/base ({aa}): {row['verdict']} | "
     return (
         f"{row['model']:<10} c={row['concurrency']:<3} "
         f"base {spread(b['rps'])} new {spread(n['rps'])} req/s | "
-        f"new/base {row['ratio_median']:.2f} ({ratios}) | "
+        f"new/base {row['ratio_median']:.2f} ({ratios}) | {control}"
         f"p50 {b['p50_ms']:.2f}/{n['p50_ms']:.2f} p99 {b['p99_ms']:.2f}/{n['p99_ms']:.2f} ms | "
         f"cpu ms/req gw {b['gateway_cpu_ms_per_req']:.3f}/{n['gateway_cpu_ms_per_req']:.3f} "
         f"worker {b['worker_cpu_ms_per_req']:.3f}/{n['worker_cpu_ms_per_req']:.3f} | "
         f"batch {b['mean_batch']:.1f}/{n['mean_batch']:.1f} | "
         f"errors {b['errors']}/{n['errors']}"
+        + (f" | steal {row['steal_share']:.0%}" if row.get("steal_share") is not None else "")
     )
 
 
@@ -256,6 +290,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup-s", type=float, default=1.0)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--json", default="", help="also write the rows here")
+    parser.add_argument(
+        "--control", action="store_true", help="a second base cluster: the A/A noise band"
+    )
     parser.add_argument("--profile", default="", help="MODEL:C: py-spy on gateways and workers")
     parser.add_argument("--profile-dir", default=str(ROOT / ".cache" / "regress" / "profiles"))
     parser.add_argument("--skip-measure", action="store_true", help="only the --profile window")
@@ -269,26 +306,30 @@ def main(argv: list[str] | None = None) -> int:
     else:
         dirty = " (+ uncommitted changes)" if _git("status", "--porcelain", "-uno") else ""
         new = Side("new", ROOT, _git("rev-parse", "--short", "HEAD") + dirty)
+    sides = (base, new)
+    if a.control:
+        sides = (base, new, Side("control", base.tree, base.rev))
     models = a.models.split(",")
     load_before = _loadavg()
     print(f"base {base.rev} ({base.tree})\nnew  {new.rev} ({new.tree})", flush=True)
     with tempfile.TemporaryDirectory(prefix="rf-regress-") as tmp:
         try:
-            for side in (base, new):
+            for side in sides:
                 home = os.path.join(tmp, f"store-{side.label}")
                 start_side(side, models, home)
             print(f"load average before: {load_before}", flush=True)
-            rows = [] if a.skip_measure else measure((base, new), a, tmp)
+            rows = [] if a.skip_measure else measure(sides, a, tmp)
             if a.profile:
                 profile_gateways((base, new), a.profile, a, pathlib.Path(a.profile_dir))
         finally:
-            for side in (new, base):
+            for side in reversed(sides):
                 stop_side(side)
     load_after = _loadavg()
     print(f"load average after: {load_after}")
     if a.json:
         report = {
-            "base": base.rev, "new": new.rev, "duration_s": a.duration_s, "repeats": a.repeats,
+            "base": base.rev, "new": new.rev, "control": a.control,
+            "duration_s": a.duration_s, "repeats": a.repeats,
             "load_average_before": load_before, "load_average_after": load_after, "rows": rows,
         }  # fmt: skip
         pathlib.Path(a.json).write_text(json.dumps(report, indent=1))
