@@ -37,6 +37,7 @@ from api_gateway.shm import SharedMemoryForwarder
 from protos import heap
 from protos.auth import is_loopback
 from protos.http_server import HttpServer
+from protos.runtime_settings import RuntimeSettings
 from protos.tracing import configure_tracing
 
 __all__ = ["GatewayApp", "serve", "run", "write_port_file"]
@@ -200,7 +201,10 @@ class GatewayApp:
             tracing=self.tracing,
             shm=self.shm,
         )
-        self.server.add_generic_rpc_handlers((generic_handler(GatewayServicer(self.plane)),))
+        self.runtime = RuntimeSettings(self.tracing)  # Triton's trace and log settings
+        self.server.add_generic_rpc_handlers(
+            (generic_handler(GatewayServicer(self.plane, self.runtime)),)
+        )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection(
             (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), self.server
@@ -219,6 +223,7 @@ class GatewayApp:
             policy=policy,
             apis=apis,
             on_reject=lambda reason: self.metrics.rejected.labels(reason).inc(),
+            runtime=self.runtime,
         )
         self.http_port = self.http.port if self.http is not None else None
         await self.pool.start()

@@ -13,6 +13,7 @@ from api_gateway.service_http import add_service_routes
 from api_gateway.settings import GatewaySettings
 from protos.auth import AuthPolicy
 from protos.http_server import HttpServer, http_bind_port, server_ssl_context
+from protos.runtime_settings import RuntimeSettings
 
 __all__ = ["start_http", "DEFAULT_HTTP_PORT"]
 
@@ -26,6 +27,7 @@ async def start_http(
     policy: AuthPolicy,
     apis: Any = None,
     on_reject: Any = lambda reason: None,
+    runtime: RuntimeSettings | None = None,
 ) -> HttpServer | None:
     """Bind and start the gateway's HTTP server (None when ``--http-port`` < 0)."""
     port = http_bind_port(settings.http_port, settings.port, DEFAULT_HTTP_PORT)
@@ -37,6 +39,7 @@ async def start_http(
         policy=policy,
         ssl_context=server_ssl_context(settings.tls_cert, settings.tls_key, settings.tls_client_ca),
         on_reject=on_reject,
+        runtime=runtime,
     )
     if apis is not None:
         add_service_routes(server.app, apis, plane.infer)

@@ -357,6 +357,7 @@ class GatewayPlane:
             extensions.append("statistics")
         if self._shm is not None and shm_available():
             extensions.append("system_shared_memory")
+        extensions += ["logging", "trace"]  # protos/runtime_settings.py
         return pb.ServerMetadataResponse(
             name=SERVER_NAME, version=server_version(), extensions=extensions
         )

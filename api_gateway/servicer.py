@@ -20,6 +20,7 @@ from api_gateway.plane import GatewayPlane
 from protos import grpc_service_pb2 as pb
 from protos.cuda_shm import CudaSharedMemoryRefusal
 from protos.errors import InvalidArgument, RunnerFleetError
+from protos.runtime_settings import RuntimeSettings, RuntimeSettingsRpcs
 from protos.status import aborts_on_error
 from protos.stream import answer_stream
 from protos.tracing import traceparent_from_metadata
@@ -29,11 +30,13 @@ __all__ = ["GatewayServicer", "SERVICE_NAME", "generic_handler"]
 SERVICE_NAME = "inference.GRPCInferenceService"
 
 
-class GatewayServicer(CudaSharedMemoryRefusal):
-    """Every rpc of inference.GRPCInferenceService, each one call into the data plane."""
+class GatewayServicer(CudaSharedMemoryRefusal, RuntimeSettingsRpcs):
+    """Every rpc of inference.GRPCInferenceService, each one call into the data plane (trace
+    and log settings: into the gateway process's own, ``protos.runtime_settings``)."""
 
-    def __init__(self, plane: GatewayPlane) -> None:
+    def __init__(self, plane: GatewayPlane, runtime: RuntimeSettings) -> None:
         self._plane = plane
+        self._runtime = runtime
 
     # -- inference (hot path) -------------------------------------------------------------
 
@@ -213,6 +216,8 @@ _UNARY: dict[str, tuple[Any, Any]] = {
         pb.CudaSharedMemoryUnregisterRequest,
         pb.CudaSharedMemoryUnregisterResponse,
     ),
+    "TraceSetting": (pb.TraceSettingRequest, pb.TraceSettingResponse),
+    "LogSettings": (pb.LogSettingsRequest, pb.LogSettingsResponse),
 }
 
 

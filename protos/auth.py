@@ -64,6 +64,8 @@ CONTROL_METHODS = frozenset(
         "/inference.GRPCInferenceService/RepositoryModelLoad",
         "/inference.GRPCInferenceService/RepositoryModelUnload",
         "/inference.GRPCInferenceService/ModelStatistics",
+        "/inference.GRPCInferenceService/TraceSetting",
+        "/inference.GRPCInferenceService/LogSettings",
         "/runnerfleet.internal.v1.WorkerInternal/Drain",
     }
 )

@@ -21,6 +21,12 @@ System shared memory, Triton's HTTP extension: ``GET /v2/systemsharedmemory/stat
 ``shm_*`` (the registry or plane gRPC uses). ``/v2/cudasharedmemory/...`` answers 501 with the
 reason, as the CUDA rpcs do.
 
+Triton's logging and trace extensions, given the process's ``RuntimeSettings``: ``GET|POST
+/v2/logging`` (a JSON object of ``log_*`` settings, native JSON types) and ``GET|POST
+/v2/trace/setting`` and ``/v2/models/{m}/trace/setting`` (values are strings, ``trace_level``
+a list, as Triton answers; a POSTed ``null`` clears a setting). A POST answers the settings
+after the change. These need the ``control`` scope, as the rpcs do.
+
 ``build_infer_request`` is the one place an HTTP infer (headers + body) becomes the internal
 ``ModelInferRequest``; it runs in the request's task, so a hook there (a contextvar such as a
 trace context) is visible to the backend call that follows.
@@ -40,6 +46,7 @@ from protos import http_codec
 from protos.auth import CONTROL, INFERENCE, AuthPolicy
 from protos.cuda_shm import cuda_shm_refusal
 from protos.errors import InvalidArgument, PermissionDenied, RunnerFleetError, Unauthenticated
+from protos.runtime_settings import RuntimeSettings
 from protos.shm import RegionStatus
 from protos.status import to_http_status
 
@@ -270,6 +277,51 @@ class _Routes:
         raise cuda_shm_refusal()
 
 
+class _RuntimeRoutes:
+    """Triton's logging and trace-setting routes over one process's ``RuntimeSettings``."""
+
+    def __init__(self, runtime: RuntimeSettings) -> None:
+        self._runtime = runtime
+
+    def add_to(self, app: web.Application) -> None:
+        app.router.add_get("/v2/logging", self.logging)
+        app.router.add_post("/v2/logging", self.logging)
+        for path in ("/v2/trace/setting", "/v2/models/{model}/trace/setting"):
+            app.router.add_get(path, self.trace)
+            app.router.add_post(path, self.trace)
+
+    async def logging(self, request: web.Request) -> web.Response:
+        if request.method == "GET":
+            return json_response(self._runtime.log_settings())
+        doc = await _read_json(request, "log settings body")
+        return json_response(self._runtime.update_log_settings(doc))
+
+    async def trace(self, request: web.Request) -> web.Response:
+        model = request.match_info.get("model", "")
+        if request.method == "GET":
+            now = self._runtime.trace_settings(model)
+        else:
+            doc = await _read_json(request, "trace settings body")
+            now = self._runtime.update_trace_settings(
+                {key: _trace_values(key, value) for key, value in doc.items()}, model
+            )
+        # as Triton answers: trace_level a list, every other setting one string
+        return json_response(
+            {key: values if key == "trace_level" else values[0] for key, values in now.items()}
+        )
+
+
+def _trace_values(key: str, value: Any) -> list[str] | None:
+    """A POSTed trace setting: a string, a list of strings, or null (clear it)."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return value
+    raise InvalidArgument(f"trace setting {key!r} must be a string, a list of strings or null")
+
+
 def _error_middleware() -> Any:
     @web.middleware
     async def errors(request: web.Request, handler: _Handler) -> web.StreamResponse:
@@ -293,7 +345,7 @@ def _error_middleware() -> Any:
     return errors
 
 
-_CONTROL_PATHS = ("/v2/repository/models/",)  # load and unload: the control scope
+_CONTROL_PATHS = ("/v2/repository/models/", "/v2/logging", "/v2/trace/")  # control scope
 
 
 def _http_scope(path: str) -> str | None:
@@ -303,7 +355,7 @@ def _http_scope(path: str) -> str | None:
     """
     if path in OPEN_PATHS:
         return None
-    if path.startswith(_CONTROL_PATHS) or path.endswith("/stats"):
+    if path.startswith(_CONTROL_PATHS) or path.endswith(("/stats", "/trace/setting")):
         return CONTROL
     return INFERENCE
 
@@ -376,12 +428,15 @@ class HttpServer:
         policy: AuthPolicy | None = None,
         ssl_context: ssl.SSLContext | None = None,
         on_reject: Callable[[str], None] = lambda reason: None,
+        runtime: RuntimeSettings | None = None,
     ) -> None:
         middlewares = [_error_middleware()]
         if policy is not None and policy.enabled:
             middlewares.insert(0, _auth_middleware(policy, on_reject))
         self.app = web.Application(client_max_size=max_body_bytes, middlewares=middlewares)
         _Routes(backend).add_to(self.app)
+        if runtime is not None:
+            _RuntimeRoutes(runtime).add_to(self.app)
         self._ssl = ssl_context
         self._runner: web.AppRunner | None = None
         self.port = 0

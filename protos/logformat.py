@@ -6,7 +6,8 @@ every line logged while a request is handled, at any depth, carries ``request_id
 plain context manager (no generator), and a request that came without an id gets one only
 when a line about it is written (the same one for every line of that scope). Entering one
 scope object again (the request's last line) keeps its ids. ``configure_logging`` is called
-once by each CLI command (``--log-format text|json``).
+once by each CLI command (``--log-format text|json``); ``protos.runtime_settings`` changes the
+format and the severities written while the process runs (Triton's logging extension).
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ __all__ = [
     "JsonFormatter",
     "LOG_FORMATS",
     "configure_logging",
+    "format_of",
+    "formatter_for",
     "new_request_id",
     "request_ids",
     "request_scope",
@@ -116,12 +119,22 @@ class _TextFormatter(logging.Formatter):
         return text + tail
 
 
-def configure_logging(level: str = "INFO", log_format: str = "text") -> None:
-    """Set up the root logger once for the process (stderr)."""
+def formatter_for(log_format: str) -> logging.Formatter:
+    """The formatter of one of ``LOG_FORMATS``."""
     if log_format not in LOG_FORMATS:
         raise ValueError(f"log format must be one of {', '.join(LOG_FORMATS)}, got {log_format!r}")
+    return JsonFormatter() if log_format == "json" else _TextFormatter(TEXT_FORMAT)
+
+
+def format_of(formatter: logging.Formatter | None) -> str:
+    """Which of ``LOG_FORMATS`` a handler's formatter writes."""
+    return "json" if isinstance(formatter, JsonFormatter) else "text"
+
+
+def configure_logging(level: str = "INFO", log_format: str = "text") -> None:
+    """Set up the root logger once for the process (stderr)."""
     handler = logging.StreamHandler()
-    handler.setFormatter(JsonFormatter() if log_format == "json" else _TextFormatter(TEXT_FORMAT))
+    handler.setFormatter(formatter_for(log_format))
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)

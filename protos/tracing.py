@@ -1,12 +1,16 @@
 """OpenTelemetry tracing for both processes, configured only by the standard ``OTEL_*`` variables.
 
 Off unless ``OTEL_TRACES_EXPORTER`` names an exporter (``otlp`` over gRPC, or ``console``);
-then the SDK itself reads the rest (``OTEL_EXPORTER_OTLP_ENDPOINT``, ``OTEL_TRACES_SAMPLER``
-and its argument, ``OTEL_BSP_*``...). ``OTEL_SERVICE_NAME`` overrides the process's default
-name. This module is the one place RunnerFleet reads ``OTEL_*`` (through
-``protos.settings_loader.process_environ``, the process's one read of the environment; the
-SDK reads its own variables itself). ``opentelemetry`` is imported only when tracing is on,
-so a disabled ``Tracing`` costs one attribute check per hook.
+then the SDK itself reads the rest (``OTEL_EXPORTER_OTLP_ENDPOINT``, ``OTEL_BSP_*``...), except
+the sampler: ``OTEL_TRACES_SAMPLER`` (``always_on``, ``always_off``, ``traceidratio`` and their
+``parentbased_`` forms, the spec's default ``parentbased_always_on``) and
+``OTEL_TRACES_SAMPLER_ARG`` are read here into a ``Sampling`` whose level, rate and count
+Triton's trace extension changes while the process runs (``protos.runtime_settings``).
+``OTEL_SERVICE_NAME`` overrides the process's default name. This module is the one place
+RunnerFleet reads ``OTEL_*`` (through ``protos.settings_loader.process_environ``, the
+process's one read of the environment; the SDK reads its own variables itself).
+``opentelemetry`` is imported only when tracing is on, so a disabled ``Tracing`` costs one
+attribute check per hook.
 
 Sampling is decided once per request, at its edge: ``start_request`` takes the caller's W3C
 ``traceparent`` and returns a ``RequestTrace``: the request's span only when it is sampled
@@ -26,6 +30,7 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
@@ -35,6 +40,7 @@ from protos.settings_loader import process_environ
 __all__ = [
     "TRACEPARENT",
     "RequestTrace",
+    "Sampling",
     "TraceParent",
     "Tracing",
     "UNTRACED",
@@ -104,10 +110,106 @@ def traceparent_from_metadata(metadata: Iterable[tuple[str, Any]] | None) -> str
     return None
 
 
+_TRACE_ID_LOW_64 = (1 << 64) - 1
+_SAMPLERS = ("always_on", "always_off", "traceidratio")
+
+
+class Sampling:
+    """The root sampling decision: on or off, a ratio of trace ids, how many more traces.
+
+    Decided as OpenTelemetry's ``TraceIdRatioBased`` decides (the trace id's low 64 bits
+    below ``ratio * 2**64``), so a ratio from ``OTEL_TRACES_SAMPLER_ARG`` samples exactly as
+    the SDK would. ``count`` (-1: no end) counts down per sampled root, as Triton's
+    ``trace_count`` does. Read and changed from any thread (a lock guards the count).
+    """
+
+    def __init__(self, *, on: bool = True, ratio: float = 1.0, parent_based: bool = True) -> None:
+        self.on = on and ratio > 0
+        self.ratio = ratio if ratio > 0 else 1.0
+        self.parent_based = parent_based
+        self.count = -1
+        self._lock = threading.Lock()
+
+    @property
+    def rate(self) -> int:
+        """One trace in ``rate`` (Triton's ``trace_rate``)."""
+        return max(1, round(1.0 / self.ratio))
+
+    def update(self, *, on: bool | None, rate: int | None, count: int | None) -> None:
+        with self._lock:
+            if on is not None:
+                self.on = on
+            if rate is not None:
+                self.ratio = 1.0 / rate
+            if count is not None:
+                self.count = count
+
+    def take(self, trace_id: int, *, root: bool = True) -> bool:
+        """Whether a span of ``trace_id`` is sampled (a root also spends one of ``count``)."""
+        if not self.on or (trace_id & _TRACE_ID_LOW_64) >= round(self.ratio * (1 << 64)):
+            return False
+        if not root:
+            return True
+        with self._lock:
+            if self.count == 0:
+                return False
+            if self.count > 0:
+                self.count -= 1
+        return True
+
+
+def sampling_from_env(env: Mapping[str, str]) -> Sampling:
+    """``OTEL_TRACES_SAMPLER`` (+ ``_ARG``) as a ``Sampling``; an unsupported one is logged and
+    the spec's default (``parentbased_always_on``) used."""
+    name = (env.get("OTEL_TRACES_SAMPLER") or "parentbased_always_on").strip().lower()
+    parent_based = name.startswith("parentbased_")
+    kind = name.removeprefix("parentbased_")
+    if kind not in _SAMPLERS:
+        _log.error(
+            "OTEL_TRACES_SAMPLER=%s is not supported (%s, and parentbased_ of each): "
+            "using parentbased_always_on", name, ", ".join(_SAMPLERS),
+        )  # fmt: skip
+        return Sampling()
+    if kind == "always_off":
+        return Sampling(on=False, parent_based=parent_based)
+    ratio = 1.0
+    if kind == "traceidratio":
+        arg = env.get("OTEL_TRACES_SAMPLER_ARG", "1.0")
+        try:
+            ratio = min(1.0, max(0.0, float(arg)))
+        except ValueError:
+            _log.error("OTEL_TRACES_SAMPLER_ARG=%s is not a number: using 1.0", arg)
+    return Sampling(ratio=ratio, parent_based=parent_based)
+
+
+def _otel_sampler(sampling: Sampling) -> Any:
+    """An SDK sampler over ``sampling`` (parent-based when it says so)."""
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace.sampling import Decision, ParentBased, Sampler, SamplingResult
+
+    class _RateSampler(Sampler):
+        def should_sample(  # type: ignore[override]
+            self, parent_context: Any, trace_id: int, name: str, kind: Any = None,
+            attributes: Any = None, links: Any = None, trace_state: Any = None,
+        ) -> Any:  # fmt: skip
+            parent = trace.get_current_span(parent_context).get_span_context()
+            state = parent.trace_state if parent.is_valid else None
+            if sampling.take(trace_id, root=not parent.is_valid):
+                return SamplingResult(Decision.RECORD_AND_SAMPLE, attributes, state)
+            return SamplingResult(Decision.DROP, None, state)
+
+        def get_description(self) -> str:
+            return f"RunnerFleetRate{{ratio={sampling.ratio}, on={sampling.on}}}"
+
+    root = _RateSampler()
+    return ParentBased(root) if sampling.parent_based else root
+
+
 class Tracing:
     """Tracing switched off: no spans; a caller's valid ``traceparent`` is still passed on."""
 
     enabled = False
+    sampling: Sampling | None = None  # the root decision's settings; None: nothing to sample
 
     def start_request(
         self,
@@ -184,7 +286,8 @@ class _OtelTracing(Tracing):
 
     enabled = True
 
-    def __init__(self, provider: Any) -> None:
+    def __init__(self, provider: Any, sampling: Sampling | None = None) -> None:
+        self.sampling = sampling
         from opentelemetry import trace
         from opentelemetry.sdk.trace.sampling import ParentBased
         from opentelemetry.trace import (
@@ -366,15 +469,19 @@ def configure_tracing(
     from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
 
     service = env.get("OTEL_SERVICE_NAME") or default_service_name
-    provider = TracerProvider(resource=Resource.create({SERVICE_NAME: service}))
+    # the sampler variables as the SDK would read them (the process's), unless given here
+    sampling = sampling_from_env({**process_environ(), **env})
+    provider = TracerProvider(
+        resource=Resource.create({SERVICE_NAME: service}), sampler=_otel_sampler(sampling)
+    )
     if exporter is not None:
         provider.add_span_processor(SimpleSpanProcessor(exporter))
-        return _OtelTracing(provider)
+        return _OtelTracing(provider, sampling)
     for item in (part.strip() for part in name.split(",")):
         made = _exporter(item, env)
         if made is not None:
             provider.add_span_processor(BatchSpanProcessor(made))
-    return _OtelTracing(provider)
+    return _OtelTracing(provider, sampling)
 
 
 def _exporter(name: str, env: Mapping[str, str]) -> Any:

@@ -29,6 +29,7 @@ from protos.auth import ScopedAuthInterceptor, is_loopback, policy_from_settings
 from protos.auth import server_credentials as tls_server_credentials
 from protos.errors import RunnerFleetError
 from protos.parse_guard import add_guarded
+from protos.runtime_settings import RuntimeSettings
 from protos.shm import SharedMemoryRegistry
 from protos.tracing import configure_tracing
 from runner_worker.device import configure_runtime
@@ -108,6 +109,7 @@ async def serve(settings: WorkerSettings) -> int:
     )
     shm = SharedMemoryRegistry()
     plane = InferencePlane(host, metrics, shm, tracing)
+    runtime = RuntimeSettings(tracing)  # Triton's trace and log settings, gRPC and HTTP
     drained: asyncio.Task[bool] | None = None
 
     async def drain() -> None:
@@ -119,7 +121,7 @@ async def serve(settings: WorkerSettings) -> int:
     # parse failures are INVALID_ARGUMENT with one rate-limited log line, not UNKNOWN + traceback
     add_guarded(
         pb_grpc.add_GRPCInferenceServiceServicer_to_server,
-        InferenceServicer(host, plane, life, settings, shm),
+        InferenceServicer(host, plane, life, settings, shm, runtime),
         server,
     )
     add_guarded(
@@ -139,7 +141,7 @@ async def serve(settings: WorkerSettings) -> int:
     )
     await server.start()
     # HTTP enforces the same policy and TLS files as gRPC (protos.http_server)
-    http = await start_http(settings, host, plane, life, policy=policy, shm=shm)
+    http = await start_http(settings, host, plane, life, policy=policy, shm=shm, runtime=runtime)
     metrics_host = settings.metrics_host or settings.host
     metrics_port = metrics.serve(metrics_host, settings.metrics_port, settings)
     if settings.port_file:

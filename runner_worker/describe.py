@@ -143,6 +143,7 @@ def server_metadata(host: ModelHost, shm: SharedMemoryRegistry | None) -> pb.Ser
         extensions.append("statistics")
     if shm is not None and shm_available():
         extensions.append("system_shared_memory")
+    extensions += ["logging", "trace"]  # protos/runtime_settings.py
     return pb.ServerMetadataResponse(
         name=SERVER_NAME, version=server_version(), extensions=extensions
     )

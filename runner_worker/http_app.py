@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from protos.auth import AuthPolicy
 from protos.http_server import HttpServer, http_bind_port, server_ssl_context
+from protos.runtime_settings import RuntimeSettings
 from protos.shm import SharedMemoryRegistry
 from runner_worker.hosting import ModelHost
 from runner_worker.http_servicer import WorkerHttpBackend
@@ -26,6 +27,7 @@ async def start_http(
     *,
     policy: AuthPolicy,
     shm: SharedMemoryRegistry | None = None,
+    runtime: RuntimeSettings | None = None,
 ) -> HttpServer | None:
     """Bind and start the HTTP server on the running loop (None when ``--http-port`` < 0).
 
@@ -40,6 +42,7 @@ async def start_http(
         max_body_bytes=settings.max_message_bytes,
         policy=policy,
         ssl_context=server_ssl_context(settings.tls_cert, settings.tls_key, settings.tls_client_ca),
+        runtime=runtime,
     )
     await server.start(settings.host, port)
     return server

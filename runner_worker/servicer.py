@@ -14,11 +14,12 @@ from protos import grpc_service_pb2 as pb
 from protos import grpc_service_pb2_grpc as pb_grpc
 from protos.cuda_shm import CudaSharedMemoryRefusal
 from protos.errors import InvalidArgument, RunnerFleetError
+from protos.runtime_settings import RuntimeSettings, RuntimeSettingsRpcs
 from protos.server_info import server_version
 from protos.shm import SharedMemoryRegistry, enabled_registry
 from protos.status import aborts_on_error
 from protos.stream import answer_stream
-from protos.tracing import traceparent_from_metadata
+from protos.tracing import Tracing, traceparent_from_metadata
 from runner_worker import describe
 from runner_worker.hosting import HostedModel, ModelHost
 from runner_worker.inference import InferencePlane
@@ -45,8 +46,11 @@ def traceparent_of(context: Any) -> str | None:
     return traceparent_from_metadata(context.invocation_metadata())
 
 
-class InferenceServicer(CudaSharedMemoryRefusal, pb_grpc.GRPCInferenceServiceServicer):
-    """The Open Inference Protocol as Triton serves it, for this worker's models."""
+class InferenceServicer(
+    CudaSharedMemoryRefusal, RuntimeSettingsRpcs, pb_grpc.GRPCInferenceServiceServicer
+):
+    """The Open Inference Protocol as Triton serves it, for this worker's models (trace and
+    log settings: the worker process's own, ``protos.runtime_settings``)."""
 
     def __init__(
         self,
@@ -55,12 +59,14 @@ class InferenceServicer(CudaSharedMemoryRefusal, pb_grpc.GRPCInferenceServiceSer
         life: Lifecycle,
         settings: WorkerSettings,
         shm: SharedMemoryRegistry | None = None,
+        runtime: RuntimeSettings | None = None,
     ) -> None:
         self._host = host
         self._plane = plane
         self._life = life
         self._settings = settings
         self._shm = shm
+        self._runtime = runtime if runtime is not None else RuntimeSettings(Tracing())
 
     # --------------------------------------------------------------------- health-ish
     async def ServerLive(self, request: Any, context: Any) -> pb.ServerLiveResponse:

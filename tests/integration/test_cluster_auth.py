@@ -30,7 +30,10 @@ from tests.support.gateway_procs import start_gateway
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
-CONTROL_RPCS = {"RepositoryModelLoad", "RepositoryModelUnload", "ModelStatistics", "Drain"}
+CONTROL_RPCS = {
+    "RepositoryModelLoad", "RepositoryModelUnload", "ModelStatistics",
+    "TraceSetting", "LogSettings", "Drain",
+}  # fmt: skip
 UNAUTHENTICATED = grpc.StatusCode.UNAUTHENTICATED
 PERMISSION_DENIED = grpc.StatusCode.PERMISSION_DENIED
 REFUSED = {UNAUTHENTICATED, PERMISSION_DENIED}
