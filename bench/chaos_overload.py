@@ -15,8 +15,12 @@ once) and their p99 latency, misses of admitted requests (late, shed after queue
 DEADLINE_EXCEEDED; a DEADLINE_EXCEEDED may also be a call the gateway's event loop never got
 to before its deadline, so the row says "not refused", not "admitted"), wrong answers, other
 codes; after the load stops and one second passes, a lone client's latency; the RSS of every
-process; the 1-minute load average at the phase's end. Capacity is measured again after the
-last phase (a drifting machine shows as a gap).
+process; the 1-minute load average at the phase's end; the share of the machine's CPU the
+hypervisor stole during the phase. Capacity is measured again after the last phase (a
+drifting machine shows as a gap). With ``floor``, each phase's load is then sent again, at the
+same rate, to a bare grpc.aio server that refuses every call (bench/refuse_floor.py): its
+refusal latency and CPU per call are what any Python gRPC server pays on this machine at that
+rate, measured in the same run.
 
 Used by tests/chaos/test_overload.py (short phases, asserts counts) and `make bench-chaos`.
 """
@@ -32,6 +36,7 @@ import tempfile
 import time
 
 from bench.chaos import ChaosContext, Row, scenario
+from bench.proc_stat import machine_ticks, steal_share
 from tests.support import procs
 from tests.support.gateway_procs import start_gateway
 from tests.support.rss import cpu_seconds, rss_bytes, run_queue_wait_seconds
@@ -86,8 +91,10 @@ def run_overload(
     deadline_s: float = 0.2,
     capacity_s: float = 4.0,
     capacity_clients: int = 48,
+    floor: bool = False,
 ) -> dict:
-    """Start the cluster, measure capacity, run each overload phase; stop everything."""
+    """Start the cluster, measure capacity, run each overload phase; stop everything (with
+    ``floor``, then each phase's load against bench/refuse_floor.py too)."""
     started: dict[str, procs.ProcessHandle] = {}
     try:
         for i in range(2):
@@ -105,6 +112,7 @@ def run_overload(
         for n, factor in enumerate(factors):
             cpu_before = _cpu_s(started)
             waited_before = run_queue_wait_seconds(started["gateway"].pid)
+            ticks_before = machine_ticks()
             phase = load(
                 target,
                 rate_rps=max(factor * capacity_rps, 1.0),
@@ -113,6 +121,7 @@ def run_overload(
                 seed=10 + n,
             )
             phase["factor"] = factor
+            phase["steal_share"] = steal_share(ticks_before, machine_ticks())
             # CPU used during the phase, in cores (the generator's: its own, over its window)
             cpu = {k: v - cpu_before[k] for k, v in _cpu_s(started).items()}
             cpu["generator"] = phase["window_cpu_s"]
@@ -132,14 +141,47 @@ def run_overload(
         result["capacity_after_rps"] = again["goodput_rps"]
         result["rss_before_mib"] = rss_before
         result["rss_after_mib"] = _rss_mib(started)
-        return result
     finally:
         for handle in reversed(list(started.values())):
             procs.stop(handle)
+    if floor:
+        for phase in result["phases"].values():
+            phase["floor"] = refusal_floor(phase["offered_rps"], phase_s, deadline_s)
+    return result
+
+
+def refusal_floor(rate_rps: float, duration_s: float, deadline_s: float) -> dict:
+    """The same open-loop load against bench/refuse_floor.py; its counts plus its CPU per call."""
+    argv = [sys.executable, "-m", "bench.refuse_floor", "serve", "--port-file", "{port_file}"]
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    server = procs.start_process(argv, env=env)
+    try:
+        cpu_before = cpu_seconds(server.pid)
+        out = load(server.address, rate_rps=rate_rps, duration_s=duration_s,
+                   deadline_s=deadline_s, seed=77)  # fmt: skip
+        out["server_cpu_us_per_call"] = (
+            1e6 * (cpu_seconds(server.pid) - cpu_before) / max(out["sent"], 1)
+        )
+        return out
+    finally:
+        procs.stop(server)
 
 
 def _misses(phase: dict) -> int:
     return int(phase["late"] + phase["shed"] + phase["deadline"])
+
+
+def _floor_rows(s: str, ph: dict) -> list[Row]:
+    floor = ph.get("floor")
+    if not floor:
+        return []
+    return [
+        Row(s, "same load, bare grpc.aio server refusing every call: refusal p99 / CPU per call",
+            f"{floor['refusal_p99_ms'] or 0:.2f} ms / {floor['server_cpu_us_per_call']:.0f} us "
+            f"({floor['refused']:,} refused of {floor['sent']:,}, generator lag p99 "
+            f"{floor['send_lag_p99_ms'] or 0:.1f} ms)"),
+    ]  # fmt: skip
 
 
 TITLE = (
@@ -156,7 +198,7 @@ def bench_overload(ctx: ChaosContext) -> list[Row]:
     home = pathlib.Path(tempfile.mkdtemp(dir=ctx.workdir))
     os.environ["RUNNERFLEET_HOME"] = str(home)
     build_chaos_store(home)
-    res = run_overload(home, phase_s=ctx.duration_s)
+    res = run_overload(home, phase_s=ctx.duration_s, floor=True)
     cap = res["capacity_rps"]
     rows = [
         Row("overload", "capacity (same run: before / after the phases)",
@@ -178,11 +220,14 @@ def bench_overload(ctx: ChaosContext) -> list[Row]:
                 + f" ({ph['gateway_cpu_us_per_request']:.0f} us)"),
             Row(s, "gateway event loop waiting for a CPU",
                 f"{ph['gateway_loop_waiting_share']:.0%} of the phase"),
+            Row(s, "CPU stolen by the hypervisor (whole machine)",
+                "-" if ph.get("steal_share") is None else f"{ph['steal_share']:.0%}"),
             Row(s, "goodput vs capacity", f"{goodput:.0f} req/s ({goodput / cap:.0%})",
                 ">= 90%", goodput >= 0.9 * cap),
             Row(s, "refused at once (RESOURCE_EXHAUSTED)", f"{ph['refused']:,}"),
             Row(s, "refusal latency p99", f"{ph['refusal_p99_ms'] or 0:.2f} ms", "< 5 ms",
                 (ph["refusal_p99_ms"] or 0) < 5),
+            *_floor_rows(s, ph),
             Row(s, "not refused: OK within deadline", f"{ph['ok']:,} of {admitted:,} "
                 f"(late {ph['late']}, shed {ph['shed']}, deadline {ph['deadline']})",
                 "all", _misses(ph) == 0),
