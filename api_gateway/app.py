@@ -227,7 +227,9 @@ class GatewayApp:
         )
         self.http_port = self.http.port if self.http is not None else None
         await self.pool.start()
-        heap.settle()  # the libraries, pool and channels live as long as the process
+        # the libraries, pool and channels live as long as the process; young collections
+        # stay short, so calls in flight never wait out a long one (protos/heap.py)
+        heap.settle(heap.GATEWAY_YOUNG_THRESHOLD)
         self._health_ready = True
         self._on_pool_change(self.pool)
         if settings.port_file:

@@ -45,3 +45,9 @@ def test_a_later_settle_frees_cycles_made_unreachable_after_the_first():
     assert alive() is not None
     heap.settle()
     assert alive() is None
+
+
+@pytest.mark.usefixtures("restore_gc")
+def test_settle_takes_the_young_threshold_of_the_process():
+    heap.settle(heap.GATEWAY_YOUNG_THRESHOLD)
+    assert gc.get_threshold() == (heap.GATEWAY_YOUNG_THRESHOLD, *heap.OLDER_THRESHOLDS)
