@@ -45,7 +45,13 @@ from protos import grpc_service_pb2 as pb
 from protos import http_codec
 from protos.auth import CONTROL, INFERENCE, AuthPolicy
 from protos.cuda_shm import cuda_shm_refusal
-from protos.errors import InvalidArgument, PermissionDenied, RunnerFleetError, Unauthenticated
+from protos.errors import (
+    InvalidArgument,
+    PermissionDenied,
+    RunnerFleetError,
+    Unauthenticated,
+    shown,
+)
 from protos.runtime_settings import RuntimeSettings
 from protos.shm import RegionStatus
 from protos.status import to_http_status
@@ -319,7 +325,7 @@ def _trace_values(key: str, value: Any) -> list[str] | None:
         return [value]
     if isinstance(value, list) and all(isinstance(v, str) for v in value):
         return value
-    raise InvalidArgument(f"trace setting {key!r} must be a string, a list of strings or null")
+    raise InvalidArgument(f"trace setting {shown(key)} must be a string, a list of strings or null")
 
 
 def _error_middleware() -> Any:

@@ -33,7 +33,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from protos import grpc_service_pb2 as pb
-from protos.errors import FailedPrecondition, InvalidArgument, Unimplemented
+from protos.errors import FailedPrecondition, InvalidArgument, Unimplemented, shown
 from protos.logformat import LOG_FORMATS, format_of, formatter_for
 from protos.status import aborts_on_error
 from protos.tracing import Tracing
@@ -100,20 +100,22 @@ class RuntimeSettings:
         unknown = sorted(set(changes) - set(LOG_KEYS))
         if unknown:
             raise InvalidArgument(
-                f"unknown log setting(s) {unknown}; this process takes {list(LOG_KEYS)}"
+                f"unknown log setting(s) {_names(unknown)}; this process takes {list(LOG_KEYS)}"
             )
         switches: dict[str, bool] = {}
         for key in ("log_info", "log_warning", "log_error"):
             if key in changes:
                 value = changes[key]
                 if not isinstance(value, bool):
-                    raise InvalidArgument(f"{key} must be a boolean, got {value!r}")
+                    raise InvalidArgument(f"{key} must be a boolean, got {_value(value)}")
                 switches[key] = value
         verbose = self._filter.verbose
         if "log_verbose_level" in changes:
             value = changes["log_verbose_level"]
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise InvalidArgument(f"log_verbose_level must be an integer >= 0, got {value!r}")
+                raise InvalidArgument(
+                    f"log_verbose_level must be an integer >= 0, got {_value(value)}"
+                )
             verbose = value
         log_format = None
         if "log_format" in changes:
@@ -122,7 +124,7 @@ class RuntimeSettings:
             if name not in LOG_FORMATS:
                 raise InvalidArgument(
                     f"log_format must be one of {', '.join(LOG_FORMATS)} (or default), "
-                    f"got {value!r}"
+                    f"got {_value(value)}"
                 )
             log_format = name
         if changes.get("log_file", "") != "":
@@ -181,8 +183,8 @@ class RuntimeSettings:
         unknown = sorted(set(changes) - set(TRACE_KEYS))
         if unknown:
             raise InvalidArgument(
-                f"unknown trace setting(s) {unknown}; this process takes {list(TRACE_KEYS)} "
-                "(spans go to the OTLP exporter, not a trace file)"
+                f"unknown trace setting(s) {_names(unknown)}; this process takes "
+                f"{list(TRACE_KEYS)} (spans go to the OTLP exporter, not a trace file)"
             )
         wanted = {
             key: _one(key, values) if values else self._initial_trace[key][0]
@@ -195,7 +197,7 @@ class RuntimeSettings:
         level = wanted.get("trace_level")
         if level is not None and level not in _TRACE_LEVELS:
             raise InvalidArgument(
-                f"trace_level must be one of {', '.join(_TRACE_LEVELS)}, got {level!r} "
+                f"trace_level must be one of {', '.join(_TRACE_LEVELS)}, got {shown(level)} "
                 "(spans never carry tensors)"
             )
         rate = _integer("trace_rate", wanted.get("trace_rate"), minimum=1)
@@ -212,9 +214,20 @@ class RuntimeSettings:
         return self.trace_settings()
 
 
+def _names(keys: Sequence[str], most: int = 5) -> str:
+    """Caller-chosen setting names for a message: a few, each cut (``protos.errors.shown``)."""
+    listed = ", ".join(shown(k) for k in keys[:most])
+    return f"[{listed}{f', ... ({len(keys)} in all)' if len(keys) > most else ''}]"
+
+
+def _value(value: object) -> str:
+    """A caller-chosen value for a message, cut like a name."""
+    return shown(value) if isinstance(value, str) else shown(repr(value))
+
+
 def _one(key: str, values: Sequence[str]) -> str:
     if len(values) != 1:
-        raise InvalidArgument(f"{key} takes one value, got {list(values)}")
+        raise InvalidArgument(f"{key} takes one value, got {len(values)}")
     return str(values[0])
 
 
@@ -224,9 +237,9 @@ def _integer(key: str, value: str | None, *, minimum: int) -> int | None:
     try:
         number = int(value)
     except ValueError:
-        raise InvalidArgument(f"{key} must be an integer, got {value!r}") from None
+        raise InvalidArgument(f"{key} must be an integer, got {shown(value)}") from None
     if number < minimum:
-        raise InvalidArgument(f"{key} must be >= {minimum}, got {number}")
+        raise InvalidArgument(f"{key} must be >= {minimum}, got {shown(value)}")
     return number
 
 
@@ -269,5 +282,5 @@ class RuntimeSettingsRpcs:
 def _log_value(key: str, value: Any) -> LogValue:
     choice = value.WhichOneof("parameter_choice")
     if choice is None:
-        raise InvalidArgument(f"log setting {key!r} has no value")
+        raise InvalidArgument(f"log setting {shown(key)} has no value")
     return getattr(value, choice)  # type: ignore[no-any-return]

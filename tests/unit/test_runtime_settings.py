@@ -198,3 +198,25 @@ def test_sampling_decides_by_trace_id_as_the_sdk_ratio_sampler_does() -> None:
     for trace_id in range(1, 2**64, 2**64 // 997):
         want = sdk.should_sample(None, trace_id, "x").decision is Decision.RECORD_AND_SAMPLE
         assert sampling.take(trace_id) is want
+
+
+def test_caller_chosen_keys_and_values_are_cut_in_messages(logger) -> None:
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    runtime = RuntimeSettings(
+        configure_tracing("rf-test", {}, exporter=InMemorySpanExporter()), logger[0]
+    )
+    long = "x" * 10_000
+    attempts = [
+        lambda: runtime.update_log_settings({long: True}),
+        lambda: runtime.update_log_settings({f"k{i}": True for i in range(1000)}),
+        lambda: runtime.update_log_settings({"log_format": long}),
+        lambda: runtime.update_trace_settings({"trace_level": [long]}),
+        lambda: runtime.update_trace_settings({"trace_rate": ["9" * 5000]}),
+        lambda: runtime.update_trace_settings({"trace_count": ["-" + "9" * 4000]}),
+        lambda: runtime.update_trace_settings({"trace_rate": ["1"] * 10_000}),
+    ]
+    for attempt in attempts:
+        with pytest.raises(InvalidArgument) as error:
+            attempt()
+        assert len(error.value.message) < 600, error.value.message[:200]
