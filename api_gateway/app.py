@@ -9,12 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
-import pathlib
 import signal
-import tempfile
 import time
 from collections.abc import Coroutine
 from typing import Any
@@ -37,6 +34,7 @@ from api_gateway.shm import SharedMemoryForwarder
 from protos import heap
 from protos.auth import is_loopback
 from protos.http_server import HttpServer
+from protos.port_file import write_port_file
 from protos.runtime_settings import RuntimeSettings
 from protos.tracing import configure_tracing
 
@@ -266,22 +264,6 @@ class GatewayApp:
         if self.apis is not None:
             await self.apis.shutdown()
             self.apis.close()
-
-
-def write_port_file(
-    path: str, grpc_port: int, metrics_port: int, http_port: int | None = None
-) -> None:
-    """Write `{"grpc_port", "metrics_port", "http_port", "pid"}` atomically (temp, rename)."""
-    target = pathlib.Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    ports = {"grpc_port": grpc_port, "metrics_port": metrics_port}
-    if http_port is not None:
-        ports["http_port"] = http_port
-    payload = json.dumps({**ports, "pid": os.getpid()})
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
-    with os.fdopen(fd, "w") as handle:
-        handle.write(payload)
-    os.replace(tmp, target)
 
 
 async def serve(settings: GatewaySettings, *, exit_after_drain: bool = False) -> None:

@@ -17,7 +17,6 @@ import argparse
 import asyncio
 import contextlib
 import json
-import os
 import pathlib
 import signal
 import sys
@@ -28,6 +27,7 @@ from protos import codec
 from protos import grpc_service_pb2 as pb
 from protos import grpc_service_pb2_grpc as pbg
 from protos import model_config_pb2 as mc
+from protos.port_file import write_port_file
 
 MAX_MSG = 256 * 2**20
 
@@ -148,9 +148,7 @@ async def serve(a: argparse.Namespace) -> None:
     pbg.add_GRPCInferenceServiceServicer_to_server(BareServicer(plan, models), server)
     port = server.add_insecure_port(f"127.0.0.1:{a.port}")
     await server.start()
-    tmp = pathlib.Path(a.port_file + ".tmp")
-    tmp.write_text(json.dumps({"grpc_port": port, "pid": os.getpid()}))
-    os.replace(tmp, a.port_file)
+    write_port_file(a.port_file, port)
     print(f"listening grpc=127.0.0.1:{port}", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

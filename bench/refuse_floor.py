@@ -15,14 +15,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
-import os
-import pathlib
 import signal
 from typing import Any
 
 import grpc
 
+from protos.port_file import write_port_file
 from runnerfleet.supervisor import READY_LINE
 
 __all__ = ["main"]
@@ -42,9 +40,7 @@ async def serve(port: int, port_file: str) -> None:
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
     bound = server.add_insecure_port(f"127.0.0.1:{port}")
     await server.start()
-    tmp = pathlib.Path(port_file + ".tmp")
-    tmp.write_text(json.dumps({"grpc_port": bound, "pid": os.getpid()}))
-    os.replace(tmp, port_file)
+    write_port_file(port_file, bound)
     print(f"{READY_LINE}127.0.0.1:{bound}", flush=True)  # what runnerfleet.supervisor waits for
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

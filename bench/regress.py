@@ -225,21 +225,22 @@ def summarise(model: str, concurrency: int, runs: dict[str, list[dict]]) -> dict
             "errors": sum(p["errors"] for p in points),
             "runs": points,
         }
-    ratios = [
-        n["rps"] / b["rps"] if b["rps"] else float("nan")
-        for b, n in zip(runs["base"], runs["new"], strict=True)
-    ]
+    ratios = _ratios(runs["new"], runs["base"])
     row["ratios"] = ratios
     row["ratio_median"] = statistics.median(ratios)
     if "control" in runs:
-        control = [
-            c["rps"] / b["rps"] if b["rps"] else float("nan")
-            for b, c in zip(runs["base"], runs["control"], strict=True)
-        ]
+        control = _ratios(runs["control"], runs["base"])
         row["control_ratios"] = control
         row["noise_band"] = [min(control), max(control)]
         row["verdict"] = verdict(row["ratio_median"], control)
     return row
+
+
+def _ratios(over: list[dict], under: list[dict]) -> list[float]:
+    """req/s of ``over`` / ``under`` per repeat (the same repeat's adjacent windows)."""
+    return [
+        o["rps"] / u["rps"] if u["rps"] else float("nan") for o, u in zip(over, under, strict=True)
+    ]
 
 
 def verdict(ratio_median: float, control_ratios: list[float]) -> str:

@@ -20,13 +20,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
-import os
-import pathlib
 import signal
 import sys
 
 import grpc
+
+from protos.port_file import write_port_file
 
 __all__ = ["echo_response", "main"]
 
@@ -133,9 +132,7 @@ async def serve(a: argparse.Namespace) -> None:
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
     port = server.add_insecure_port(f"127.0.0.1:{a.port}")
     await server.start()
-    tmp = pathlib.Path(a.port_file + ".tmp")
-    tmp.write_text(json.dumps({"grpc_port": port, "pid": os.getpid()}))
-    os.replace(tmp, a.port_file)
+    write_port_file(a.port_file, port)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

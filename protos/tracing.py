@@ -148,7 +148,7 @@ class Sampling:
         """Whether a span of ``trace_id`` is sampled (a root also spends one of ``count``)."""
         if not self.on or (trace_id & _TRACE_ID_LOW_64) >= round(self.ratio * (1 << 64)):
             return False
-        if not root:
+        if not root or self.count < 0:  # no count to spend: no lock on the request path
             return True
         with self._lock:
             if self.count == 0:

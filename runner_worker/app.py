@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import json
 import logging
-import os
 import signal
 import socket
 import sys
@@ -29,6 +27,7 @@ from protos.auth import ScopedAuthInterceptor, is_loopback, policy_from_settings
 from protos.auth import server_credentials as tls_server_credentials
 from protos.errors import RunnerFleetError
 from protos.parse_guard import add_guarded
+from protos.port_file import write_port_file
 from protos.runtime_settings import RuntimeSettings
 from protos.shm import SharedMemoryRegistry
 from protos.tracing import configure_tracing
@@ -48,19 +47,6 @@ from store.integrity import IntegrityError, SignatureError
 __all__ = ["serve", "run", "write_port_file"]
 
 _log = logging.getLogger("runner_worker")
-
-
-def write_port_file(
-    path: str, grpc_port: int, metrics_port: int, http_port: int | None = None
-) -> None:
-    """Atomically write ``{"grpc_port", "metrics_port", "http_port", "pid"}`` to ``path``."""
-    tmp = f"{path}.{os.getpid()}.tmp"
-    ports: dict[str, int] = {"grpc_port": grpc_port, "metrics_port": metrics_port}
-    if http_port is not None:
-        ports["http_port"] = http_port
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump({**ports, "pid": os.getpid()}, f)
-    os.replace(tmp, path)
 
 
 def _worker_id(settings: WorkerSettings, port: int) -> str:
