@@ -20,6 +20,7 @@ from api_gateway.plane import GatewayPlane
 from protos import grpc_service_pb2 as pb
 from protos.cuda_shm import CudaSharedMemoryRefusal
 from protos.errors import InvalidArgument, RunnerFleetError
+from protos.parse_guard import guard_handlers
 from protos.runtime_settings import RuntimeSettings, RuntimeSettingsRpcs
 from protos.status import aborts_on_error
 from protos.stream import answer_stream
@@ -222,7 +223,8 @@ _UNARY: dict[str, tuple[Any, Any]] = {
 
 
 def generic_handler(servicer: GatewayServicer) -> grpc.GenericRpcHandler:
-    """The service's method handlers; ModelInfer/ModelStreamInfer move bytes untouched."""
+    """The service's method handlers; ModelInfer/ModelStreamInfer move bytes untouched, every
+    other rpc parses its request inside the handler (``protos.parse_guard``)."""
     handlers: dict[str, grpc.RpcMethodHandler] = {
         name: grpc.unary_unary_rpc_method_handler(
             getattr(servicer, name),
@@ -233,4 +235,7 @@ def generic_handler(servicer: GatewayServicer) -> grpc.GenericRpcHandler:
     }
     handlers["ModelInfer"] = grpc.unary_unary_rpc_method_handler(servicer.ModelInfer)
     handlers["ModelStreamInfer"] = grpc.stream_stream_rpc_method_handler(servicer.ModelStreamInfer)
-    return grpc.method_handlers_generic_handler(SERVICE_NAME, handlers)
+    # unparseable requests: INVALID_ARGUMENT and one rate-limited line, as at the worker
+    return grpc.method_handlers_generic_handler(
+        SERVICE_NAME, guard_handlers(SERVICE_NAME, handlers)
+    )

@@ -180,3 +180,22 @@ def test_unparseable_stream_message_is_invalid_argument_at_the_worker(
             list(stream(iter([good, b"\xff\xff\xff"]), timeout=10))
         assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT, info.value.details()
     assert "Traceback" not in cluster["worker"].log
+
+
+@pytest.mark.parametrize("target", ["worker", "gateway"])
+def test_unparseable_requests_to_every_unary_rpc_are_invalid_argument(
+    cluster: dict[str, procs.ProcessHandle], target: str
+) -> None:
+    """Not only ModelInfer: metadata, statistics, repository, shared-memory, trace and log
+    settings rpcs answer bytes that are not their message with INVALID_ARGUMENT."""
+    service = pb.DESCRIPTOR.services_by_name["GRPCInferenceService"]
+    unary = [m.name for m in service.methods if not m.client_streaming and not m.server_streaming]
+    assert {"ServerMetadata", "TraceSetting", "LogSettings"} <= set(unary)
+    with grpc.insecure_channel(cluster[target].address) as channel:
+        for name in unary:
+            call = channel.unary_unary(f"/inference.GRPCInferenceService/{name}")
+            err = _error(call, b"\xff\xff\xff\xff")
+            assert err.code().name == "INVALID_ARGUMENT", (name, err.code(), err.details())
+        stub = pbg.GRPCInferenceServiceStub(channel)  # and it keeps serving
+        assert stub.ServerLive(pb.ServerLiveRequest(), timeout=10).live
+    assert "Traceback" not in cluster[target].log
