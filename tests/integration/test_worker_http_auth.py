@@ -180,3 +180,37 @@ def test_tls_worker_serves_https_with_its_grpc_certificates(worker_store, certs)
             call(port, "GET", "/v2/health/live")  # plaintext to the TLS port
     finally:
         assert procs.stop(handle) == 0, handle.log[-3000:]
+
+
+def test_trace_and_log_settings_routes_need_the_control_scope(token_worker) -> None:
+    """Triton's trace and logging routes change the process: control, as their rpcs."""
+    handle, port = token_worker
+    scope_control = 'Bearer error="insufficient_scope", scope="control"'
+    routes = [
+        ("GET", "/v2/logging", None),
+        ("POST", "/v2/logging", b'{"log_verbose_level": 1}'),
+        ("GET", "/v2/trace/setting", None),
+        ("POST", "/v2/trace/setting", b'{"trace_rate": "10"}'),
+        ("GET", "/v2/models/iris_clf/trace/setting", None),
+        ("POST", "/v2/models/iris_clf/trace/setting", b'{"trace_rate": "10"}'),
+    ]
+    json_type = {"Content-Type": "application/json"}
+    for method, path, body in routes:
+        _assert_refused(call(port, method, path, body, json_type), 401, "Bearer")
+        _assert_refused(call(port, method, path, body, {**json_type, **_bearer(INFERENCE_TOKEN)}),
+                        403, scope_control)  # fmt: skip
+    control = {**json_type, **_bearer(CONTROL_TOKEN)}
+    before = call(port, "GET", "/v2/logging", headers=control)
+    assert before.status == 200, before.body[:300]
+    assert before.json()["log_verbose_level"] == 0  # nothing above changed it
+
+    # bad bodies: 400 with the reason, nothing changed, the worker keeps serving
+    for body in (b"{not json", b"[1, 2]", b'{"log_info": "yes"}', b'{"log_file": "/tmp/x"}'):
+        reply = call(port, "POST", "/v2/logging", body, control)
+        assert reply.status == 400, (body, reply.body[:300])
+        assert reply.json()["error"]
+    for body in (b'{"trace_rate": 5}', b'{"trace_level": ["TENSORS"]}', b'{"trace_count": "x"}'):
+        reply = call(port, "POST", "/v2/trace/setting", body, control)
+        assert reply.status == 400, (body, reply.body[:300])
+    assert call(port, "GET", "/v2/logging", headers=control).json() == before.json()
+    assert infer_json(port, "iris_clf", IRIS, headers=_bearer(INFERENCE_TOKEN)).status == 200
