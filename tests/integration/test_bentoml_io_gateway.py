@@ -34,26 +34,35 @@ def _bytes(value: bytes) -> np.ndarray:
     return out
 
 
+def _env(home, hook_file) -> dict[str, str]:
+    return {**os.environ, "RUNNERFLEET_HOME": str(home), "RF_TEST_HOOK_FILE": str(hook_file)}
+
+
 @pytest.fixture(scope="module")
-def io_gateway(tmp_path_factory):
+def io_worker(tmp_path_factory):
     home = tmp_path_factory.mktemp("rfhome")
-    hook_file = home / "hooks.log"
-    env = {**os.environ, "RUNNERFLEET_HOME": str(home), "RF_TEST_HOOK_FILE": str(hook_file)}
-    worker = procs.start_worker("", home, env=env, service=SPEC)
-    gateway = None
+    worker = procs.start_worker("", home, env=_env(home, home / "worker-hooks.log"), service=SPEC)
     try:
         procs.wait_serving(worker.address, 60)
-        gateway = start_gateway([worker.address], env=env, service=SPEC)
-        yield gateway, hook_file
+        yield worker, home
     finally:
-        for handle in (gateway, worker):
-            if handle is not None:
-                procs.stop(handle)
+        procs.stop(worker)
+
+
+@pytest.fixture(scope="module")
+def io_gateway(io_worker):
+    worker, home = io_worker
+    env = _env(home, home / "gateway-hooks.log")
+    gateway = start_gateway([worker.address], env=env, service=SPEC)
+    try:
+        yield gateway
+    finally:
+        procs.stop(gateway)
 
 
 @pytest.fixture
 def client(io_gateway):
-    with Client(io_gateway[0].address, timeout_s=30, retries=0) as c:
+    with Client(io_gateway.address, timeout_s=30, retries=0) as c:
         yield c
 
 
@@ -117,9 +126,12 @@ def test_metadata_lists_the_wire_tensors(client):
     ]
 
 
-def test_hooks_run_at_start_and_stop(io_gateway):
-    """Last in the module: it stops the gateway (SIGTERM) to see on_shutdown run."""
-    gateway, hook_file = io_gateway
+def test_hooks_run_at_start_and_stop(io_worker, tmp_path):
+    """A gateway of its own (the module's serves the other tests, in any order): its hooks run
+    once at start, and on_shutdown when SIGTERM stops it."""
+    worker, home = io_worker
+    hook_file = tmp_path / "hooks.log"
+    gateway = start_gateway([worker.address], env=_env(home, hook_file), service=SPEC)
     assert hook_file.read_text().splitlines() == ["deployment", "startup"]
     assert procs.stop(gateway) == 0, gateway.log[-2000:]
     assert hook_file.read_text().splitlines() == ["deployment", "startup", "shutdown hello"]
