@@ -33,7 +33,7 @@ proto-check: install ## fail when the generated modules drift from the .proto so
 lint: install ## ruff, mypy and the import layers (lint-imports, contracts in pyproject.toml)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy protos store runner_worker api_gateway runnerfleet
+	$(BIN)/mypy protos store runner_worker api_gateway runnerfleet bench
 	$(BIN)/lint-imports
 
 test-fast: install ## unit tests only (pure, no processes; under a minute)

@@ -153,7 +153,7 @@ def _good_client(address: str, stop: threading.Event, out: Counter) -> None:
 def _fire(address: str, requests: list[bytes], threads: int) -> dict:
     codes: Counter = Counter()
     samples: dict[str, str] = {}
-    slowest = [0.0, b""]
+    slowest: list[tuple[float, bytes]] = [(0.0, b"")]  # (seconds, request), the one slowest
     lock = threading.Lock()
 
     def worker(chunk: list[bytes]) -> None:
@@ -173,8 +173,8 @@ def _fire(address: str, requests: list[bytes], threads: int) -> dict:
                     codes[code] += 1
                     if code in BAD_CODES and code not in samples:
                         samples[code] = f"{details[:300]} <- {data[:60]!r}"
-                    if took > slowest[0]:
-                        slowest[:] = [took, data]
+                    if took > slowest[0][0]:
+                        slowest[0] = (took, data)
 
     pool = [threading.Thread(target=worker, args=(requests[i::threads],)) for i in range(threads)]
     for t in pool:
@@ -184,8 +184,8 @@ def _fire(address: str, requests: list[bytes], threads: int) -> dict:
     return {
         "codes": dict(codes),
         "bad_samples": samples,
-        "slowest_ms": round(slowest[0] * 1000, 1),
-        "slowest_bytes": len(slowest[1]),
+        "slowest_ms": round(slowest[0][0] * 1000, 1),
+        "slowest_bytes": len(slowest[0][1]),
     }
 
 

@@ -34,6 +34,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from typing import Any
 
 from bench.chaos import ChaosContext, Row, scenario
 from bench.proc_stat import machine_ticks, steal_share
@@ -45,7 +46,7 @@ __all__ = ["run_overload", "load", "MODEL", "WORKER_FLAGS"]
 
 MODEL = "rowcost"
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-WORKER_FLAGS = {"max_batch_size": 8, "threads": 1}
+WORKER_FLAGS: dict[str, Any] = {"max_batch_size": 8, "threads": 1}
 
 
 def load(

@@ -334,8 +334,8 @@ def _rows(
         met = None if serve_within_s is None else counts.serve_again_s < serve_within_s
         value = f"{counts.serve_again_s:.2f} s"
         rows.append(Row(name, "time to serve again", value, serve_target, met))
-    for key, value in counts.extra.items():
-        rows.append(Row(name, key, f"{value:.0f}"))
+    for key, amount in counts.extra.items():
+        rows.append(Row(name, key, f"{amount:.0f}"))
     return rows
 
 

@@ -105,7 +105,9 @@ def main(argv: list[str] | None = None) -> int:
             return await self.run(np.asarray(body["x"]))
 
     for name in wanted:
-        serve.run(Model.bind(plan["models"][name]), name=name, route_prefix=f"/{name}")
+        # .bind comes from @serve.deployment, which mypy cannot see through
+        app = Model.bind(plan["models"][name])  # type: ignore[attr-defined]
+        serve.run(app, name=name, route_prefix=f"/{name}")
     ready = pathlib.Path(a.ready_file)
     tmp_ready = ready.with_suffix(".tmp")
     tmp_ready.write_text(json.dumps({"pid": os.getpid(), "http_port": a.port}))

@@ -161,12 +161,12 @@ def prepare(out_dir: pathlib.Path, names: list[str]) -> dict:
         load_s = time.perf_counter() - t_load
         method = runnable.default_method
         sig = model.info.signatures.get(method)
-        in_spec = (sig.input_spec or [None])[0] if sig else None
-        out_spec = (sig.output_spec or [None])[0] if sig else None
+        in_spec = sig.input_spec[0] if sig and sig.input_spec else None
+        out_spec = sig.output_spec[0] if sig and sig.output_spec else None
         fallback_rows = FALLBACK_ROWS[name]
         row_shape = _row_shape(in_spec.shape if in_spec else None, fallback_rows)
         dtype = str(np.dtype(in_spec.dtype)) if in_spec else "float32"
-        entry = {
+        entry: dict = {
             "tag": f"{model.tag.name}:{model.tag.version}",
             "version": str(model.tag.version),
             "platform": model.info.module,

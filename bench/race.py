@@ -391,7 +391,7 @@ class Race:
 
     def load(self, entry: str, served: peers.Served, models: list[str], rep: int) -> dict:
         pts = points_for(self.p, models, http=is_http(entry))
-        spec = {
+        spec: dict = {
             "target": served.target,
             "protocol": served.protocol,
             "http_format": served.http_format,

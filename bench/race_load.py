@@ -390,10 +390,8 @@ async def _run(spec: dict) -> dict:
             res = await infer(model, pools[model].build(np.load(v["in"])), 60.0)
             ref_shape = np.load(v["ref"]).shape
             y = pools[model].answer(res)
-            np.save(
-                v["out"],
-                y if y is None or y.size != int(np.prod(ref_shape)) else y.reshape(ref_shape),
-            )
+            if y is not None:  # no file: the runner reports "no answer to the fixed input"
+                np.save(v["out"], y if y.size != int(np.prod(ref_shape)) else y.reshape(ref_shape))
         for p in spec["points"]:
             p = {"rows": 1, **p}
             await fresh()  # HTTP: new connections per point (warmed up below)

@@ -186,7 +186,7 @@ def aggregate(res: dict) -> dict:
         for k in keys:
             have = [(v["points"][k]["rps"] or 0, e) for e, v in cands.items() if k in v["points"]]
             best[fam][k] = max(have)[1]
-    summary = {"entries": entries, "best": best}
+    summary: dict[str, object] = {"entries": entries, "best": best}
     summary["targets"] = evaluate_targets(res, summary)
     return summary
 

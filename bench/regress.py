@@ -307,7 +307,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         dirty = " (+ uncommitted changes)" if _git("status", "--porcelain", "-uno") else ""
         new = Side("new", ROOT, _git("rev-parse", "--short", "HEAD") + dirty)
-    sides = (base, new)
+    sides: tuple[Side, ...] = (base, new)
     if a.control:
         sides = (base, new, Side("control", base.tree, base.rev))
     models = a.models.split(",")

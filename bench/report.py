@@ -200,7 +200,7 @@ def evaluate_targets(res: dict) -> list[dict]:
         )
         if pa and pb and pb["rps"]:
             t["perf_analyzer_ratio"] = pa["rps"] / pb["rps"]
-            t["note"] = t.get("note", "") + (
+            t["note"] = str(t.get("note", "")) + (
                 f"; perf_analyzer {pa['rps']:.0f} vs {pb['rps']:.0f} = {pa['rps'] / pb['rps']:.2f}x"
             )
         out.append(t)
@@ -272,20 +272,23 @@ def evaluate_targets(res: dict) -> list[dict]:
         "http_c16_grpc", "iris HTTP c=16 req/s >= 70% of RunnerFleet's gRPC", "iris_clf", 16,
         CLUSTER, 0.7, ours=HTTP_CLUSTER,
     )  # fmt: skip
-    a, b = best_bandwidth(res, CLUSTER), best_bandwidth(res, "bare")
+    bw, bw_bare = best_bandwidth(res, CLUSTER), best_bandwidth(res, "bare")
     t = {
         "id": "echo_bandwidth",
         "target": "4 MiB tensors >= 50% of the bare grpcio hop's MiB/s",
         "required": 0.5,
     }
-    if a is None or b is None:
-        t.update(met=None, note=_why_missing(res, CLUSTER if a is None else "bare"))
+    if bw is None or bw_bare is None:
+        t.update(met=None, note=_why_missing(res, CLUSTER if bw is None else "bare"))
     else:
-        r = a[0] / b[0]
+        r = bw[0] / bw_bare[0]
         t.update(
             measured=r,
             met=r >= 0.5,
-            note=f"{a[0]:.0f} MiB/s (c={a[1]}) vs {b[0]:.0f} MiB/s (c={b[1]}), best of each",
+            note=(
+                f"{bw[0]:.0f} MiB/s (c={bw[1]}) vs {bw_bare[0]:.0f} MiB/s (c={bw_bare[1]}),"
+                " best of each"
+            ),
         )
     out.append(t)
     return out
