@@ -132,6 +132,9 @@ def test_hooks_run_at_start_and_stop(io_worker, tmp_path):
     worker, home = io_worker
     hook_file = tmp_path / "hooks.log"
     gateway = start_gateway([worker.address], env=_env(home, hook_file), service=SPEC)
-    assert hook_file.read_text().splitlines() == ["deployment", "startup"]
-    assert procs.stop(gateway) == 0, gateway.log[-2000:]
+    try:
+        assert hook_file.read_text().splitlines() == ["deployment", "startup"]
+    finally:
+        rc = procs.stop(gateway)  # stopped even when the first assertion fails
+    assert rc == 0, gateway.log[-2000:]
     assert hook_file.read_text().splitlines() == ["deployment", "startup", "shutdown hello"]
