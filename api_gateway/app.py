@@ -31,7 +31,7 @@ from api_gateway.pool import WorkerPool
 from api_gateway.servicer import SERVICE_NAME, GatewayServicer, generic_handler
 from api_gateway.settings import GatewaySettings
 from api_gateway.shm import SharedMemoryForwarder
-from protos import heap
+from protos import event_loop, heap
 from protos.auth import is_loopback
 from protos.http_server import HttpServer
 from protos.port_file import write_port_file
@@ -298,4 +298,4 @@ async def serve(settings: GatewaySettings, *, exit_after_drain: bool = False) ->
 
 def run(settings: GatewaySettings) -> None:
     """Blocking entry point for `runnerfleet gateway`."""
-    asyncio.run(serve(settings, exit_after_drain=True))
+    event_loop.run(serve(settings, exit_after_drain=True), settings.event_loop)

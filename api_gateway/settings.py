@@ -12,6 +12,7 @@ from typing import Any
 from api_gateway.hedging import HedgePolicy
 from api_gateway.outlier import OutlierPolicy
 from protos.errors import InvalidArgument
+from protos.event_loop import check_event_loop
 from protos.settings_loader import ENV_PREFIX, load_values, process_environ
 from protos.trust_settings import TRUST_PARSERS, TrustSettings
 
@@ -30,6 +31,7 @@ class GatewaySettings(TrustSettings):
 
     host: str = "127.0.0.1"  # deploy/ passes 0.0.0.0 where containers need it
     port: int = 8001
+    event_loop: str = "auto"  # protos/event_loop.py: uvloop where installed
     metrics_port: int = 8002
     http_port: int | None = None  # HTTP/REST v2; None: 8000, or any free port when port is 0
     port_file: str | None = None
@@ -95,6 +97,7 @@ class GatewaySettings(TrustSettings):
         if self.workers_dns:
             parse_address(self.workers_dns)
         self.check_trust()
+        check_event_loop(self.event_loop)
         if bool(self.worker_tls_cert) != bool(self.worker_tls_key):
             raise InvalidArgument("the worker client certificate needs --worker-tls-cert and key")
         if self.worker_tls_cert and not self.worker_tls_ca:

@@ -23,7 +23,7 @@ import sys
 
 import grpc
 
-from protos import codec
+from protos import codec, event_loop
 from protos import grpc_service_pb2 as pb
 from protos import grpc_service_pb2_grpc as pbg
 from protos import model_config_pb2 as mc
@@ -167,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--port", type=int, default=0)
     p.add_argument("--port-file", required=True)
     a = p.parse_args(argv)
-    asyncio.run(serve(a))
+    event_loop.run(serve(a), "auto")
     return 0
 
 

@@ -43,7 +43,7 @@ import time
 import grpc
 import numpy as np
 
-from protos import codec
+from protos import codec, event_loop
 from protos import grpc_service_pb2 as pb
 from protos import grpc_service_pb2_grpc as pbg
 
@@ -234,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", default="rowcost")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
-    print(json.dumps(asyncio.run(run_load(args))), flush=True)
+    print(json.dumps(event_loop.run(run_load(args), "auto")), flush=True)
     return 0
 
 

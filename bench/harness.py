@@ -545,15 +545,18 @@ class Harness:
         ]  # fmt: skip
         return procs.start(name, argv, self.logs / f"{name}.log", env=self.env, cwd=str(ROOT)), pf
 
-    def _start_worker(self, name: str) -> tuple[procs.Proc, pathlib.Path]:
+    def _start_worker(self, name: str, *extra: str) -> tuple[procs.Proc, pathlib.Path]:
         tags = ",".join(m["tag"] for m in self.plan["models"].values())
-        return self._start_rf(name, "worker", "--models", tags, "--device", "cpu")
+        return self._start_rf(name, "worker", "--models", tags, "--device", "cpu", *extra)
 
-    def _start_gateway(self, name: str, workers: list[str]) -> tuple[procs.Proc, pathlib.Path]:
-        return self._start_rf(name, "gateway", "--workers", ",".join(workers))
+    def _start_gateway(
+        self, name: str, workers: list[str], *extra: str
+    ) -> tuple[procs.Proc, pathlib.Path]:
+        return self._start_rf(name, "gateway", "--workers", ",".join(workers), *extra)
 
-    def _ready_worker(self, name: str) -> tuple[str, dict, procs.Proc]:
-        proc, pf = self._start_worker(name)
+    def _ready_worker(self, name: str, *extra: str) -> tuple[str, dict, procs.Proc]:
+        """A worker serving the plan's models, once healthy; ``extra``: more CLI flags."""
+        proc, pf = self._start_worker(name, *extra)
         try:
             info = procs.wait_port_file(pf, 180, proc)
             target = f"127.0.0.1:{info['grpc_port']}"
@@ -563,8 +566,11 @@ class Harness:
             raise
         return target, info, proc
 
-    def _ready_gateway(self, name: str, workers: list[str]) -> tuple[str, dict, procs.Proc]:
-        proc, pf = self._start_gateway(name, workers)
+    def _ready_gateway(
+        self, name: str, workers: list[str], *extra: str
+    ) -> tuple[str, dict, procs.Proc]:
+        """A gateway in front of ``workers``, once it routes every model; ``extra``: flags."""
+        proc, pf = self._start_gateway(name, workers, *extra)
         try:
             info = procs.wait_port_file(pf, 120, proc)
             target = f"127.0.0.1:{info['grpc_port']}"

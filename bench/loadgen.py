@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from bench.proc_stat import cpu_s_by_group
+from protos import event_loop
 
 DTYPES = {"FP32": np.float32, "FP64": np.float64, "INT64": np.int64, "INT32": np.int32}
 
@@ -331,7 +332,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--out", required=True)
     a = p.parse_args(argv)
-    return write_result(a.out, lambda: asyncio.run(_run(a)), {"target": a.target, "model": a.model})
+    return write_result(
+        a.out, lambda: event_loop.run(_run(a), "auto"), {"target": a.target, "model": a.model}
+    )
 
 
 def write_result(out_path: str, run: Callable[[], dict], on_error: dict) -> int:

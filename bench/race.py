@@ -49,6 +49,9 @@ def _entries() -> dict[str, dict]:
         "zerocopy": {"kind": "zerocopy", "models": ["echo"]},
         "rf": {"kind": "rf", "workers": 1},
         "rf2": {"kind": "rf", "workers": 2},
+        # the standard library's event loop in both processes (protos/event_loop.py): what
+        # uvloop, the default, is worth, measured in the same run
+        "rf-asyncio": {"kind": "rf", "workers": 1, "event_loop": "asyncio"},
     }
     for d in TRITON_DELAYS_US:
         for i in (1, 2):
@@ -310,7 +313,8 @@ class Race:
             s.info = {"server": "grpc.aio generic handler, wire bytes re-tagged, no decode"}
             return s
         if kind == "rf":
-            s = self._start_rf(int(e["workers"]), models)
+            loop = ("--event-loop", str(e["event_loop"])) if "event_loop" in e else ()
+            s = self._start_rf(int(e["workers"]), models, loop)
             return self._over_http(s) if is_http(entry) else s
         if kind == "triton":
             s = peers.start_pytriton(
@@ -351,18 +355,18 @@ class Race:
         s.info = {**s.info, "protocol": "HTTP/JSON (KServe v2: POST /v2/models/<m>/infer)"}
         return s
 
-    def _start_rf(self, n: int, models: list[str]) -> peers.Served:
+    def _start_rf(self, n: int, models: list[str], extra: tuple[str, ...] = ()) -> peers.Served:
         started: list[procs.Proc] = []
         for stale in [f"worker{i + 1}" for i in range(n)] + [f"gateway{n}"]:
             (self.run_dir / f"{stale}.port").unlink(missing_ok=True)  # a previous repeat's
         try:
             workers = []
             for i in range(n):
-                w = self.h._ready_worker(f"worker{i + 1}")
+                w = self.h._ready_worker(f"worker{i + 1}", *extra)
                 started.append(w[2])
                 workers.append(w)
             self.h.p.models = models  # the gateway waits until it routes each
-            gw = self.h._ready_gateway(f"gateway{n}", [w[0] for w in workers])
+            gw = self.h._ready_gateway(f"gateway{n}", [w[0] for w in workers], *extra)
             started.append(gw[2])
         except Exception:
             for pr in reversed(started):
@@ -374,7 +378,11 @@ class Race:
             target=gw[0],
             procs=[*(w[2] for w in workers), gw[2]],
             stats_targets=[w[0] for w in workers],
-            info={"workers": n, "flags": "defaults (--device cpu)", "protocol": "gRPC"},
+            info={
+                "workers": n,
+                "flags": " ".join(extra) or "defaults (--device cpu)",
+                "protocol": "gRPC",
+            },
             pids={"gateway": int(gw[1]["pid"])},
             http_target=f"127.0.0.1:{http_port}" if http_port else "",
         )

@@ -49,6 +49,7 @@ from bench.loadgen import (
     write_result,
 )
 from bench.proc_stat import group_cpu_s, group_rss
+from protos import event_loop
 
 __all__ = ["main"]
 
@@ -465,7 +466,9 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     with open(a.spec) as f:
         spec = json.load(f)
-    return write_result(a.out, lambda: asyncio.run(_run(spec)), {"target": spec.get("target")})
+    return write_result(
+        a.out, lambda: event_loop.run(_run(spec), "auto"), {"target": spec.get("target")}
+    )
 
 
 if __name__ == "__main__":

@@ -32,6 +32,7 @@ KNEE_P99_MS = 50.0
 FAMILY_LABEL = {
     "rf": "RunnerFleet gateway + 1 worker (gRPC)",
     "rf2": "RunnerFleet gateway + 2 workers (gRPC)",
+    "rf-asyncio": "RunnerFleet gateway + 1 worker on asyncio's own event loop (gRPC)",
     "bare": "bare grpcio + codec + runnable (no batching)",
     "zerocopy": "bare grpcio zero-copy echo (no decode)",
     "triton": "Triton via PyTriton 0.7",
@@ -44,10 +45,17 @@ FAMILY_LABEL = {
 PEERS = ["triton", "mlserver", "bentoml", "rayserve", "triton-http"]
 HTTP_FAMILIES = ("rf-http", "triton-http", "bentoml", "rayserve")
 HTTP_PEERS = ["bentoml", "rayserve", "triton-http"]
+OWN_FAMILIES = ("rf-asyncio",)  # entries that are not a configuration of their prefix's family
 
 
 def family(entry: str) -> str:
-    """`triton-d500-i2` -> `triton`; an entry called over HTTP keeps it: `rf-http` -> `rf-http`."""
+    """`triton-d500-i2` -> `triton`; an entry called over HTTP keeps it: `rf-http` -> `rf-http`.
+
+    `rf-asyncio` is a family of its own: RunnerFleet on the standard event loop is measured
+    beside `rf`, never counted as one of its configurations.
+    """
+    if entry in OWN_FAMILIES:
+        return entry
     base = entry.split("-", 1)[0]
     return f"{base}-http" if entry.endswith("-http") else base
 

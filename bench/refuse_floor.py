@@ -20,6 +20,7 @@ from typing import Any
 
 import grpc
 
+from protos import event_loop
 from protos.port_file import write_port_file
 from runnerfleet.supervisor import READY_LINE
 
@@ -57,7 +58,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--port-file", required=True)
     a = p.parse_args(argv)
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(a.port, a.port_file))
+        event_loop.run(serve(a.port, a.port_file), "auto")
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ import sys
 
 import grpc
 
+from protos import event_loop
 from protos.port_file import write_port_file
 
 __all__ = ["echo_response", "main"]
@@ -146,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--port", type=int, default=0)
     p.add_argument("--port-file", required=True)
-    asyncio.run(serve(p.parse_args(argv)))
+    event_loop.run(serve(p.parse_args(argv)), "auto")
     return 0
 
 

@@ -20,7 +20,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from protos import grpc_service_pb2, internal_pb2
+from protos import event_loop, grpc_service_pb2, internal_pb2
 from protos import grpc_service_pb2_grpc as pb_grpc
 from protos import internal_pb2_grpc as ipb_grpc
 from protos.auth import ScopedAuthInterceptor, is_loopback, policy_from_settings
@@ -198,4 +198,4 @@ def _source(hosted: HostedRunner) -> Any:
 
 def run(settings: WorkerSettings) -> int:
     """Run the worker on a fresh event loop (the process's one loop)."""
-    return asyncio.run(serve(settings))
+    return event_loop.run(serve(settings), settings.event_loop)

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from protos.errors import InvalidArgument
+from protos.event_loop import check_event_loop
 from protos.settings_loader import ENV_PREFIX, load_values, process_environ
 from protos.settings_loader import store_root as default_store_root
 from protos.trust_settings import TRUST_PARSERS, TrustSettings
@@ -46,6 +47,7 @@ class WorkerSettings(TrustSettings):
     # OpenMP's idle threads: PASSIVE sleeps, ACTIVE spins (stealing the event loop's core),
     # "default" leaves OMP_WAIT_POLICY as inherited; an exported OMP_WAIT_POLICY always wins
     omp_wait_policy: str = "PASSIVE"
+    event_loop: str = "auto"  # protos/event_loop.py: uvloop where installed
     host: str = "127.0.0.1"  # deploy/ passes 0.0.0.0 where containers need it
     port: int = 8101
     metrics_port: int = 8102
@@ -68,6 +70,7 @@ class WorkerSettings(TrustSettings):
 
     def __post_init__(self) -> None:
         self.check_trust()
+        check_event_loop(self.event_loop)
         if self.device != "cpu" and not _is_cuda_device(self.device):
             raise InvalidArgument(f"--device must be 'cpu' or 'cuda:N', got {self.device!r}")
         for name in ("max_batch_size", "max_queue_size", "max_inflight_batches"):

@@ -6,6 +6,7 @@ import sys
 
 import click
 
+from protos.event_loop import EVENT_LOOPS
 from runnerfleet.cli.trust_flags import trust_options
 
 __all__ = ["worker"]
@@ -28,6 +29,11 @@ __all__ = ["worker"]
     "--omp-wait-policy",
     type=click.Choice(["PASSIVE", "ACTIVE", "default"]),
     help="OpenMP idle threads sleep (PASSIVE, default) or spin; 'default' leaves it alone.",
+)
+@click.option(
+    "--event-loop",
+    type=click.Choice(EVENT_LOOPS),
+    help="asyncio event loop: uvloop where installed (auto, default), uvloop, or asyncio's own.",
 )
 @click.option("--host", help="Address to bind (default 127.0.0.1; 0.0.0.0 = all).")
 @click.option("--port", type=int, help="gRPC port (0 = any free port; default 8101).")
