@@ -14,22 +14,17 @@ RUNNERFLEET_HOME must point at the store the plan was made from.
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
 import json
 import pathlib
-import signal
 import sys
 
 import grpc
 
-from protos import codec, event_loop
+from bench.grpc_serve import run, serve_until_signalled, server_options
+from protos import codec
 from protos import grpc_service_pb2 as pb
 from protos import grpc_service_pb2_grpc as pbg
 from protos import model_config_pb2 as mc
-from protos.port_file import write_port_file
-
-MAX_MSG = 256 * 2**20
 
 
 class BareServicer(pbg.GRPCInferenceServiceServicer):
@@ -139,25 +134,9 @@ async def serve(a: argparse.Namespace) -> None:
     plan = json.loads(pathlib.Path(a.plan).read_text())
     names = [m for m in a.models.split(",") if m] or list(plan["models"])
     models = load_models(plan, names)
-    server = grpc.aio.server(
-        options=[
-            ("grpc.max_send_message_length", MAX_MSG),
-            ("grpc.max_receive_message_length", MAX_MSG),
-        ]
-    )
+    server = grpc.aio.server(options=server_options())
     pbg.add_GRPCInferenceServiceServicer_to_server(BareServicer(plan, models), server)
-    port = server.add_insecure_port(f"127.0.0.1:{a.port}")
-    await server.start()
-    write_port_file(a.port_file, port)
-    print(f"listening grpc=127.0.0.1:{port}", flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    # Bounded: the harness stops us long before this.
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), timeout=4 * 3600)
-    await server.stop(grace=1)
+    await serve_until_signalled(server, a.port, a.port_file)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -167,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--port", type=int, default=0)
     p.add_argument("--port-file", required=True)
     a = p.parse_args(argv)
-    event_loop.run(serve(a), "auto")
+    run(serve(a))
     return 0
 
 

@@ -13,16 +13,11 @@ the load generator counts its answers as refusals).
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
-import signal
 from typing import Any
 
 import grpc
 
-from protos import event_loop
-from protos.port_file import write_port_file
-from runnerfleet.supervisor import READY_LINE
+from bench.grpc_serve import run, serve_until_signalled
 
 __all__ = ["main"]
 
@@ -39,16 +34,7 @@ async def serve(port: int, port_file: str) -> None:
     server = grpc.aio.server()
     handlers = {"ModelInfer": grpc.unary_unary_rpc_method_handler(_refuse)}
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
-    bound = server.add_insecure_port(f"127.0.0.1:{port}")
-    await server.start()
-    write_port_file(port_file, bound)
-    print(f"{READY_LINE}127.0.0.1:{bound}", flush=True)  # what runnerfleet.supervisor waits for
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
-    await server.stop(grace=1.0)
+    await serve_until_signalled(server, port, port_file)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -57,8 +43,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--port", type=int, default=0)
     p.add_argument("--port-file", required=True)
     a = p.parse_args(argv)
-    with contextlib.suppress(KeyboardInterrupt):
-        event_loop.run(serve(a.port, a.port_file), "auto")
+    run(serve(a.port, a.port_file))
 
 
 if __name__ == "__main__":

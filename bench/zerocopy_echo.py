@@ -18,20 +18,15 @@ Python gRPC server must hand over as one bytes object. ModelReady/ServerLive ans
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
-import signal
 import sys
 
 import grpc
 
-from protos import event_loop
-from protos.port_file import write_port_file
+from bench.grpc_serve import run, serve_until_signalled, server_options
 
 __all__ = ["echo_response", "main"]
 
 SERVICE = "inference.GRPCInferenceService"
-MAX_MSG = 256 * 2**20
 
 
 def _varint(buf: memoryview, i: int) -> tuple[int, int]:
@@ -118,12 +113,7 @@ async def _ready(request: bytes, context) -> bytes:
 
 
 async def serve(a: argparse.Namespace) -> None:
-    server = grpc.aio.server(
-        options=[
-            ("grpc.max_send_message_length", MAX_MSG),
-            ("grpc.max_receive_message_length", MAX_MSG),
-        ]
-    )
+    server = grpc.aio.server(options=server_options())
     handlers = {
         "ModelInfer": grpc.unary_unary_rpc_method_handler(_model_infer),
         "ModelReady": grpc.unary_unary_rpc_method_handler(_ready),
@@ -131,23 +121,14 @@ async def serve(a: argparse.Namespace) -> None:
         "ServerReady": grpc.unary_unary_rpc_method_handler(_ready),
     }
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
-    port = server.add_insecure_port(f"127.0.0.1:{a.port}")
-    await server.start()
-    write_port_file(a.port_file, port)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), timeout=4 * 3600)  # bounded: the runner stops us
-    await server.stop(grace=1)
+    await serve_until_signalled(server, a.port, a.port_file)
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--port", type=int, default=0)
     p.add_argument("--port-file", required=True)
-    event_loop.run(serve(p.parse_args(argv)), "auto")
+    run(serve(p.parse_args(argv)))
     return 0
 
 
