@@ -3,10 +3,10 @@
 Both processes spend most of their CPU inside grpc.aio (on a busy gateway, over half of its
 samples are grpc's own Cython callbacks, under ``Handle._run``), and grpc.aio schedules those
 callbacks on whatever asyncio loop runs it. uvloop's loop (libuv, in Cython) runs them with
-less overhead per callback: a bare grpc.aio unary echo measured here at 291-297 us of server
-CPU per call on the standard loop against 251-256 us on uvloop, 10-20% more calls per second
-(BENCHMARKS.md has the gateway's figure). Nothing else changes: the same coroutines, signal
-handlers and executors run on either loop.
+less overhead per callback: a bare grpc.aio unary echo used 291-301 us of server CPU per call
+on the standard loop against 244-258 us on uvloop (docs/ARCHITECTURE.md, "Event loop", has
+the whole cluster's figures). Nothing else changes: the same coroutines, signal handlers and
+executors run on either loop.
 
 Choices (``--event-loop``, ``RUNNERFLEET_EVENT_LOOP``): ``auto`` (uvloop when importable, which
 it is wherever the package's dependencies are installed on Linux or macOS), ``uvloop`` (refuse
@@ -55,7 +55,12 @@ def loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop]:
 
 def run(main: Coroutine[Any, Any, T], name: str) -> T:
     """``asyncio.run(main)`` on the loop ``name`` resolves to."""
-    with asyncio.Runner(loop_factory=loop_factory(name)) as runner:
+    try:
+        factory = loop_factory(name)
+    except BaseException:
+        main.close()  # never started: no "coroutine was never awaited" warning
+        raise
+    with asyncio.Runner(loop_factory=factory) as runner:
         return runner.run(main)
 
 

@@ -37,6 +37,10 @@ def test_without_uvloop_auto_falls_back_and_uvloop_is_refused(
     assert event_loop.run(_loop_module(), "auto").startswith("asyncio")
     with pytest.raises(InvalidArgument, match="uvloop is not installed"):
         WorkerSettings(event_loop="uvloop")
+    main = _loop_module()
+    with pytest.raises(InvalidArgument, match="uvloop is not installed"):
+        event_loop.run(main, "uvloop")
+    assert main.cr_frame is None  # closed, never left pending
 
 
 def test_settings_take_the_choice_from_flags_and_env_and_refuse_others() -> None:
