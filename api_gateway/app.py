@@ -233,11 +233,12 @@ class GatewayApp:
         if settings.port_file:
             write_port_file(settings.port_file, self.grpc_port, self.metrics_port, self.http_port)
         log.info(
-            "listening grpc=%s:%d metrics=%s:%d http=%s:%s tls=%s auth=%s worker_tls=%s workers=%d",
+            "listening grpc=%s:%d metrics=%s:%d http=%s:%s tls=%s auth=%s worker_tls=%s workers=%d "
+            "loop=%s",
             settings.host, self.grpc_port, metrics_host, self.metrics_port, settings.host,
             self.http_port if self.http_port is not None else "off",
             credentials is not None, policy.enabled, self.worker_credentials.channel is not None,
-            len(self.pool.workers),
+            len(self.pool.workers), event_loop.resolved(settings.event_loop),
         )  # fmt: skip
 
     async def drain(self) -> bool:

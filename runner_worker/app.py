@@ -136,7 +136,9 @@ async def serve(settings: WorkerSettings) -> int:
     # always printed (whatever the log level): process supervisors wait for this line
     print(
         f"listening grpc={settings.host}:{port} metrics={metrics_host}:{metrics_port} "
-        f"tls={credentials is not None} auth={policy.enabled}" + http_text,
+        f"tls={credentials is not None} auth={policy.enabled}"
+        + http_text
+        + f" loop={event_loop.resolved(settings.event_loop)}",
         file=sys.stderr,
         flush=True,
     )

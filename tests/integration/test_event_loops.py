@@ -30,6 +30,9 @@ def test_gateway_and_worker_answer_on_the_chosen_loop(worker_store, monkeypatch,
         with Client(gateway.address, timeout_s=30) as client:
             for _ in range(20):
                 np.testing.assert_array_equal(client.infer("iris_clf", X), want)
+        # each process says which loop it runs on, in its listening line
+        assert f"loop={loop}" in worker.log
+        assert f"loop={loop}" in gateway.log
     finally:
         if gateway is not None:
             assert procs.stop(gateway) == 0, gateway.log[-3000:]
