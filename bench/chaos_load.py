@@ -234,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", default="rowcost")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
-    print(json.dumps(event_loop.run(run_load(args), "auto")), flush=True)
+    print(json.dumps(event_loop.run(run_load(args))), flush=True)
     return 0
 
 

@@ -55,4 +55,4 @@ async def serve_until_signalled(
 def run(main: Coroutine[Any, Any, None]) -> None:
     """Run a server's coroutine on RunnerFleet's loop; Ctrl-C ends it quietly."""
     with contextlib.suppress(KeyboardInterrupt):
-        event_loop.run(main, "auto")
+        event_loop.run(main)

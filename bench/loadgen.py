@@ -333,7 +333,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True)
     a = p.parse_args(argv)
     return write_result(
-        a.out, lambda: event_loop.run(_run(a), "auto"), {"target": a.target, "model": a.model}
+        a.out, lambda: event_loop.run(_run(a)), {"target": a.target, "model": a.model}
     )
 
 

@@ -356,6 +356,7 @@ class Race:
         return s
 
     def _start_rf(self, n: int, models: list[str], extra: tuple[str, ...] = ()) -> peers.Served:
+        """``n`` workers and a gateway; ``extra``: CLI flags both processes take (--event-loop)."""
         started: list[procs.Proc] = []
         for stale in [f"worker{i + 1}" for i in range(n)] + [f"gateway{n}"]:
             (self.run_dir / f"{stale}.port").unlink(missing_ok=True)  # a previous repeat's

@@ -466,9 +466,7 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     with open(a.spec) as f:
         spec = json.load(f)
-    return write_result(
-        a.out, lambda: event_loop.run(_run(spec), "auto"), {"target": spec.get("target")}
-    )
+    return write_result(a.out, lambda: event_loop.run(_run(spec)), {"target": spec.get("target")})
 
 
 if __name__ == "__main__":

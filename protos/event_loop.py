@@ -3,10 +3,10 @@
 Both processes spend most of their CPU inside grpc.aio (on a busy gateway, over half of its
 samples are grpc's own Cython callbacks, under ``Handle._run``), and grpc.aio schedules those
 callbacks on whatever asyncio loop runs it. uvloop's loop (libuv, in Cython) runs them with
-less overhead per callback: a bare grpc.aio unary echo used 291-301 us of server CPU per call
-on the standard loop against 244-258 us on uvloop (docs/ARCHITECTURE.md, "Event loop", has
-the whole cluster's figures). Nothing else changes: the same coroutines, signal handlers and
-executors run on either loop.
+less overhead per callback: 5-10% less CPU per request through the cluster, measured by the
+race's ``rf-asyncio`` entry beside ``rf`` (docs/ARCHITECTURE.md, "Event loop", has the
+figures). Nothing else changes: the same coroutines, signal handlers and executors run on
+either loop.
 
 Choices (``--event-loop``, ``RUNNERFLEET_EVENT_LOOP``): ``auto`` (uvloop when importable, which
 it is wherever the package's dependencies are installed on Linux or macOS), ``uvloop`` (refuse
@@ -53,8 +53,8 @@ def loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop]:
     return asyncio.new_event_loop
 
 
-def run(main: Coroutine[Any, Any, T], name: str) -> T:
-    """``asyncio.run(main)`` on the loop ``name`` resolves to."""
+def run(main: Coroutine[Any, Any, T], name: str = "auto") -> T:
+    """``asyncio.run(main)`` on the loop ``name`` resolves to (default: uvloop where installed)."""
     try:
         factory = loop_factory(name)
     except BaseException:
