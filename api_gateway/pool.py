@@ -38,6 +38,7 @@ from api_gateway.outlier import OutlierDetector
 from api_gateway.settings import GatewaySettings, parse_address
 from protos import grpc_service_pb2 as pb
 from protos import grpc_service_pb2_grpc, internal_pb2, internal_pb2_grpc
+from protos.channel_options import FAST_RECONNECT
 from protos.status import code_from_status_number, error_from_rpc_error, from_grpc_code
 
 __all__ = ["HealthCheckStreak", "Worker", "WorkerPool", "channel_options"]
@@ -73,9 +74,7 @@ def channel_options(
     return name + [
         ("grpc.max_send_message_length", max_message_bytes),
         ("grpc.max_receive_message_length", max_message_bytes),
-        ("grpc.initial_reconnect_backoff_ms", 100),
-        ("grpc.min_reconnect_backoff_ms", 100),
-        ("grpc.max_reconnect_backoff_ms", 1000),
+        *FAST_RECONNECT,
         ("grpc.keepalive_time_ms", max(int(keepalive_time_s * 1000), 1)),
         ("grpc.keepalive_timeout_ms", max(int(keepalive_timeout_s * 1000), 1)),
         ("grpc.keepalive_permit_without_calls", 1),

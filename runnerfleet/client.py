@@ -32,6 +32,7 @@ import numpy as np
 from protos import codec
 from protos import grpc_service_pb2 as pb
 from protos import grpc_service_pb2_grpc as pb_grpc
+from protos.channel_options import FAST_RECONNECT
 from protos.errors import DeadlineExceeded, NotFound, Unavailable
 from protos.status import RETRYABLE_CODES, error_from_rpc_error
 
@@ -45,9 +46,11 @@ _BACKOFF_MAX_S = 1.0
 
 
 def _channel_options(max_message_bytes: int) -> list[tuple[str, Any]]:
+    """Message limits, and reconnects fast enough that failover finds a restarted gateway."""
     return [
         ("grpc.max_send_message_length", max_message_bytes),
         ("grpc.max_receive_message_length", max_message_bytes),
+        *FAST_RECONNECT,
     ]
 
 
