@@ -12,10 +12,12 @@ to a server that is down costs nothing).
 
 from __future__ import annotations
 
-__all__ = ["FAST_RECONNECT"]
+__all__ = ["FAST_RECONNECT", "MAX_RECONNECT_BACKOFF_MS"]
+
+MAX_RECONNECT_BACKOFF_MS = 1000  # the longest a channel waits between connection attempts
 
 FAST_RECONNECT: list[tuple[str, int]] = [
     ("grpc.initial_reconnect_backoff_ms", 100),
     ("grpc.min_reconnect_backoff_ms", 100),
-    ("grpc.max_reconnect_backoff_ms", 1000),
+    ("grpc.max_reconnect_backoff_ms", MAX_RECONNECT_BACKOFF_MS),
 ]

@@ -15,12 +15,23 @@ addresses in turn when a connection fails.
 Retries: after every address failed, calls are retried ``retries`` times with a small jittered
 backoff, always within ``timeout_s`` (one deadline for all attempts); every failure is raised
 as a ``protos.errors`` class (``NotFound``, ``InvalidArgument``, ``Unavailable``...).
+
+Reconnects: a channel whose gateway refused a connection fails every call at once until its
+next connection attempt (at most ``protos.channel_options.MAX_RECONNECT_BACKOFF_MS`` later), so
+a retry that only slept its backoff would fail on a gateway that is already back. Before each
+retry round the client therefore waits, after the backoff, until one of its channels is READY,
+for at most ``reconnect_wait_s`` (1.5 s: one reconnect period, its 20% jitter and a connect)
+and never past the deadline, and starts the round at that channel. A channel that is READY
+already (a gateway that answered UNAVAILABLE while draining) costs no wait. When no channel
+connects in time the round runs anyway, and an unreachable cluster still raises
+``Unavailable``, after about ``retries * reconnect_wait_s``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import random
+import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -32,17 +43,19 @@ import numpy as np
 from protos import codec
 from protos import grpc_service_pb2 as pb
 from protos import grpc_service_pb2_grpc as pb_grpc
-from protos.channel_options import FAST_RECONNECT
+from protos.channel_options import FAST_RECONNECT, MAX_RECONNECT_BACKOFF_MS
 from protos.errors import DeadlineExceeded, NotFound, Unavailable
 from protos.status import RETRYABLE_CODES, error_from_rpc_error
 
 _MIN_TIMEOUT_S = 1e-3  # below this a deadline is treated as already passed
 
-__all__ = ["Client", "AsyncClient", "MAX_MESSAGE_BYTES"]
+__all__ = ["Client", "AsyncClient", "MAX_MESSAGE_BYTES", "RECONNECT_WAIT_S"]
 
 MAX_MESSAGE_BYTES = 2**31 - 1  # as tritonclient: the largest message gRPC allows
 _BACKOFF_BASE_S = 0.05
 _BACKOFF_MAX_S = 1.0
+# one reconnect period (gRPC jitters it by up to 20%) and a connect on a cluster network
+RECONNECT_WAIT_S = 1.2 * MAX_RECONNECT_BACKOFF_MS / 1000 + 0.3
 
 
 def _channel_options(max_message_bytes: int) -> list[tuple[str, Any]]:
@@ -97,9 +110,13 @@ class _Base:
         root_certificates: bytes | str | Path | None = None,
         token: str | None = None,
         max_message_bytes: int = MAX_MESSAGE_BYTES,
+        reconnect_wait_s: float = RECONNECT_WAIT_S,
     ) -> None:
         if retries < 0:
             raise ValueError(f"retries must be >= 0, got {retries}")
+        if reconnect_wait_s < 0:
+            raise ValueError(f"reconnect_wait_s must be >= 0, got {reconnect_wait_s}")
+        self.reconnect_wait_s = reconnect_wait_s
         self.addresses = _split_addresses(address)
         self.address = self.addresses[0]
         self.timeout_s = timeout_s
@@ -149,6 +166,12 @@ class _Base:
             raise error_from_rpc_error(error) from None
         return wait_s
 
+    def _reconnect_budget_s(self, deadline: float | None) -> float:
+        """How long a retry round may wait for a channel to connect: never past the deadline."""
+        if deadline is None:
+            return self.reconnect_wait_s
+        return min(self.reconnect_wait_s, deadline - time.monotonic() - _MIN_TIMEOUT_S)
+
     @staticmethod
     def _remaining_s(deadline: float | None) -> float | None:
         """Seconds left before ``deadline``; raises when under _MIN_TIMEOUT_S is left.
@@ -197,7 +220,29 @@ class Client(_Base):
                     failovers += 1
                     continue
                 time.sleep(self._next_attempt(error, attempt, deadline))
+                self._wait_for_a_ready_channel(self._reconnect_budget_s(deadline))
                 attempt, failovers = attempt + 1, 0
+
+    def _wait_for_a_ready_channel(self, budget_s: float) -> None:
+        """Wait up to ``budget_s`` for any channel to be READY, and make it the current one."""
+        if budget_s <= 0:
+            return
+        ready = threading.Event()
+        winners: list[int] = []
+
+        def on_done(future: Any, index: int) -> None:
+            if not future.cancelled():
+                winners.append(index)
+                ready.set()
+
+        futures = [grpc.channel_ready_future(channel) for channel in self._channels]
+        for index, future in enumerate(futures):
+            future.add_done_callback(lambda f, i=index: on_done(f, i))
+        ready.wait(budget_s)
+        for future in futures:
+            future.cancel()
+        if winners:
+            self._current = winners[0]
 
     def infer(
         self,
@@ -278,7 +323,24 @@ class AsyncClient(_Base):
                     failovers += 1
                     continue
                 await asyncio.sleep(self._next_attempt(error, attempt, deadline))
+                await self._wait_for_a_ready_channel(self._reconnect_budget_s(deadline))
                 attempt, failovers = attempt + 1, 0
+
+    async def _wait_for_a_ready_channel(self, budget_s: float) -> None:
+        """Wait up to ``budget_s`` for any channel to be READY, and make it the current one."""
+        if budget_s <= 0:
+            return
+        waits = [asyncio.ensure_future(channel.channel_ready()) for channel in self._channels]
+        done, pending = await asyncio.wait(
+            waits, timeout=budget_s, return_when=asyncio.FIRST_COMPLETED
+        )
+        for wait in pending:
+            wait.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        for index, wait in enumerate(waits):
+            if wait in done and not wait.cancelled() and wait.exception() is None:
+                self._current = index
+                return
 
     async def infer(
         self,

@@ -30,7 +30,10 @@ def test_unreachable_server_raises_unavailable_after_retries(dead_address, monke
     attempts = []
     real_backoff = client_mod._backoff_s
     monkeypatch.setattr(client_mod, "_backoff_s", lambda a: attempts.append(a) or real_backoff(a))
-    with Client(dead_address, retries=3, timeout_s=10) as client, pytest.raises(Unavailable):
+    with (
+        Client(dead_address, retries=3, timeout_s=10, reconnect_wait_s=0.1) as client,
+        pytest.raises(Unavailable),
+    ):
         client.infer("iris_clf", np.zeros((1, 4)))
     assert attempts == [0, 1, 2]  # three retries after the first attempt
 
@@ -58,7 +61,9 @@ def test_readiness_is_false_when_unreachable(dead_address):
 
 def test_async_client_unreachable(dead_address):
     async def main():
-        async with AsyncClient(dead_address, retries=1, timeout_s=5) as client:
+        async with AsyncClient(
+            dead_address, retries=1, timeout_s=5, reconnect_wait_s=0.1
+        ) as client:
             assert await client.is_server_ready() is False
             with pytest.raises(Unavailable):
                 await client.infer("iris_clf", np.zeros((1, 4)))
@@ -106,7 +111,7 @@ def test_every_address_is_tried_before_a_backoff(dead_address, monkeypatch):
     sleeps: list[float] = []
     monkeypatch.setattr(client_mod.time, "sleep", sleeps.append)
     with (
-        Client([dead_address, other], retries=1, timeout_s=10) as client,
+        Client([dead_address, other], retries=1, timeout_s=10, reconnect_wait_s=0.1) as client,
         pytest.raises(Unavailable),
     ):
         client.infer("m", np.zeros((1, 2), dtype=np.float32))
