@@ -31,7 +31,7 @@ import math
 import struct
 import sys
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from google.protobuf.message import DecodeError
@@ -39,6 +39,7 @@ from google.protobuf.message import DecodeError
 from protos import grpc_service_pb2 as pb
 from protos.errors import Internal, InvalidArgument, shown
 from protos.shm import SharedMemoryRegistry
+from protos.wire import append_repeated_bytes, split_repeated_bytes
 
 __all__ = [
     "DATATYPE_TO_NUMPY",
@@ -213,6 +214,28 @@ def parse_infer_request(data: bytes) -> Any:
         return pb.ModelInferRequest.FromString(data)
     except (DecodeError, RuntimeWarning, ValueError) as exc:
         raise InvalidArgument(f"request is not a valid ModelInferRequest: {exc}") from None
+
+
+_RAW_INPUT_FIELD = pb.ModelInferRequest.DESCRIPTOR.fields_by_name["raw_input_contents"].number
+_RAW_OUTPUT_FIELD = pb.ModelInferResponse.DESCRIPTOR.fields_by_name["raw_output_contents"].number
+# below this a request is parsed whole: its copies cost less than cutting it in Python
+SPLIT_MIN_BYTES = 64 * 1024
+
+
+def parse_infer_request_wire(data: bytes) -> tuple[Any, list[memoryview] | None]:
+    """Serialized bytes -> (ModelInferRequest, its raw_input_contents as views, or None).
+
+    A request of ``SPLIT_MIN_BYTES`` or more has its raw entries cut out as zero-copy views
+    over ``data`` (``protos.wire``), and only the rest is parsed; pass the views to
+    ``decode_request_inputs(raws=...)``. None: the request was parsed whole (small, or not
+    plain wire format at its top level), and its raw entries are in the message as usual.
+    """
+    if len(data) >= SPLIT_MIN_BYTES:
+        split = split_repeated_bytes(data, _RAW_INPUT_FIELD)
+        if split is not None:
+            rest, raws = split
+            return parse_infer_request(rest), raws
+    return parse_infer_request(data), None
 
 
 def datatype_to_numpy(datatype: str, *, what: str = "tensor") -> np.dtype:
@@ -414,7 +437,7 @@ def _has_typed(tensor: Any) -> bool:
     return bool(tensor.HasField("contents") and tensor.contents.ByteSize() > 0)
 
 
-def _decode_tensor(tensor: Any, raw: bytes | None, kind: str) -> np.ndarray:
+def _decode_tensor(tensor: Any, raw: bytes | memoryview | None, kind: str) -> np.ndarray:
     what = f"{kind} {shown(tensor.name)}"
     datatype = tensor.datatype
     dtype = datatype_to_numpy(datatype, what=what)
@@ -490,7 +513,7 @@ def _decode_shm(tensor: Any, ref: tuple[str, int, int], shm: SharedMemoryRegistr
 
 def _decode_all(
     tensors: Sequence[Any],
-    raws: Sequence[bytes],
+    raws: Sequence[bytes | memoryview],
     kind: str,
     raw_field: str,
 ) -> list[np.ndarray]:
@@ -511,7 +534,7 @@ def _decode_all(
 
 
 def _decode_with_shm(
-    inputs: Sequence[Any], raws: Sequence[bytes], shm: SharedMemoryRegistry | None
+    inputs: Sequence[Any], raws: Sequence[bytes | memoryview], shm: SharedMemoryRegistry | None
 ) -> list[np.ndarray]:
     refs = [shm_reference(t) for t in inputs]
     if shm is None:
@@ -536,13 +559,15 @@ def decode_request_inputs(
     request: Any,
     shm: SharedMemoryRegistry | None = None,
     limits: DecodeLimits | None = DEFAULT_LIMITS,
+    raws: Sequence[bytes | memoryview] | None = None,
 ) -> list[np.ndarray]:
     """All inputs of a ModelInferRequest as numpy, in the order of ``inputs``.
 
     ``check_request_limits`` runs first, so nothing is decoded for a request over ``limits``
     (``None``: the caller has just run it itself, so it is not run twice).
     Inputs naming a shared-memory region are read from ``shm`` (zero-copy); the raw entries
-    then belong, in order, to the other inputs.
+    then belong, in order, to the other inputs. ``raws``: the raw entries, when
+    ``parse_infer_request_wire`` cut them out of the message.
     """
     if limits is not None:
         check_request_limits(request, limits)
@@ -554,9 +579,11 @@ def decode_request_inputs(
             raise InvalidArgument(f"input {shown(t.name)} appears more than once in the request")
         seen.add(t.name)
         uses_shm = uses_shm or SHM_REGION in t.parameters
+    if raws is None:
+        raws = request.raw_input_contents
     if uses_shm:
-        return _decode_with_shm(inputs, request.raw_input_contents, shm)
-    return _decode_all(inputs, request.raw_input_contents, "input", "raw_input_contents")
+        return _decode_with_shm(inputs, raws, shm)
+    return _decode_all(inputs, raws, "input", "raw_input_contents")
 
 
 def decode_response_outputs(response: Any) -> list[np.ndarray]:
@@ -652,16 +679,15 @@ def _encode_to_shm(
     return tensor
 
 
-def encode_response(
+def _response_tensors(
     request: Any,
     arrays: Sequence[Any],
     names: Sequence[str],
-    shm: SharedMemoryRegistry | None = None,
-) -> Any:
-    """A raw ModelInferResponse answering ``request``; keeps only the outputs it asked for.
-
-    Requested outputs that name a shared-memory region are written there (through ``shm``).
-    """
+    shm: SharedMemoryRegistry | None,
+    *,
+    views: bool,
+) -> tuple[list[Any], list[bytes | memoryview]]:
+    """The output tensors answering ``request`` and their raw entries (views: zero-copy)."""
     if len(arrays) != len(names):
         raise Internal(f"model returned {len(arrays)} outputs but {len(names)} names were given")
     pairs: Iterable[tuple[str, Any]] = zip(names, arrays, strict=True)
@@ -676,7 +702,7 @@ def encode_response(
         pairs = [(o.name, by_name[o.name]) for o in request.outputs]
         requested = {o.name: o for o in request.outputs}
     tensors = []
-    raws = []
+    raws: list[bytes | memoryview] = []
     for name, array in pairs:
         out = requested.get(name)
         ref = shm_reference(out, "output") if out is not None else None
@@ -689,16 +715,52 @@ def encode_response(
             tensors.append(_encode_to_shm(out, array, ref, shm))
             raws.append(b"")
             continue
-        tensor, raw = encode_output(name, array)
-        tensors.append(tensor)
+        what = f"output {name!r}"
+        datatype, shape, raw = _wire_view(array, what) if views else _array_to_wire(array, what)
+        tensors.append(InferOutputTensor(name=name, datatype=datatype, shape=shape))
         raws.append(raw)
+    return tensors, raws
+
+
+def encode_response(
+    request: Any,
+    arrays: Sequence[Any],
+    names: Sequence[str],
+    shm: SharedMemoryRegistry | None = None,
+) -> Any:
+    """A raw ModelInferResponse answering ``request``; keeps only the outputs it asked for.
+
+    Requested outputs that name a shared-memory region are written there (through ``shm``).
+    """
+    tensors, raws = _response_tensors(request, arrays, names, shm, views=False)
     return pb.ModelInferResponse(
         model_name=request.model_name,
         model_version=request.model_version,
         id=request.id,
         outputs=tensors,
-        raw_output_contents=raws,
+        raw_output_contents=cast(list[bytes], raws),  # views=False: bytes (_array_to_wire)
     )
+
+
+def encode_response_wire(
+    request: Any,
+    arrays: Sequence[Any],
+    names: Sequence[str],
+    shm: SharedMemoryRegistry | None = None,
+    *,
+    model_name: str,
+    model_version: str,
+) -> bytes:
+    """``encode_response``, serialized, with each output's bytes copied once (not four times).
+
+    The message without its raw entries is serialized by protobuf; the entries are appended
+    from views over the output arrays (``protos.wire.append_repeated_bytes``).
+    """
+    tensors, raws = _response_tensors(request, arrays, names, shm, views=True)
+    head = pb.ModelInferResponse(
+        model_name=model_name, model_version=model_version, id=request.id, outputs=tensors
+    )
+    return append_repeated_bytes(head.SerializeToString(), _RAW_OUTPUT_FIELD, raws)
 
 
 def encode_request(

@@ -6,18 +6,30 @@ that are not the message make grpc answer UNKNOWN and log a full traceback per r
 retried it). ``add_guarded`` registers the same handlers with a raw-bytes deserializer and
 parses inside the handler: a parse failure aborts the call with INVALID_ARGUMENT and one
 rate-limited log line (``protos.ratelimited_log.BAD_REQUESTS``), the handler never runs.
+
+A handler marked ``@wire_handler`` takes the request's bytes and returns the response's bytes
+itself (no serializers at all): it parses, and refuses unparseable bytes, on its own. The
+worker's ModelInfer is one, so a big tensor is not copied by protobuf on the way in or out.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 
 from protos.ratelimited_log import BAD_REQUESTS
 
-__all__ = ["add_guarded", "guard_handlers"]
+__all__ = ["add_guarded", "guard_handlers", "wire_handler"]
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def wire_handler(method: _F) -> _F:
+    """Mark a unary servicer method as taking request bytes and returning response bytes."""
+    method.wire_handler = True  # type: ignore[attr-defined]
+    return method
 
 
 class _Recorder:
@@ -42,6 +54,10 @@ def _failure_message(method: str, exc: Exception) -> str:
 def _guard_unary(method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
     parse: Callable[[bytes], Any] = handler.request_deserializer
     behavior = handler.unary_unary
+    if getattr(behavior, "wire_handler", False):  # it parses and serializes itself
+        return grpc.unary_unary_rpc_method_handler(
+            behavior, request_deserializer=None, response_serializer=None
+        )
 
     async def call(raw: bytes, context: Any) -> Any:
         try:

@@ -7,12 +7,9 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from google.protobuf.message import DecodeError
-
-from protos import grpc_service_pb2 as pb
 from protos import internal_pb2 as ipb
 from protos import internal_pb2_grpc as ipb_grpc
-from protos.errors import InvalidArgument, RunnerFleetError
+from protos.errors import RunnerFleetError
 from protos.status import status_number
 from runner_worker import describe
 from runner_worker.hosting import ModelHost
@@ -59,16 +56,12 @@ class InternalServicer(ipb_grpc.WorkerInternalServicer):
             own = time.monotonic() + item.timeout_s
             deadline_s = own if deadline_s is None else min(own, deadline_s)
         try:
-            try:
-                req = pb.ModelInferRequest.FromString(item.request)
-            except DecodeError as exc:
-                raise InvalidArgument(
-                    f"forwarded request is not a ModelInferRequest: {exc}"
-                ) from None
-            response = await self._plane.infer(req, deadline_s, item.traceparent or None)
+            response = await self._plane.infer_wire(
+                item.request, deadline_s, item.traceparent or None
+            )
         except RunnerFleetError as exc:
             return status_number(exc.code), b"", exc.message
-        return 0, response.SerializeToString(), ""  # 0: OK
+        return 0, response, ""  # 0: OK
 
     async def DescribeModels(self, request: Any, context: Any) -> ipb.DescribeModelsResponse:
         # a hosted model is loaded and warmed up; it is ready while the worker admits work

@@ -14,6 +14,7 @@ from protos import grpc_service_pb2 as pb
 from protos import grpc_service_pb2_grpc as pb_grpc
 from protos.cuda_shm import CudaSharedMemoryRefusal
 from protos.errors import InvalidArgument, RunnerFleetError
+from protos.parse_guard import wire_handler
 from protos.runtime_settings import RuntimeSettings, RuntimeSettingsRpcs
 from protos.server_info import server_version
 from protos.shm import SharedMemoryRegistry, enabled_registry
@@ -111,9 +112,12 @@ class InferenceServicer(
         return [m for m in self._host.hosted() if m.name == name]
 
     # --------------------------------------------------------------------- inference
+    @wire_handler
     @aborts_on_error
-    async def ModelInfer(self, request: Any, context: Any) -> pb.ModelInferResponse:
-        return await self._plane.infer(request, deadline_s(context), traceparent_of(context))
+    async def ModelInfer(self, request: bytes, context: Any) -> bytes:
+        # bytes in and out (protos.parse_guard.wire_handler): big tensors are not copied by
+        # protobuf's parser and serializer (InferencePlane.infer_wire)
+        return await self._plane.infer_wire(request, deadline_s(context), traceparent_of(context))
 
     async def ModelStreamInfer(
         self, request_iterator: Any, context: Any

@@ -48,6 +48,36 @@ def test_large_message_within_limit_round_trips(stub) -> None:
     np.testing.assert_array_equal(out, x)
 
 
+def test_big_requests_answer_like_small_ones(stub, channel) -> None:
+    """Requests over codec.SPLIT_MIN_BYTES take the worker's zero-copy wire path: same answers."""
+    rng = np.random.default_rng(1)
+    for rows in (1, 2):
+        x = rng.random((rows, 40_000), dtype=np.float32)  # 160 kB a row: over 64 KiB
+        request = codec.encode_request("echo", [x], request_id=f"big-{rows}")
+        request.outputs.add(name="output__0")
+        request.parameters["anything"].string_param = "kept"
+        response = stub.ModelInfer(request)
+        assert response.id == f"big-{rows}"
+        assert response.model_name == "echo"
+        assert response.model_version
+        assert [o.name for o in response.outputs] == ["output__0"]
+        np.testing.assert_array_equal(codec.decode_response_outputs(response)[0], x)
+    request = codec.encode_request("echo", [x])
+    request.outputs.add(name="nope")
+    with pytest.raises(grpc.RpcError) as info:
+        stub.ModelInfer(request)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    big = codec.encode_request("echo", [x]).SerializeToString()
+    internal = ipb_grpc.WorkerInternalStub(channel)
+    reply = internal.ForwardBatch(
+        ipb.ForwardBatchRequest(items=[ipb.ForwardItem(request=big), ipb.ForwardItem(request=big)])
+    )
+    assert [r.code for r in reply.results] == [0, 0]
+    for result in reply.results:
+        out = codec.decode_response_outputs(pb.ModelInferResponse.FromString(result.response))
+        np.testing.assert_array_equal(out[0], x)
+
+
 def test_stream_infer_wraps_answers_and_errors(stub) -> None:
     reqs = [
         codec.encode_request("echo", [np.full((1, 3), i, np.float32)], request_id=str(i))
