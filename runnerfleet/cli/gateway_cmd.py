@@ -6,19 +6,14 @@ from typing import Any
 
 import click
 
-from protos.event_loop import EVENT_LOOPS
+from runnerfleet.cli.loop_flag import event_loop_option
 from runnerfleet.cli.trust_flags import trust_options
 
 __all__ = ["gateway"]
 
 
 @click.command()
-@click.option(
-    "--event-loop",
-    type=click.Choice(EVENT_LOOPS),
-    default=None,
-    help="asyncio event loop: uvloop where installed (auto, default), uvloop, or asyncio's own.",
-)
+@event_loop_option
 @click.option("--host", default=None, help="Interface to bind (default 127.0.0.1; 0.0.0.0 = all).")
 @click.option("--port", type=int, default=None, help="gRPC port (default 8001; 0 = any free port).")
 @click.option(

@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from protos.event_loop import EVENT_LOOPS
+from runnerfleet.cli.loop_flag import event_loop_option
 from runnerfleet.cli.trust_flags import trust_options
 
 __all__ = ["worker"]
@@ -30,11 +30,7 @@ __all__ = ["worker"]
     type=click.Choice(["PASSIVE", "ACTIVE", "default"]),
     help="OpenMP idle threads sleep (PASSIVE, default) or spin; 'default' leaves it alone.",
 )
-@click.option(
-    "--event-loop",
-    type=click.Choice(EVENT_LOOPS),
-    help="asyncio event loop: uvloop where installed (auto, default), uvloop, or asyncio's own.",
-)
+@event_loop_option
 @click.option("--host", help="Address to bind (default 127.0.0.1; 0.0.0.0 = all).")
 @click.option("--port", type=int, help="gRPC port (0 = any free port; default 8101).")
 @click.option("--metrics-port", type=int, help="Prometheus /metrics port (0 = any; default 8102).")
