@@ -12,6 +12,7 @@ from typing import NamedTuple
 
 from protos.codec import DEFAULT_LIMITS, MODEL_NAME_REQUIRED
 from protos.errors import InvalidArgument, shown
+from protos.wire import encode_varint, read_varint
 
 __all__ = ["RequestHeader", "parse_request_header", "wrap_stream_response"]
 
@@ -26,17 +27,11 @@ class RequestHeader(NamedTuple):
     request_id: str
 
 
-def _varint(data: bytes, pos: int) -> tuple[int, int]:
-    result = shift = 0
-    while True:
-        byte = data[pos]
-        pos += 1
-        result |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            return result, pos
-        shift += 7
-        if shift > 63:
-            raise InvalidArgument("malformed ModelInferRequest: varint too long")
+def _varint(data: bytes, pos: int, end: int) -> tuple[int, int]:
+    value, pos = read_varint(data, pos, end)
+    if pos < 0:
+        raise InvalidArgument("malformed ModelInferRequest: truncated or overlong varint")
+    return value, pos
 
 
 def parse_request_header(data: bytes) -> RequestHeader:
@@ -45,17 +40,17 @@ def parse_request_header(data: bytes) -> RequestHeader:
     pos, end = 0, len(data)
     try:
         while pos < end:
-            key, pos = _varint(data, pos)
+            key, pos = _varint(data, pos, end)
             number, wire_type = key >> 3, key & 7
             if wire_type == 2:
-                length, pos = _varint(data, pos)
+                length, pos = _varint(data, pos, end)
                 if pos + length > end:
                     raise InvalidArgument("malformed ModelInferRequest: truncated field")
                 if number <= _ID:
                     fields[number] = data[pos : pos + length].decode()
                 pos += length
             elif wire_type == 0:
-                _, pos = _varint(data, pos)
+                _, pos = _varint(data, pos, end)
             elif wire_type == 1:
                 pos += 8
             elif wire_type == 5:
@@ -81,15 +76,6 @@ def parse_request_header(data: bytes) -> RequestHeader:
     return RequestHeader(name, version, fields.get(_ID, ""))
 
 
-def _encode_varint(value: int) -> bytes:
-    out = bytearray()
-    while value >= 0x80:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
 def wrap_stream_response(response: bytes) -> bytes:
     """Serialized ModelStreamInferResponse{infer_response = response} without re-parsing it."""
-    return b"\x12" + _encode_varint(len(response)) + response
+    return b"\x12" + encode_varint(len(response)) + response

@@ -21,13 +21,13 @@ whatever the bytes say.
 
 from __future__ import annotations
 
-__all__ = ["split_repeated_bytes", "append_repeated_bytes"]
+__all__ = ["split_repeated_bytes", "append_repeated_bytes", "read_varint", "encode_varint"]
 
 _VARINT, _FIXED64, _LENGTH, _FIXED32 = 0, 1, 2, 5
 _MAX_VARINT_BYTES = 10
 
 
-def _varint(data: memoryview, pos: int, end: int) -> tuple[int, int]:
+def read_varint(data: bytes | memoryview, pos: int, end: int) -> tuple[int, int]:
     """(value, next position); (-1, -1) when it runs past ``end`` or over 10 bytes."""
     value = shift = 0
     for i in range(pos, min(end, pos + _MAX_VARINT_BYTES)):
@@ -58,12 +58,12 @@ def split_repeated_bytes(
         if fields > max_fields:
             return None
         start = pos
-        key, pos = _varint(view, pos, end)
+        key, pos = read_varint(view, pos, end)
         if key < 0:
             return None
         wire_type = key & 7
         if wire_type == _VARINT:
-            _, pos = _varint(view, pos, end)
+            _, pos = read_varint(view, pos, end)
             if pos < 0:
                 return None
         elif wire_type == _FIXED64:
@@ -71,7 +71,7 @@ def split_repeated_bytes(
         elif wire_type == _FIXED32:
             pos += 4
         elif wire_type == _LENGTH:
-            length, pos = _varint(view, pos, end)
+            length, pos = read_varint(view, pos, end)
             if length < 0:
                 return None
             value_from = pos
@@ -92,7 +92,8 @@ def split_repeated_bytes(
     return b"".join(rest), entries
 
 
-def _encode_varint(value: int) -> bytes:
+def encode_varint(value: int) -> bytes:
+    """``value`` (>= 0) as a protobuf varint."""
     out = bytearray()
     while value >= 0x80:
         out.append((value & 0x7F) | 0x80)
@@ -111,10 +112,10 @@ def append_repeated_bytes(
     """
     if not entries:
         return message
-    key = _encode_varint(field_number << 3 | _LENGTH)
+    key = encode_varint(field_number << 3 | _LENGTH)
     chunks: list[bytes | memoryview] = [message]
     for entry in entries:
         size = entry.nbytes if isinstance(entry, memoryview) else len(entry)
-        chunks.append(key + _encode_varint(size))
+        chunks.append(key + encode_varint(size))
         chunks.append(entry)
     return b"".join(chunks)
