@@ -289,6 +289,7 @@ async def serve(settings: GatewaySettings, *, exit_after_drain: bool = False) ->
             if app.apis is not None:
                 await app.apis.shutdown()  # the service's on_shutdown hooks, after the drain
             log.info("stopped (%s)", "drained" if idle else "grace period over")
+            app.pool.close_hops()  # its shared-memory slots: os._exit skips pool.close()
             app.tracing.shutdown()  # flush spans: os._exit skips atexit
             logging.shutdown()
             os._exit(0)

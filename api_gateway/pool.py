@@ -36,9 +36,11 @@ from api_gateway.auth import WorkerCredentials
 from api_gateway.coalescer import Coalescer, ForwardOutcome
 from api_gateway.outlier import OutlierDetector
 from api_gateway.settings import GatewaySettings, parse_address
+from api_gateway.shm_hop import ShmHop
 from protos import grpc_service_pb2 as pb
 from protos import grpc_service_pb2_grpc, internal_pb2, internal_pb2_grpc
 from protos.channel_options import FAST_RECONNECT
+from protos.shm import shm_available
 from protos.status import code_from_status_number, error_from_rpc_error, from_grpc_code
 
 __all__ = ["HealthCheckStreak", "Worker", "WorkerPool", "channel_options"]
@@ -164,6 +166,16 @@ class Worker:
         )
         self.watch_task: asyncio.Task[None] | None = None
         self.probe_task: asyncio.Task[None] | None = None
+        # big tensors to a worker on this host: through shared memory (api_gateway/shm_hop.py)
+        self.hop: ShmHop | None = None
+        if settings.forward_shm_min_bytes > 0 and shm_available():
+            self.hop = ShmHop(
+                self.register_shm,
+                self.unregister_shm,
+                address=address,
+                min_bytes=settings.forward_shm_min_bytes,
+                max_bytes=settings.forward_shm_max_bytes,
+            )
 
     @property
     def serving(self) -> bool:
@@ -189,7 +201,14 @@ class Worker:
         request, in the call's metadata or its ForwardItem. The outcome carries an ErrorCode:
         this class is the transport edge, the only place that sees the worker's gRPC codes.
         """
+        if self.hop is not None and self.hop.wants(len(request)):
+            return self.hop.forward(request, deadline, traceparent, self.coalescer.submit)
         return self.coalescer.submit(request, deadline, traceparent)
+
+    def lost(self) -> None:
+        """Its process may have gone: what it held for this gateway is gone with it."""
+        if self.hop is not None:
+            self.hop.reset()
 
     async def register_shm(self, request: pb.SystemSharedMemoryRegisterRequest) -> None:
         """SystemSharedMemoryRegister on this worker; a failure raises its RunnerFleetError."""
@@ -381,6 +400,12 @@ class WorkerPool:
             await self._remove(worker.address)
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
+    def close_hops(self) -> None:
+        """Unlink every worker's shared-memory hop slots (process exit without ``close``)."""
+        for worker in self.workers:
+            if worker.hop is not None:
+                worker.hop.close()
+
     def get(self, address: str) -> Worker | None:
         """The worker at `address`, if in the pool."""
         return self._by_address.get(address)
@@ -432,6 +457,8 @@ class WorkerPool:
             self.outliers.forget(address)
         worker.health_serving = False
         worker.coalescer.close()
+        if worker.hop is not None:
+            worker.hop.close()
         tasks = [t for t in (worker.watch_task, worker.probe_task) if t is not None]
         for task in tasks:
             task.cancel()
@@ -460,6 +487,7 @@ class WorkerPool:
                     log.warning(
                         "worker %s health stream broke: %s", worker.address, exc.code().name
                     )
+            worker.lost()
             self._set_serving(worker, False)
             self._mark_seen(worker)
             delay_s = _RECONNECT_BACKOFF_S[min(attempt, len(_RECONNECT_BACKOFF_S) - 1)]

@@ -73,6 +73,9 @@ class GatewaySettings(TrustSettings):
     hedge_budget_ratio: float = 0.1
     hedge_burst: float = 10.0
     max_message_bytes: int = 256 * _MIB
+    # requests this big go to workers on this host through shared memory (0: never)
+    forward_shm_min_bytes: int = 1 * _MIB
+    forward_shm_max_bytes: int = 512 * _MIB  # slots live at once, per worker
     startup_discovery_timeout_s: float = 5.0
     stop_grace_s: float = 10.0
     statistics_timeout_s: float = 5.0  # ModelStatistics fan-out to each worker
@@ -115,6 +118,8 @@ class GatewaySettings(TrustSettings):
         ):  # fmt: skip
             if getattr(self, name) <= 0:
                 raise InvalidArgument(f"{name} must be > 0")
+        if self.forward_shm_min_bytes < 0 or self.forward_shm_max_bytes < 0:
+            raise InvalidArgument("forward_shm_min_bytes and forward_shm_max_bytes must be >= 0")
         if not 0 <= self.outlier_max_ejection_percent <= 100:
             raise InvalidArgument("outlier_max_ejection_percent must be within 0..100")
         if not 0 < self.hedge_quantile < 1 or self.hedge_budget_ratio < 0:

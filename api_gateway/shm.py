@@ -73,15 +73,18 @@ class SharedMemoryForwarder:
             self._regions[request.name] = copy
 
     async def unregister(self, name: str = "") -> None:
-        """Unregister one region (NotFound if unknown) or all, at every worker."""
+        """Unregister one region (NotFound if unknown) or all, at every worker.
+
+        "All" means every region registered through this gateway, by name: the workers' own
+        unregister-all would also drop the gateway's shared-memory hop slots.
+        """
         async with self._lock:
             if name and name not in self._regions:
                 raise NotFound(f"shared-memory region {name!r} is not registered")
-            if name:
-                del self._regions[name]
-            else:
-                self._regions.clear()
-            await asyncio.gather(*(_unregister(w, name) for w in self._workers()))
+            names = [name] if name else list(self._regions)
+            for n in names:
+                del self._regions[n]
+            await asyncio.gather(*(_unregister(w, n) for w in self._workers() for n in names))
 
     async def replay(self, worker: Worker) -> None:
         """Give a joining worker every registration (before the router may pick it).

@@ -22,6 +22,12 @@ read-only mapping (``np.frombuffer``, no copy) and requested outputs are written
 region (one copy) with an empty ``raw_output_contents`` entry, so entries stay one per output.
 Raw entries then belong, in order, to the inputs that are not in shared memory (as
 ``tritonclient`` sends them).
+
+The gateway's shared-memory hop (``api_gateway/shm_hop.py``) adds request parameters
+``HOP_REGION`` (a region registered at this worker) and ``HOP_OFFSET``: every output the
+request did not place itself is then written into that region from ``HOP_OFFSET`` on, in order,
+each at a 64-byte boundary, while it fits (the rest stay raw), and named in its tensor's
+parameters as any shared-memory output is. The gateway copies them back into raw entries.
 """
 
 from __future__ import annotations
@@ -65,12 +71,20 @@ __all__ = [
     "SHM_REGION",
     "SHM_BYTE_SIZE",
     "SHM_OFFSET",
+    "HOP_REGION",
+    "HOP_OFFSET",
+    "HOP_ALIGN_BYTES",
+    "hop_align",
 ]
 
 # Tensor parameters of Triton's shared-memory extension.
 SHM_REGION = "shared_memory_region"
 SHM_BYTE_SIZE = "shared_memory_byte_size"
 SHM_OFFSET = "shared_memory_offset"
+# Request parameters of the gateway's shared-memory hop: where this request's outputs may go.
+HOP_REGION = "runnerfleet_hop_region"
+HOP_OFFSET = "runnerfleet_hop_offset"
+HOP_ALIGN_BYTES = 64  # tensors in a hop region start at multiples of this (numpy's alignment)
 
 InferInputTensor = pb.ModelInferRequest.InferInputTensor
 InferOutputTensor = pb.ModelInferResponse.InferOutputTensor
@@ -679,6 +693,46 @@ def _encode_to_shm(
     return tensor
 
 
+class _HopPlacer:
+    """Writes outputs into the gateway's hop region, in order, while they fit."""
+
+    def __init__(self, name: str, region: Any, cursor: int) -> None:
+        self._name = name
+        self._region = region
+        self._cursor = cursor
+
+    @classmethod
+    def of(cls, request: Any, shm: SharedMemoryRegistry | None) -> _HopPlacer | None:
+        """The placer a request asks for (``HOP_REGION``), or None."""
+        params = request.parameters
+        if shm is None or HOP_REGION not in params:
+            return None
+        what = "the gateway's shared-memory hop"
+        name = params[HOP_REGION].string_param
+        cursor = _int_param(params, HOP_OFFSET, what) or 0
+        return cls(name, shm.get(name, what=what), cursor)
+
+    def place(self, name: str, array: Any) -> Any | None:
+        """The output tensor naming where ``array`` was written, or None (it does not fit)."""
+        what = f"output {name!r}"
+        datatype, shape, data = _wire_view(array, what)
+        size = len(data)
+        if self._cursor + size > self._region.byte_size:
+            return None
+        self._region.write(self._cursor, data, what=what)
+        tensor = InferOutputTensor(name=name, datatype=datatype, shape=shape)
+        tensor.parameters[SHM_REGION].string_param = self._name
+        tensor.parameters[SHM_BYTE_SIZE].int64_param = size
+        tensor.parameters[SHM_OFFSET].int64_param = self._cursor
+        self._cursor = hop_align(self._cursor + size)
+        return tensor
+
+
+def hop_align(offset: int) -> int:
+    """``offset`` rounded up to the next multiple of ``HOP_ALIGN_BYTES``."""
+    return -(-offset // HOP_ALIGN_BYTES) * HOP_ALIGN_BYTES
+
+
 def _response_tensors(
     request: Any,
     arrays: Sequence[Any],
@@ -703,9 +757,16 @@ def _response_tensors(
         requested = {o.name: o for o in request.outputs}
     tensors = []
     raws: list[bytes | memoryview] = []
+    hop = _HopPlacer.of(request, shm)
     for name, array in pairs:
         out = requested.get(name)
         ref = shm_reference(out, "output") if out is not None else None
+        if ref is None and hop is not None:
+            placed = hop.place(name, array)
+            if placed is not None:
+                tensors.append(placed)
+                raws.append(b"")
+                continue
         if ref is not None:
             if shm is None:
                 raise InvalidArgument(

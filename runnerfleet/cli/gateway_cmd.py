@@ -41,6 +41,12 @@ __all__ = ["gateway"]
 @click.option(
     "--max-message-bytes", type=int, default=None, help="Max gRPC message size (256 MiB)."
 )
+@click.option(
+    "--forward-shm-min-bytes",
+    type=int,
+    default=None,
+    help="Requests this big reach workers on this host through shared memory (1 MiB; 0 = off).",
+)
 @trust_options
 @click.option("--worker-tls-ca", default=None, help="CA (PEM) to verify workers: TLS to workers.")
 @click.option("--worker-tls-cert", default=None, help="Client certificate presented to workers.")
