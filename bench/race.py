@@ -52,6 +52,14 @@ def _entries() -> dict[str, dict]:
         # the standard library's event loop in both processes (protos/event_loop.py): what
         # uvloop, the default, is worth, measured in the same run
         "rf-asyncio": {"kind": "rf", "workers": 1, "event_loop": "asyncio"},
+        # the gateway -> worker hop over gRPC only (api_gateway/shm_hop.py off): what the
+        # shared-memory hop is worth for the big tensors, measured in the same run
+        "rf-nohop": {
+            "kind": "rf",
+            "workers": 1,
+            "models": ["echo"],
+            "gateway_flags": ("--forward-shm-min-bytes", "0"),
+        },
     }
     for d in TRITON_DELAYS_US:
         for i in (1, 2):
@@ -314,7 +322,7 @@ class Race:
             return s
         if kind == "rf":
             loop = ("--event-loop", str(e["event_loop"])) if "event_loop" in e else ()
-            s = self._start_rf(int(e["workers"]), models, loop)
+            s = self._start_rf(int(e["workers"]), models, loop, e.get("gateway_flags", ()))
             return self._over_http(s) if is_http(entry) else s
         if kind == "triton":
             s = peers.start_pytriton(
@@ -355,8 +363,15 @@ class Race:
         s.info = {**s.info, "protocol": "HTTP/JSON (KServe v2: POST /v2/models/<m>/infer)"}
         return s
 
-    def _start_rf(self, n: int, models: list[str], extra: tuple[str, ...] = ()) -> peers.Served:
-        """``n`` workers and a gateway; ``extra``: CLI flags both processes take (--event-loop)."""
+    def _start_rf(
+        self,
+        n: int,
+        models: list[str],
+        extra: tuple[str, ...] = (),
+        gateway_extra: tuple[str, ...] = (),
+    ) -> peers.Served:
+        """``n`` workers and a gateway; ``extra``: CLI flags both processes take (--event-loop),
+        ``gateway_extra``: the gateway's alone."""
         started: list[procs.Proc] = []
         for stale in [f"worker{i + 1}" for i in range(n)] + [f"gateway{n}"]:
             (self.run_dir / f"{stale}.port").unlink(missing_ok=True)  # a previous repeat's
@@ -367,7 +382,9 @@ class Race:
                 started.append(w[2])
                 workers.append(w)
             self.h.p.models = models  # the gateway waits until it routes each
-            gw = self.h._ready_gateway(f"gateway{n}", [w[0] for w in workers], *extra)
+            gw = self.h._ready_gateway(
+                f"gateway{n}", [w[0] for w in workers], *extra, *gateway_extra
+            )
             started.append(gw[2])
         except Exception:
             for pr in reversed(started):
@@ -381,7 +398,7 @@ class Race:
             stats_targets=[w[0] for w in workers],
             info={
                 "workers": n,
-                "flags": " ".join(extra) or "defaults (--device cpu)",
+                "flags": " ".join((*extra, *gateway_extra)) or "defaults (--device cpu)",
                 "protocol": "gRPC",
             },
             pids={"gateway": int(gw[1]["pid"])},
