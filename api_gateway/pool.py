@@ -34,6 +34,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from api_gateway.auth import WorkerCredentials
 from api_gateway.coalescer import Coalescer, ForwardOutcome
+from api_gateway.local_link import LocalLink
 from api_gateway.outlier import OutlierDetector
 from api_gateway.settings import GatewaySettings, parse_address
 from api_gateway.shm_hop import ShmHop
@@ -166,6 +167,10 @@ class Worker:
         )
         self.watch_task: asyncio.Task[None] | None = None
         self.probe_task: asyncio.Task[None] | None = None
+        # forwards to a worker on this host: frames on its Unix socket (api_gateway/local_link.py)
+        self.link: LocalLink | None = None
+        if settings.forward_local_link:
+            self.link = LocalLink(address, settings.max_message_bytes)
         # big tensors to a worker on this host: through shared memory (api_gateway/shm_hop.py)
         self.hop: ShmHop | None = None
         if settings.forward_shm_min_bytes > 0 and shm_available():
@@ -209,6 +214,8 @@ class Worker:
         """Its process may have gone: what it held for this gateway is gone with it."""
         if self.hop is not None:
             self.hop.reset()
+        if self.link is not None:
+            self.link.close("its health stream broke")
 
     async def register_shm(self, request: pb.SystemSharedMemoryRegisterRequest) -> None:
         """SystemSharedMemoryRegister on this worker; a failure raises its RunnerFleetError."""
@@ -280,12 +287,17 @@ class Worker:
         self.coalescer.full_call_items = min(sizes, default=0)
         self.device = response.device
         self.described = True
+        if self.link is not None:
+            self.link.offer(response.local_socket)
 
     async def _forward_batch(
         self, items: list[tuple[bytes, float, str]], timeout_s: float | None
     ) -> list[ForwardOutcome]:
         if len(items) == 1:
             return [await self._forward_one(*items[0])]
+        # a coalesced call stays one ForwardBatch: sent over the local link as frames, such
+        # calls came back sooner, the regroup held less and the worker ran smaller batches (iris
+        # c=64: mean batch 20 vs 27, 3-9% fewer req/s in two races); lone requests gain
         request = internal_pb2.ForwardBatchRequest()
         add = request.items.add
         for r, t, tp in items:  # in place: a message per item and its copy cost twice as much
@@ -305,6 +317,12 @@ class Worker:
         self, request: bytes, timeout_s: float, traceparent: str = ""
     ) -> ForwardOutcome:
         """One request as a plain ModelInfer call: no wrapping, so no copies of big tensors."""
+        if self.link is not None and self.link.usable:
+            outcomes = await self.link.call_many(
+                [(request, timeout_s, traceparent)], timeout_s or None
+            )
+            if outcomes is not None:
+                return outcomes[0]
         metadata = self.inference_metadata
         if traceparent:
             metadata = (*(metadata or ()), ("traceparent", traceparent))
@@ -459,6 +477,8 @@ class WorkerPool:
         worker.coalescer.close()
         if worker.hop is not None:
             worker.hop.close()
+        if worker.link is not None:
+            worker.link.close("it left the pool")
         tasks = [t for t in (worker.watch_task, worker.probe_task) if t is not None]
         for task in tasks:
             task.cancel()

@@ -73,6 +73,8 @@ class GatewaySettings(TrustSettings):
     hedge_budget_ratio: float = 0.1
     hedge_burst: float = 10.0
     max_message_bytes: int = 256 * _MIB
+    # forwards to workers on this host over the Unix socket they offer (else gRPC)
+    forward_local_link: bool = True
     # requests this big go to workers on this host through shared memory (0: never)
     forward_shm_min_bytes: int = 1 * _MIB
     forward_shm_max_bytes: int = 512 * _MIB  # slots live at once, per worker

@@ -47,6 +47,7 @@ from api_gateway.coalescer import ForwardOutcome
 from protos import codec
 from protos import grpc_service_pb2 as pb
 from protos.errors import ErrorCode, Internal, RunnerFleetError
+from protos.pid import pid_alive
 from protos.shm import SHM_DIR
 from protos.wire import append_repeated_bytes, split_repeated_bytes
 
@@ -264,23 +265,13 @@ def remove_stale_objects() -> int:
     with contextlib.suppress(OSError):
         for name in os.listdir(SHM_DIR):
             match = _STALE.match(name)
-            if match is None or _alive(int(match.group(1))):
+            if match is None or pid_alive(int(match.group(1))):
                 continue
             with contextlib.suppress(OSError):
                 if os.stat(os.path.join(SHM_DIR, name)).st_uid == os.getuid():
                     os.unlink(os.path.join(SHM_DIR, name))
                     removed += 1
     return removed
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def hop_request(request: bytes, slot: Slot) -> bytes | None:

@@ -26,7 +26,7 @@ from protos import grpc_service_pb2 as protos_dot_grpc__service__pb2
 from protos import model_config_pb2 as protos_dot_model__config__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15protos/internal.proto\x12\x17runnerfleet.internal.v1\x1a\x19protos/grpc_service.proto\x1a\x19protos/model_config.proto\"F\n\x0b\x46orwardItem\x12\x0f\n\x07request\x18\x01 \x01(\x0c\x12\x11\n\ttimeout_s\x18\x02 \x01(\x01\x12\x13\n\x0btraceparent\x18\x03 \x01(\t\"J\n\x13\x46orwardBatchRequest\x12\x33\n\x05items\x18\x01 \x03(\x0b\x32$.runnerfleet.internal.v1.ForwardItem\"@\n\rForwardResult\x12\x10\n\x08response\x18\x01 \x01(\x0c\x12\x0c\n\x04\x63ode\x18\x02 \x01(\x05\x12\x0f\n\x07message\x18\x03 \x01(\t\"O\n\x14\x46orwardBatchResponse\x12\x37\n\x07results\x18\x01 \x03(\x0b\x32&.runnerfleet.internal.v1.ForwardResult\"\x17\n\x15\x44\x65scribeModelsRequest\"\xd8\x01\n\x0bHostedModel\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\r\n\x05ready\x18\x03 \x01(\x08\x12\x16\n\x0e\x64\x65\x66\x61ult_method\x18\x04 \x01(\t\x12\x0f\n\x07methods\x18\x05 \x03(\t\x12\x32\n\x08metadata\x18\x06 \x01(\x0b\x32 .inference.ModelMetadataResponse\x12&\n\x06\x63onfig\x18\x07 \x01(\x0b\x32\x16.inference.ModelConfig\x12\x16\n\x0e\x63reated_unix_s\x18\x08 \x01(\x01\"\x82\x01\n\x16\x44\x65scribeModelsResponse\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x0e\n\x06\x64\x65vice\x18\x02 \x01(\t\x12\x0f\n\x07serving\x18\x03 \x01(\x08\x12\x34\n\x06models\x18\x04 \x03(\x0b\x32$.runnerfleet.internal.v1.HostedModel\"\x0e\n\x0c\x44rainRequest\")\n\rDrainResponse\x12\x18\n\x10pending_requests\x18\x01 \x01(\r2\xce\x02\n\x0eWorkerInternal\x12m\n\x0c\x46orwardBatch\x12,.runnerfleet.internal.v1.ForwardBatchRequest\x1a-.runnerfleet.internal.v1.ForwardBatchResponse\"\x00\x12s\n\x0e\x44\x65scribeModels\x12..runnerfleet.internal.v1.DescribeModelsRequest\x1a/.runnerfleet.internal.v1.DescribeModelsResponse\"\x00\x12X\n\x05\x44rain\x12%.runnerfleet.internal.v1.DrainRequest\x1a&.runnerfleet.internal.v1.DrainResponse\"\x00\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15protos/internal.proto\x12\x17runnerfleet.internal.v1\x1a\x19protos/grpc_service.proto\x1a\x19protos/model_config.proto\"F\n\x0b\x46orwardItem\x12\x0f\n\x07request\x18\x01 \x01(\x0c\x12\x11\n\ttimeout_s\x18\x02 \x01(\x01\x12\x13\n\x0btraceparent\x18\x03 \x01(\t\"J\n\x13\x46orwardBatchRequest\x12\x33\n\x05items\x18\x01 \x03(\x0b\x32$.runnerfleet.internal.v1.ForwardItem\"@\n\rForwardResult\x12\x10\n\x08response\x18\x01 \x01(\x0c\x12\x0c\n\x04\x63ode\x18\x02 \x01(\x05\x12\x0f\n\x07message\x18\x03 \x01(\t\"O\n\x14\x46orwardBatchResponse\x12\x37\n\x07results\x18\x01 \x03(\x0b\x32&.runnerfleet.internal.v1.ForwardResult\"\x17\n\x15\x44\x65scribeModelsRequest\"\xd8\x01\n\x0bHostedModel\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\r\n\x05ready\x18\x03 \x01(\x08\x12\x16\n\x0e\x64\x65\x66\x61ult_method\x18\x04 \x01(\t\x12\x0f\n\x07methods\x18\x05 \x03(\t\x12\x32\n\x08metadata\x18\x06 \x01(\x0b\x32 .inference.ModelMetadataResponse\x12&\n\x06\x63onfig\x18\x07 \x01(\x0b\x32\x16.inference.ModelConfig\x12\x16\n\x0e\x63reated_unix_s\x18\x08 \x01(\x01\"\x98\x01\n\x16\x44\x65scribeModelsResponse\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x0e\n\x06\x64\x65vice\x18\x02 \x01(\t\x12\x0f\n\x07serving\x18\x03 \x01(\x08\x12\x34\n\x06models\x18\x04 \x03(\x0b\x32$.runnerfleet.internal.v1.HostedModel\x12\x14\n\x0clocal_socket\x18\x05 \x01(\t\"\x0e\n\x0c\x44rainRequest\")\n\rDrainResponse\x12\x18\n\x10pending_requests\x18\x01 \x01(\r2\xce\x02\n\x0eWorkerInternal\x12m\n\x0c\x46orwardBatch\x12,.runnerfleet.internal.v1.ForwardBatchRequest\x1a-.runnerfleet.internal.v1.ForwardBatchResponse\"\x00\x12s\n\x0e\x44\x65scribeModels\x12..runnerfleet.internal.v1.DescribeModelsRequest\x1a/.runnerfleet.internal.v1.DescribeModelsResponse\"\x00\x12X\n\x05\x44rain\x12%.runnerfleet.internal.v1.DrainRequest\x1a&.runnerfleet.internal.v1.DrainResponse\"\x00\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -46,11 +46,11 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_HOSTEDMODEL']._serialized_start=425
   _globals['_HOSTEDMODEL']._serialized_end=641
   _globals['_DESCRIBEMODELSRESPONSE']._serialized_start=644
-  _globals['_DESCRIBEMODELSRESPONSE']._serialized_end=774
-  _globals['_DRAINREQUEST']._serialized_start=776
-  _globals['_DRAINREQUEST']._serialized_end=790
-  _globals['_DRAINRESPONSE']._serialized_start=792
-  _globals['_DRAINRESPONSE']._serialized_end=833
-  _globals['_WORKERINTERNAL']._serialized_start=836
-  _globals['_WORKERINTERNAL']._serialized_end=1170
+  _globals['_DESCRIBEMODELSRESPONSE']._serialized_end=796
+  _globals['_DRAINREQUEST']._serialized_start=798
+  _globals['_DRAINREQUEST']._serialized_end=812
+  _globals['_DRAINRESPONSE']._serialized_start=814
+  _globals['_DRAINRESPONSE']._serialized_end=855
+  _globals['_WORKERINTERNAL']._serialized_start=858
+  _globals['_WORKERINTERNAL']._serialized_end=1192
 # @@protoc_insertion_point(module_scope)

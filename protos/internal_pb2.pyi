@@ -65,16 +65,18 @@ class HostedModel(_message.Message):
     def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., ready: _Optional[bool] = ..., default_method: _Optional[str] = ..., methods: _Optional[_Iterable[str]] = ..., metadata: _Optional[_Union[_grpc_service_pb2.ModelMetadataResponse, _Mapping]] = ..., config: _Optional[_Union[_model_config_pb2.ModelConfig, _Mapping]] = ..., created_unix_s: _Optional[float] = ...) -> None: ...
 
 class DescribeModelsResponse(_message.Message):
-    __slots__ = ("worker_id", "device", "serving", "models")
+    __slots__ = ("worker_id", "device", "serving", "models", "local_socket")
     WORKER_ID_FIELD_NUMBER: _ClassVar[int]
     DEVICE_FIELD_NUMBER: _ClassVar[int]
     SERVING_FIELD_NUMBER: _ClassVar[int]
     MODELS_FIELD_NUMBER: _ClassVar[int]
+    LOCAL_SOCKET_FIELD_NUMBER: _ClassVar[int]
     worker_id: str
     device: str
     serving: bool
     models: _containers.RepeatedCompositeFieldContainer[HostedModel]
-    def __init__(self, worker_id: _Optional[str] = ..., device: _Optional[str] = ..., serving: _Optional[bool] = ..., models: _Optional[_Iterable[_Union[HostedModel, _Mapping]]] = ...) -> None: ...
+    local_socket: str
+    def __init__(self, worker_id: _Optional[str] = ..., device: _Optional[str] = ..., serving: _Optional[bool] = ..., models: _Optional[_Iterable[_Union[HostedModel, _Mapping]]] = ..., local_socket: _Optional[str] = ...) -> None: ...
 
 class DrainRequest(_message.Message):
     __slots__ = ()

@@ -37,6 +37,7 @@ from runner_worker.http_app import start_http
 from runner_worker.inference import InferencePlane
 from runner_worker.internal_servicer import InternalServicer
 from runner_worker.lifecycle import Lifecycle, State
+from runner_worker.local_server import LocalServer
 from runner_worker.metrics import WorkerMetrics
 from runner_worker.service_runners import HostedRunner, service_runners
 from runner_worker.servicer import InferenceServicer
@@ -110,11 +111,10 @@ async def serve(settings: WorkerSettings) -> int:
         InferenceServicer(host, plane, life, settings, shm, runtime),
         server,
     )
-    add_guarded(
-        ipb_grpc.add_WorkerInternalServicer_to_server,
-        InternalServicer(host, plane, life, settings, drain),
-        server,
-    )
+    # gateways on this host: ModelInfer frames over a Unix socket, offered in DescribeModels
+    local = LocalServer(plane, settings.max_message_bytes)
+    internal = InternalServicer(host, plane, life, settings, drain)
+    add_guarded(ipb_grpc.add_WorkerInternalServicer_to_server, internal, server)
     health_pb2_grpc.add_HealthServicer_to_server(life.health, server)
     reflection.enable_server_reflection(
         (
@@ -126,6 +126,8 @@ async def serve(settings: WorkerSettings) -> int:
         server,
     )
     await server.start()
+    if settings.local_link and credentials is None and not policy.enabled:
+        internal.local_socket = await local.start()
     # HTTP enforces the same policy and TLS files as gRPC (protos.http_server)
     http = await start_http(settings, host, plane, life, policy=policy, shm=shm, runtime=runtime)
     metrics_host = settings.metrics_host or settings.host
@@ -174,6 +176,7 @@ async def serve(settings: WorkerSettings) -> int:
         if http is not None:
             await http.stop()
         await server.stop(settings.stop_grace_s)
+        await local.stop()
         await host.close()
         shm.close()
         tracing.shutdown()

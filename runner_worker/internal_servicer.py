@@ -37,6 +37,7 @@ class InternalServicer(ipb_grpc.WorkerInternalServicer):
         self._life = life
         self._settings = settings
         self._drain = drain
+        self.local_socket = ""  # the local link's socket, once it listens (local_server.py)
 
     async def ForwardBatch(self, request: Any, context: Any) -> ipb.ForwardBatchResponse:
         outer_deadline_s = deadline_s(context)
@@ -84,6 +85,7 @@ class InternalServicer(ipb_grpc.WorkerInternalServicer):
             device=self._life.device,
             serving=self._life.serving,
             models=models,
+            local_socket=self.local_socket,
         )
 
     async def Drain(self, request: Any, context: Any) -> ipb.DrainResponse:

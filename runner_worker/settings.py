@@ -58,6 +58,9 @@ class WorkerSettings(TrustSettings):
     max_queue_size: int = 1024
     max_inflight_batches: int = 1
     max_message_bytes: int = 256 * MIB
+    # offer gateways on this host ModelInfer over a Unix socket (runner_worker/local_server.py);
+    # only without TLS and credentials
+    local_link: bool = True
     worker_id: str = ""
     drain_timeout_s: float = 30.0
     stop_grace_s: float = 5.0  # gRPC server stop grace after the drain

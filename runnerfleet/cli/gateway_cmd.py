@@ -47,6 +47,11 @@ __all__ = ["gateway"]
     default=None,
     help="Requests this big reach workers on this host through shared memory (1 MiB; 0 = off).",
 )
+@click.option(
+    "--forward-local-link/--no-forward-local-link",
+    default=None,
+    help="Forward to workers on this host over the Unix socket they offer (default on).",
+)
 @trust_options
 @click.option("--worker-tls-ca", default=None, help="CA (PEM) to verify workers: TLS to workers.")
 @click.option("--worker-tls-cert", default=None, help="Client certificate presented to workers.")
