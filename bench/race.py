@@ -52,6 +52,14 @@ def _entries() -> dict[str, dict]:
         # the standard library's event loop in both processes (protos/event_loop.py): what
         # uvloop, the default, is worth, measured in the same run
         "rf-asyncio": {"kind": "rf", "workers": 1, "event_loop": "asyncio"},
+        # the gateway -> worker hop over gRPC, not the worker's Unix socket
+        # (api_gateway/local_link.py off): what the local link is worth, in the same run
+        "rf-grpc": {
+            "kind": "rf",
+            "workers": 1,
+            "models": ["iris_clf", "heavy_mlp"],
+            "gateway_flags": ("--no-forward-local-link",),
+        },
         # the gateway -> worker hop over gRPC only (api_gateway/shm_hop.py off): what the
         # shared-memory hop is worth for the big tensors, measured in the same run
         "rf-nohop": {

@@ -33,6 +33,7 @@ FAMILY_LABEL = {
     "rf": "RunnerFleet gateway + 1 worker (gRPC)",
     "rf2": "RunnerFleet gateway + 2 workers (gRPC)",
     "rf-asyncio": "RunnerFleet gateway + 1 worker on asyncio's own event loop (gRPC)",
+    "rf-grpc": "RunnerFleet gateway + 1 worker, gateway -> worker over gRPC (no local link)",
     "rf-nohop": "RunnerFleet gateway + 1 worker, gateway -> worker over gRPC only (no shm hop)",
     "bare": "bare grpcio + codec + runnable (no batching)",
     "zerocopy": "bare grpcio zero-copy echo (no decode)",
@@ -47,7 +48,7 @@ PEERS = ["triton", "mlserver", "bentoml", "rayserve", "triton-http"]
 HTTP_FAMILIES = ("rf-http", "triton-http", "bentoml", "rayserve")
 HTTP_PEERS = ["bentoml", "rayserve", "triton-http"]
 # entries that are not a configuration of their prefix's family
-OWN_FAMILIES = ("rf-asyncio", "rf-nohop")
+OWN_FAMILIES = ("rf-asyncio", "rf-grpc", "rf-nohop")
 
 
 def family(entry: str) -> str:
