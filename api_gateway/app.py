@@ -62,6 +62,7 @@ class GatewayApp:
             settings,
             on_change=self._on_pool_change,
             on_batch=self.metrics.observe_batch,
+            on_call=self.metrics.observe_call,
             credentials=self.worker_credentials,
             outliers=self.outliers,
             on_ready=self.shm.replay,

@@ -18,6 +18,7 @@ __all__ = ["GatewayMetrics", "REJECT_REASONS", "EJECTION_REASONS", "PROTOCOLS"]
 # and alerts aggregate with `sum by (...)`, so their series match as before the label.
 PROTOCOLS = ("grpc", "http")
 REJECT_REASONS = ("overload", "unauthenticated", "no_worker", "deadline_unmeetable")
+FORWARD_TRANSPORTS = ("local_link", "grpc")  # how a forward call reaches a worker
 _LATENCY_BUCKETS_S = (
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
     0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
@@ -82,6 +83,18 @@ class GatewayMetrics:
             ["model"],
             registry=r,
         )
+        self.forward_calls = Counter(
+            "runnerfleet_gateway_forward_calls",
+            "Calls to workers, by transport: local_link (the worker's Unix socket) or grpc.",
+            ["worker", "transport"],
+            registry=r,
+        )
+        self.shm_hop_requests = Counter(
+            "runnerfleet_gateway_shm_hop_requests",
+            "Requests whose tensors crossed to the worker through shared memory.",
+            ["worker"],
+            registry=r,
+        )
         for reason in REJECT_REASONS:
             self.rejected.labels(reason)
         self._model_children: dict[tuple[str, str, str], tuple[Any, Any]] = {}
@@ -123,6 +136,14 @@ class GatewayMetrics:
         self.retries.labels(model)
         self.hedges.labels(model)
 
+    def observe_call(self, worker: str, transport: str) -> None:
+        """One call to `worker` over `transport` (FORWARD_TRANSPORTS), or "shm_hop": one request
+        whose tensors went through shared memory."""
+        if transport == "shm_hop":
+            self.shm_hop_requests.labels(worker).inc()
+        else:
+            self.forward_calls.labels(worker, transport).inc()
+
     def observe_batch(self, worker: str, size: int, duration_s: float) -> None:
         """One coalesced forward call to `worker`."""
         self.forward_batch.labels(worker).observe(size)
@@ -146,6 +167,11 @@ class GatewayMetrics:
             for reason in EJECTION_REASONS:
                 with contextlib.suppress(KeyError):
                     self.ejections.remove(gone, reason)
+            for transport in FORWARD_TRANSPORTS:
+                with contextlib.suppress(KeyError):
+                    self.forward_calls.remove(gone, transport)
+            with contextlib.suppress(KeyError):
+                self.shm_hop_requests.remove(gone)
         for worker in workers:
             up = worker.serving and not worker.ejected
             self.worker_up.labels(worker.address).set(1 if up else 0)
@@ -155,6 +181,8 @@ class GatewayMetrics:
                 self.forward_duration.labels(worker.address)
                 for reason in EJECTION_REASONS:
                     self.ejections.labels(worker.address, reason)
+                for transport in FORWARD_TRANSPORTS:
+                    self.forward_calls.labels(worker.address, transport)
         self._known_workers = current
         self.workers.set(len(workers))
 

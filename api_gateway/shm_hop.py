@@ -104,7 +104,9 @@ class ShmHop:
         address: str,
         min_bytes: int,
         max_bytes: int,
+        on_hop: Callable[[], None] = lambda: None,
     ) -> None:
+        self._on_hop = on_hop  # one request sent through a slot (the metrics)
         self._register = register
         self._unregister = unregister
         self.address = address
@@ -135,6 +137,7 @@ class ShmHop:
             self.release(slot, reusable=True)
             return await submit(request, deadline, traceparent)
         answered = False
+        self._on_hop()
         try:
             outcome = await submit(hopped, deadline, traceparent)
             if outcome.ok:

@@ -13,7 +13,7 @@ import pytest
 from protos import codec
 from protos import grpc_service_pb2 as pb
 from protos import grpc_service_pb2_grpc as pb_grpc
-from tests.integration.gateway_helpers import seed_store, start_workers
+from tests.integration.gateway_helpers import metric_value, scrape, seed_store, start_workers
 from tests.support import procs
 from tests.support.gateway_procs import start_gateway
 
@@ -91,6 +91,13 @@ def test_big_tensors_take_the_hop_and_come_back_exact(cluster) -> None:
     hop_regions = {r for r in _regions(worker.address) if r.startswith(_HOP)}
     assert hop_regions, "the worker never saw a hop slot"
     assert not any(r.startswith(_HOP) for r in _regions(gateway.address))
+    hops = metric_value(
+        scrape(gateway.metrics_port),
+        "runnerfleet_gateway_shm_hop_requests_total",
+        worker=worker.address,
+    )
+    assert hops is not None
+    assert hops >= 36
 
 
 def test_small_tensors_and_a_disabled_hop_stay_on_grpc(cluster) -> None:

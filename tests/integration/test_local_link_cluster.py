@@ -11,7 +11,7 @@ import pytest
 
 from protos import codec, internal_pb2, internal_pb2_grpc
 from protos import grpc_service_pb2_grpc as pb_grpc
-from tests.integration.gateway_helpers import seed_store, start_workers
+from tests.integration.gateway_helpers import metric_value, scrape, seed_store, start_workers
 from tests.support import procs
 from tests.support.gateway_procs import start_gateway
 
@@ -73,6 +73,12 @@ def test_a_local_gateway_forwards_over_the_workers_socket(store) -> None:
             t.join(60)
         assert wrong == []
         assert _connections(path) == 2  # the first gateway's connection, not the second's
+        linked, plain = (scrape(g.metrics_port) for g in gateways)
+        name = "runnerfleet_gateway_forward_calls_total"
+        labels = {"worker": worker.address}
+        assert (metric_value(linked, name, **labels, transport="local_link") or 0) > 0
+        assert (metric_value(plain, name, **labels, transport="local_link") or 0) == 0
+        assert (metric_value(plain, name, **labels, transport="grpc") or 0) > 0
     finally:
         for g in gateways:
             procs.stop(g)
