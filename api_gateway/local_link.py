@@ -45,9 +45,6 @@ log = logging.getLogger(__name__)
 RETRY_AFTER_S = 5.0  # after a failed connect, forwards use gRPC this long before trying again
 _ID_MASK = 0xFFFFFFFF
 
-# (request bytes, timeout_s or 0 = none, traceparent or "")
-Item = tuple[bytes, float, str]
-
 
 class LocalLink:
     """One worker's Unix-socket connection and the requests waiting on it."""
@@ -87,29 +84,25 @@ class LocalLink:
         """Whether forwards should try this link (offered, and not failing to connect)."""
         return bool(self.path) and (self._conn is not None or time.monotonic() >= self._retry_at_s)
 
-    async def call_many(
-        self, items: list[Item], timeout_s: float | None
-    ) -> list[ForwardOutcome] | None:
-        """Each item's outcome, or None when the link cannot be opened (use gRPC)."""
+    async def call(
+        self, request: bytes, timeout_s: float | None, traceparent: str = ""
+    ) -> ForwardOutcome | None:
+        """The worker's answer to ``request``, or None when the link cannot be opened (gRPC)."""
         conn = self._conn or await self._connected()
         if conn is None:
             return None
-        futures = [conn.send(self._new_id(conn), *item) for item in items]
-        conn.flush()
+        rid, future = conn.send(self._new_id(conn), request, timeout_s or 0.0, traceparent)
         try:
-            done, _ = await asyncio.wait([f for _, f in futures], timeout=timeout_s)
+            done, _ = await asyncio.wait((future,), timeout=timeout_s)
         except asyncio.CancelledError:
-            conn.cancel([rid for rid, f in futures if not f.done()])
+            conn.cancel(rid)
             raise
-        conn.cancel([rid for rid, f in futures if f not in done])
-        return [
-            f.result()
-            if f in done
-            else ForwardOutcome(
-                ErrorCode.DEADLINE_EXCEEDED, b"", f"worker {self.address} did not answer in time"
-            )
-            for _, f in futures
-        ]
+        if done:
+            return future.result()
+        conn.cancel(rid)
+        return ForwardOutcome(
+            ErrorCode.DEADLINE_EXCEEDED, b"", f"worker {self.address} did not answer in time"
+        )
 
     def close(self, why: str = "closed") -> None:
         """Drop the connection; requests on it fail as broken calls."""
@@ -161,7 +154,7 @@ class LocalLink:
 
 
 class _LinkProtocol(asyncio.Protocol):
-    """The connection: frames out (written once per call), answers in, parsed as they come."""
+    """The connection: a frame out per request, answers in, parsed as they come."""
 
     def __init__(
         self, address: str, max_bytes: int, on_lost: Callable[[_LinkProtocol], None]
@@ -171,7 +164,6 @@ class _LinkProtocol(asyncio.Protocol):
         self._on_lost = on_lost
         self._transport: asyncio.Transport | None = None
         self._buffer = bytearray()
-        self._out: list[bytes] = []
         self.pending: dict[int, asyncio.Future[ForwardOutcome]] = {}
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -180,24 +172,21 @@ class _LinkProtocol(asyncio.Protocol):
     def send(
         self, rid: int, request: bytes, timeout_s: float, traceparent: str
     ) -> tuple[int, asyncio.Future[ForwardOutcome]]:
+        """Write one request frame; its id and the future its answer resolves."""
         future: asyncio.Future[ForwardOutcome] = asyncio.get_running_loop().create_future()
         if self._transport is None or self._transport.is_closing():
             future.set_result(self._broken("the connection is closed"))
             return rid, future
         self.pending[rid] = future
-        self._out.append(request_frame(rid, request, timeout_s, traceparent))
+        self._transport.write(request_frame(rid, request, timeout_s, traceparent))
         return rid, future
 
-    def flush(self) -> None:
-        out, self._out = self._out, []
-        if out and self._transport is not None and not self._transport.is_closing():
-            self._transport.write(out[0] if len(out) == 1 else b"".join(out))
-
-    def cancel(self, rids: list[int]) -> None:
-        for rid in rids:
-            self.pending.pop(rid, None)
-        if rids and self._transport is not None and not self._transport.is_closing():
-            self._transport.write(b"".join(cancel_frame(rid) for rid in rids))
+    def cancel(self, rid: int) -> None:
+        """Stop waiting for ``rid`` and tell the worker to stop working on it."""
+        if self.pending.pop(rid, None) is None:
+            return
+        if self._transport is not None and not self._transport.is_closing():
+            self._transport.write(cancel_frame(rid))
 
     def data_received(self, data: bytes) -> None:
         self._buffer += data

@@ -322,12 +322,10 @@ class Worker:
     ) -> ForwardOutcome:
         """One request as a plain ModelInfer call: no wrapping, so no copies of big tensors."""
         if self.link is not None and self.link.usable:
-            outcomes = await self.link.call_many(
-                [(request, timeout_s, traceparent)], timeout_s or None
-            )
-            if outcomes is not None:
+            outcome = await self.link.call(request, timeout_s or None, traceparent)
+            if outcome is not None:
                 self._on_call(self.address, "local_link")
-                return outcomes[0]
+                return outcome
         self._on_call(self.address, "grpc")
         metadata = self.inference_metadata
         if traceparent:

@@ -47,7 +47,7 @@ from api_gateway.coalescer import ForwardOutcome
 from protos import codec
 from protos import grpc_service_pb2 as pb
 from protos.errors import ErrorCode, Internal, RunnerFleetError
-from protos.pid import pid_alive
+from protos.pid import remove_files_of_dead_processes
 from protos.shm import SHM_DIR
 from protos.wire import append_repeated_bytes, split_repeated_bytes
 
@@ -264,17 +264,12 @@ def _create_object(key: str, size: int) -> mmap.mmap:
 
 def remove_stale_objects() -> int:
     """Unlink hop objects left by gateway processes that no longer exist; how many."""
-    removed = 0
-    with contextlib.suppress(OSError):
-        for name in os.listdir(SHM_DIR):
-            match = _STALE.match(name)
-            if match is None or pid_alive(int(match.group(1))):
-                continue
-            with contextlib.suppress(OSError):
-                if os.stat(os.path.join(SHM_DIR, name)).st_uid == os.getuid():
-                    os.unlink(os.path.join(SHM_DIR, name))
-                    removed += 1
-    return removed
+    return remove_files_of_dead_processes(SHM_DIR, _owner_pid)
+
+
+def _owner_pid(name: str) -> int | None:
+    match = _STALE.match(name)
+    return int(match.group(1)) if match else None
 
 
 def hop_request(request: bytes, slot: Slot) -> bytes | None:

@@ -685,9 +685,16 @@ def _encode_to_shm(
             f"{SHM_BYTE_SIZE}={byte_size}"
         )
     shm.get(name, what=what).write(offset, data, what=what)
-    tensor = InferOutputTensor(name=requested.name, datatype=datatype, shape=shape)
-    tensor.parameters[SHM_REGION].string_param = name
-    tensor.parameters[SHM_BYTE_SIZE].int64_param = len(data)
+    return _shm_output(requested.name, datatype, shape, name, len(data), offset)
+
+
+def _shm_output(
+    name: str, datatype: str, shape: Sequence[int], region: str, byte_size: int, offset: int
+) -> Any:
+    """An output tensor that names where in ``region`` its bytes were written."""
+    tensor = InferOutputTensor(name=name, datatype=datatype, shape=shape)
+    tensor.parameters[SHM_REGION].string_param = region
+    tensor.parameters[SHM_BYTE_SIZE].int64_param = byte_size
     if offset:
         tensor.parameters[SHM_OFFSET].int64_param = offset
     return tensor
@@ -720,10 +727,7 @@ class _HopPlacer:
         if self._cursor + size > self._region.byte_size:
             return None
         self._region.write(self._cursor, data, what=what)
-        tensor = InferOutputTensor(name=name, datatype=datatype, shape=shape)
-        tensor.parameters[SHM_REGION].string_param = self._name
-        tensor.parameters[SHM_BYTE_SIZE].int64_param = size
-        tensor.parameters[SHM_OFFSET].int64_param = self._cursor
+        tensor = _shm_output(name, datatype, shape, self._name, size, self._cursor)
         self._cursor = hop_align(self._cursor + size)
         return tensor
 

@@ -33,7 +33,7 @@ from protos.local_link import (
     socket_name,
     socket_pid,
 )
-from protos.pid import pid_alive
+from protos.pid import remove_files_of_dead_processes
 from protos.status import status_number
 from runner_worker.inference import InferencePlane
 
@@ -57,7 +57,7 @@ class LocalServer:
         directory = socket_dir()
         if directory is None:
             return ""
-        _remove_stale(directory)
+        remove_files_of_dead_processes(directory, socket_pid)  # left by killed workers
         path = os.path.join(directory, socket_name(os.getpid(), secrets.token_hex(4)))
         loop = asyncio.get_running_loop()
         try:
@@ -161,13 +161,3 @@ class _Connection(asyncio.Protocol):
 def _forget(running: dict[int, asyncio.Task[None]], rid: int, task: asyncio.Task[None]) -> None:
     if running.get(rid) is task:
         del running[rid]
-
-
-def _remove_stale(directory: str) -> None:
-    with contextlib.suppress(OSError):
-        for name in os.listdir(directory):
-            pid = socket_pid(name)
-            if pid is None or pid_alive(pid):
-                continue
-            with contextlib.suppress(OSError):
-                os.unlink(os.path.join(directory, name))

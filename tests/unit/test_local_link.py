@@ -56,10 +56,7 @@ def test_many_requests_in_flight_answer_each_its_own() -> None:
         plane = FakePlane()
         server, link = await _pair(plane)
         items = [(b"slow" + bytes([i]), 5.0, f"00-{i:032x}-{i:016x}-01") for i in range(40)]
-        results = await asyncio.gather(
-            link.call_many(items[:20], 5.0), *(link.call_many([it], 5.0) for it in items[20:])
-        )
-        outcomes = [*results[0], *(r[0] for r in results[1:])]
+        outcomes = await asyncio.gather(*(link.call(data, 5.0, tp) for data, _, tp in items))
         assert [o.payload for o in outcomes] == [b"answer:" + it[0] for it in items]
         assert all(o.ok for o in outcomes)
         by_data = {d: (dl, tp) for d, dl, tp in plane.seen}
@@ -78,7 +75,9 @@ def test_many_requests_in_flight_answer_each_its_own() -> None:
 def test_worker_errors_come_back_with_their_code_and_are_not_transport_failures() -> None:
     async def main() -> None:
         server, link = await _pair(FakePlane())
-        bad, busy = await link.call_many([(b"bad", 0.0, ""), (b"busy", 0.0, "")], 5.0) or []
+        bad, busy = await asyncio.gather(link.call(b"bad", 5.0), link.call(b"busy", 5.0))
+        assert bad is not None
+        assert busy is not None
         assert bad.code is ErrorCode.INVALID_ARGUMENT
         assert not bad.transport
         assert "valid ModelInferRequest" in bad.message
@@ -94,7 +93,8 @@ def test_a_request_past_its_timeout_is_cancelled_at_the_worker() -> None:
     async def main() -> None:
         plane = FakePlane()
         server, link = await _pair(plane)
-        (late,) = await link.call_many([(b"hang", 0.05, "")], 0.05) or []
+        late = await link.call(b"hang", 0.05)
+        assert late is not None
         assert late.code is ErrorCode.DEADLINE_EXCEEDED
         assert not late.transport
         for _ in range(100):
@@ -102,7 +102,8 @@ def test_a_request_past_its_timeout_is_cancelled_at_the_worker() -> None:
                 break
             await asyncio.sleep(0.01)
         assert plane.cancelled == 1
-        (ok,) = await link.call_many([(b"fine", 0.0, "")], 5.0) or []
+        ok = await link.call(b"fine", 5.0)
+        assert ok is not None
         assert ok.payload == b"answer:fine"  # the connection carries on
         link.close()
         await server.stop()
@@ -114,7 +115,7 @@ def test_a_caller_that_cancels_cancels_the_worker_task() -> None:
     async def main() -> None:
         plane = FakePlane()
         server, link = await _pair(plane)
-        task = asyncio.create_task(link.call_many([(b"hang", 0.0, "")], None))
+        task = asyncio.create_task(link.call(b"hang", None))
         await asyncio.sleep(0.05)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
@@ -134,7 +135,7 @@ def test_a_worker_that_goes_away_fails_its_requests_as_broken_calls() -> None:
     async def main() -> None:
         plane = FakePlane()
         server, link = await _pair(plane)
-        task = asyncio.create_task(link.call_many([(b"hang", 0.0, ""), (b"hang", 0.0, "")], 10))
+        task = asyncio.gather(link.call(b"hang", 10), link.call(b"hang", 10))
         await asyncio.sleep(0.05)
         await server.stop()  # the worker process ends
         outcomes = await asyncio.wait_for(task, 5)
@@ -142,7 +143,8 @@ def test_a_worker_that_goes_away_fails_its_requests_as_broken_calls() -> None:
         # its replacement offers another socket: the link follows
         server2 = LocalServer(plane, 1 << 20)  # type: ignore[arg-type]
         link.offer(await server2.start())
-        (ok,) = await link.call_many([(b"again", 0.0, "")], 5.0) or []
+        ok = await link.call(b"again", 5.0)
+        assert ok is not None
         assert ok.payload == b"answer:again"
         link.close()
         await server2.stop()
@@ -155,7 +157,7 @@ def test_an_unreachable_socket_means_grpc_for_a_while() -> None:
         link = LocalLink("worker:1", 1 << 20)
         link.offer(os.path.join(socket_dir() or "/nonexistent", "worker-1-00000000.sock"))
         assert link.usable
-        assert await link.call_many([(b"x", 0.0, "")], 1.0) is None
+        assert await link.call(b"x", 1.0) is None
         assert not link.usable  # retried after RETRY_AFTER_S
         link.offer("")
         assert not link.usable
